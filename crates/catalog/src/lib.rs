@@ -1,0 +1,2 @@
+//! Pure catalogue rules: DUELL product to desired WooCommerce product
+#![forbid(unsafe_code)]

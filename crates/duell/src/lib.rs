@@ -1,0 +1,2 @@
+//! DUELL (Kasseservice) REST API client
+#![forbid(unsafe_code)]

@@ -1,0 +1,2 @@
+//! Pure order rules: eligibility, line mapping, status machine
+#![forbid(unsafe_code)]

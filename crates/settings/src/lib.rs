@@ -1,0 +1,2 @@
+//! Per-store settings (SPEC §4): loading, secrets and validation
+#![forbid(unsafe_code)]

@@ -1,0 +1,2 @@
+//! sled behind a small API: processed-event ledger, typed trees, checkpoints
+#![forbid(unsafe_code)]

@@ -1,0 +1,2 @@
+//! A WooCommerce 7.9 simulator for tests and the demo
+#![forbid(unsafe_code)]

@@ -1,0 +1,2 @@
+//! WooCommerce REST API client
+#![forbid(unsafe_code)]

@@ -1,0 +1,2 @@
+//! The catalog-publisher service
+#![forbid(unsafe_code)]

@@ -1,0 +1,2 @@
+//! The change-poller service
+#![forbid(unsafe_code)]

@@ -1,0 +1,2 @@
+//! The order-importer service
+#![forbid(unsafe_code)]

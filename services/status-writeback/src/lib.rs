@@ -1,0 +1,2 @@
+//! The status-writeback service
+#![forbid(unsafe_code)]

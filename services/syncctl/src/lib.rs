@@ -1,0 +1,2 @@
+//! The syncctl service
+#![forbid(unsafe_code)]

@@ -1,0 +1,2 @@
+//! The webhook-ingest service
+#![forbid(unsafe_code)]
