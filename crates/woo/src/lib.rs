@@ -1,2 +1,46 @@
-//! WooCommerce REST API client
+//! WooCommerce REST API client (wc/v3 and wc/v2) for the sync engine.
+//!
+//! * [`WooClient`] talks to one store: authentication chosen from the URL scheme (HTTP Basic
+//!   over https, OAuth 1.0a one-legged over http, exactly as WooCommerce verifies it), a
+//!   timeout on every attempt, retries with backoff and jitter for transient failures, no
+//!   redirects, and WooCommerce's `{code, message, data}` errors parsed into [`Error`].
+//! * Writes state their retry safety ([`Idempotency`]): a create is never re-sent blindly
+//!   after a timeout; the caller gets [`Error::OutcomeUnknown`] and reconciles by SKU.
+//! * Models ([`Product`], [`Order`], [`Webhook`]) tolerate WooCommerce's type oddities and
+//!   keep money in [`rust_decimal::Decimal`], sent as strings.
+//! * [`webhook_signature`] signs and verifies `X-WC-Webhook-Signature`; [`oauth`] is the
+//!   signing core, shared with the simulator.
+//!
+//! Every request runs in a `woo.request` tracing span with `endpoint`, `status`, `attempts`
+//! and `duration_ms` fields, the hook for metrics.
 #![forbid(unsafe_code)]
+
+mod client;
+pub mod de;
+mod error;
+pub mod oauth;
+mod orders;
+mod products;
+mod settings;
+pub mod webhook_signature;
+mod webhooks;
+
+pub use client::{
+    ApiVersion, AuthMode, ClientConfig, Idempotency, OAuthPlacement, RetryPolicy, WooClient,
+    WooRequest, WooResponse,
+};
+pub use error::{ApiError, Error, ErrorKind, Result};
+pub use oauth::SignatureMethod;
+pub use orders::{
+    Address, CouponLine, FeeLine, LineItem, NewFeeLine, NewLineItem, NewOrder, NewShippingLine,
+    Order, OrderNote, OrderQuery, Refund, ShippingLine,
+};
+pub use products::{
+    format_gmt_cursor, Attribute, AttributeWrite, Batch, BatchItem, BatchResult, Category,
+    CategoryCreated, CategoryQuery, Clearable, IdRef, Image, ImageWrite, ManageStock, MetaData,
+    MetaWrite, OrderBy, Page, Product, ProductQuery, ProductScan, ProductWrite, SortOrder,
+    StockStatus, TermRef, BATCH_LIMIT, MAX_PER_PAGE,
+};
+pub use reqwest::Method;
+pub use settings::Setting;
+pub use webhooks::{NewWebhook, Webhook, WebhookUpdate};

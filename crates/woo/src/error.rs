@@ -1,0 +1,241 @@
+//! The one error type of this crate, classified by what the caller should do next.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// What a caller should do about an [`Error`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Temporary: retry later (5xx, 429, timeouts of safe requests, connection failures).
+    Transient,
+    /// The request itself is wrong for this store (validation, duplicate SKU, unknown id):
+    /// retrying the same request will fail again; report it and move on.
+    Permanent,
+    /// The connection settings are wrong (credentials, URL, redirects, permalinks, a plugin
+    /// printing HTML): an operator has to fix the configuration.
+    Configuration,
+    /// A non-idempotent write may or may not have been applied (timeout or server error
+    /// during a create). Reconcile (e.g. look products up by SKU) before writing again.
+    OutcomeUnknown,
+}
+
+/// A WooCommerce error envelope `{code, message, data: {status, ...}}`.
+///
+/// Branch on `code` and `status`, never on `message`: messages are translated into the
+/// store's language.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+pub struct ApiError {
+    /// Machine-readable code, e.g. `product_invalid_sku`.
+    pub code: String,
+    /// Human-readable, translated text. For logs only.
+    #[serde(default)]
+    pub message: String,
+    /// `data` as sent, including `status` and extras such as `resource_id`.
+    #[serde(default)]
+    pub data: serde_json::Value,
+}
+
+impl ApiError {
+    /// `data.status`, the HTTP status WooCommerce attached to the error.
+    pub fn status(&self) -> Option<u16> {
+        self.data
+            .get("status")
+            .and_then(|s| s.as_u64())
+            .and_then(|s| u16::try_from(s).ok())
+    }
+
+    /// `data.resource_id`: the owner of a duplicate SKU (`product_invalid_sku`) or the
+    /// existing term (`term_exists`).
+    pub fn resource_id(&self) -> Option<u64> {
+        self.data.get("resource_id").and_then(json_u64)
+    }
+
+    /// `data.unique_sku`: WooCommerce's suggestion for a free SKU.
+    pub fn unique_sku(&self) -> Option<&str> {
+        self.data.get("unique_sku").and_then(|v| v.as_str())
+    }
+}
+
+pub(crate) fn json_u64(v: &serde_json::Value) -> Option<u64> {
+    match v {
+        serde_json::Value::Number(n) => n.as_u64(),
+        serde_json::Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// Errors of the WooCommerce client.
+///
+/// No variant ever carries the consumer secret, a webhook secret, a signature or a URL with
+/// query-string credentials.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// WooCommerce answered with its JSON error envelope.
+    #[error("woocommerce {endpoint} failed with http {status}: {}", .error.code)]
+    Api {
+        /// `METHOD path` of the request.
+        endpoint: String,
+        /// HTTP status of the response.
+        status: u16,
+        /// The parsed envelope.
+        error: ApiError,
+        /// `Retry-After`, when the server sent one.
+        retry_after: Option<Duration>,
+    },
+    /// An HTTP error status without a WooCommerce JSON body (proxy, WAF, rate limiter).
+    #[error("woocommerce {endpoint} failed with http {status} and no error body")]
+    Http {
+        /// `METHOD path` of the request.
+        endpoint: String,
+        /// HTTP status.
+        status: u16,
+        /// `Retry-After`, when present.
+        retry_after: Option<Duration>,
+    },
+    /// The body is not JSON: an HTML error page, PHP warnings before the JSON, a login page.
+    #[error("woocommerce {endpoint} answered http {status} with a non-json body ({content_type}): {snippet:?}")]
+    NotJson {
+        /// `METHOD path` of the request.
+        endpoint: String,
+        /// HTTP status.
+        status: u16,
+        /// The `Content-Type` header.
+        content_type: String,
+        /// The first characters of the body, for the operator.
+        snippet: String,
+    },
+    /// The store redirected; redirects are never followed (a redirected POST silently turns
+    /// into a GET on most clients). Fix the configured URL.
+    #[error("woocommerce {endpoint} redirected with http {status} to {location:?}; configure the final store url")]
+    Redirect {
+        /// `METHOD path` of the request.
+        endpoint: String,
+        /// The 3xx status.
+        status: u16,
+        /// The `Location` header.
+        location: Option<String>,
+    },
+    /// The request timed out; safe to retry later for idempotent requests.
+    #[error("woocommerce {endpoint} timed out")]
+    Timeout {
+        /// `METHOD path` of the request.
+        endpoint: String,
+    },
+    /// The connection failed or broke.
+    #[error("woocommerce {endpoint} transport error: {source}")]
+    Transport {
+        /// `METHOD path` of the request.
+        endpoint: String,
+        /// The underlying error, with its URL removed.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// A non-idempotent write failed in a way that leaves its outcome unknown. Reconcile
+    /// (e.g. look the SKUs up) before sending it again.
+    #[error("outcome of woocommerce {endpoint} is unknown; reconcile before retrying: {cause}")]
+    OutcomeUnknown {
+        /// `METHOD path` of the request.
+        endpoint: String,
+        /// What happened (timeout, 5xx, broken connection).
+        cause: Box<Error>,
+    },
+    /// More than 100 items in one batch; refused client-side before sending.
+    #[error("batch of {0} items exceeds woocommerce's limit of 100")]
+    BatchTooLarge(usize),
+    /// The response was JSON but not of the expected shape.
+    #[error("could not decode woocommerce {endpoint} response: {source}")]
+    Decode {
+        /// `METHOD path` of the request.
+        endpoint: String,
+        /// The decoding error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The client configuration is invalid (bad URL, unreadable CA certificate...).
+    #[error("invalid woocommerce client configuration: {0}")]
+    Config(String),
+    /// The request was refused client-side because WooCommerce would reject or misread it
+    /// (e.g. `per_page` outside 1..=100, several statuses on v2).
+    #[error("invalid woocommerce request: {0}")]
+    InvalidRequest(String),
+}
+
+impl Error {
+    /// What the caller should do about this error.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Api { status, error, .. } => classify_status(*status, Some(&error.code)),
+            Error::Http { status, .. } => classify_status(*status, None),
+            Error::NotJson { status, .. } => {
+                if *status >= 500 || *status == 429 {
+                    ErrorKind::Transient
+                } else {
+                    ErrorKind::Configuration
+                }
+            }
+            Error::Redirect { .. } | Error::Config(_) => ErrorKind::Configuration,
+            Error::Timeout { .. } | Error::Transport { .. } => ErrorKind::Transient,
+            Error::OutcomeUnknown { .. } => ErrorKind::OutcomeUnknown,
+            Error::BatchTooLarge(_) | Error::Decode { .. } | Error::InvalidRequest(_) => {
+                ErrorKind::Permanent
+            }
+        }
+    }
+
+    /// True when retrying later is reasonable.
+    pub fn is_transient(&self) -> bool {
+        self.kind() == ErrorKind::Transient
+    }
+
+    /// The WooCommerce error code, when the store sent one.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            Error::Api { error, .. } => Some(&error.code),
+            Error::OutcomeUnknown { cause, .. } => cause.code(),
+            _ => None,
+        }
+    }
+
+    /// The HTTP status, when there was a response.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Error::Api { status, .. }
+            | Error::Http { status, .. }
+            | Error::NotJson { status, .. }
+            | Error::Redirect { status, .. } => Some(*status),
+            Error::OutcomeUnknown { cause, .. } => cause.status(),
+            _ => None,
+        }
+    }
+
+    /// The parsed WooCommerce envelope, when there is one.
+    pub fn api_error(&self) -> Option<&ApiError> {
+        match self {
+            Error::Api { error, .. } => Some(error),
+            Error::OutcomeUnknown { cause, .. } => cause.api_error(),
+            _ => None,
+        }
+    }
+
+    /// The server's `Retry-After`, when it sent one.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Error::Api { retry_after, .. } | Error::Http { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+}
+
+fn classify_status(status: u16, code: Option<&str>) -> ErrorKind {
+    match status {
+        408 | 425 | 429 => ErrorKind::Transient,
+        s if s >= 500 => ErrorKind::Transient,
+        401 | 403 => ErrorKind::Configuration,
+        404 if code == Some("rest_no_route") || code.is_none() => ErrorKind::Configuration,
+        _ => ErrorKind::Permanent,
+    }
+}
+
+/// Result alias of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
