@@ -1,2 +1,420 @@
-//! Our API over NATS JetStream: streams, confirmed publish, consume loop, dead letters, trace headers
+//! Our API over NATS JetStream. No service imports async-nats directly: they use this crate.
+//!
+//! - [`Bus::connect`] connects (reconnecting forever afterwards) and [`Bus::ensure_streams`]
+//!   declares the streams of `duellsync_events::ALL_STREAMS` idempotently.
+//! - [`Bus::publish`] sends an event with `Nats-Msg-Id` = its event id and the current W3C trace
+//!   context in the headers, and returns only once JetStream has stored it (or dropped it as a
+//!   duplicate), retrying through broker restarts up to a deadline.
+//! - [`Bus::consumer`] declares a durable pull consumer; [`Consumer::deliveries`] yields
+//!   messages, surviving broker restarts; [`Consumer::run`] is the common sequential loop:
+//!   handle, then ack; nak with backoff on retryable errors; dead-letter on permanent errors or
+//!   after too many deliveries.
+//!
+//! Acks are the last step: a handler commits its state first (see `duellsync-store`), then the
+//! message is acked. A crash in between causes a redelivery, which the handler's ledger absorbs.
 #![forbid(unsafe_code)]
+
+mod consume;
+mod read;
+mod trace;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream;
+use async_nats::HeaderMap;
+use bytes::Bytes;
+use duellsync_events::{headers, Event, StreamSpec, ALL_STREAMS};
+use futures::StreamExt;
+
+pub use consume::{Consumer, ConsumerSpec, Delivery, HandleError};
+pub use read::StoredMessage;
+
+/// Errors from the bus. `Unavailable` means "the broker could not be reached in time; try again
+/// later"; the others are configuration or programming errors.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot connect to NATS at {url}: {reason}")]
+    Connect { url: String, reason: String },
+    #[error("NATS JetStream unavailable: {0}")]
+    Unavailable(String),
+    #[error("stream {stream}: {reason}")]
+    Stream { stream: String, reason: String },
+    #[error("consumer {consumer}: {reason}")]
+    Consumer { consumer: String, reason: String },
+    #[error("publish to {subject} rejected: {reason}")]
+    Rejected { subject: String, reason: String },
+    #[error("event has no meta or no event id")]
+    MissingEventId,
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// How to reach NATS.
+#[derive(Debug, Clone)]
+pub struct BusOptions {
+    pub url: String,
+    /// Client name shown by the NATS server (service name).
+    pub name: String,
+    /// Stream replicas: 1 for a single server, 3 in a production cluster.
+    pub replicas: usize,
+    /// How long a publish keeps retrying while the broker is unreachable before it gives up.
+    pub publish_deadline: Duration,
+    /// How long `connect` waits for the first connection.
+    pub connect_timeout: Duration,
+}
+
+impl BusOptions {
+    pub fn new(url: impl Into<String>, name: impl Into<String>) -> Self {
+        BusOptions {
+            url: url.into(),
+            name: name.into(),
+            replicas: 1,
+            publish_deadline: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Acknowledgement of a stored message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Published {
+    pub stream: String,
+    pub sequence: u64,
+    /// JetStream already had a message with this id within the duplicate window.
+    pub duplicate: bool,
+}
+
+/// A connection to NATS JetStream. Cheap to clone.
+#[derive(Clone)]
+pub struct Bus {
+    client: async_nats::Client,
+    js: jetstream::Context,
+    options: Arc<BusOptions>,
+    connected: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for Bus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bus")
+            .field("url", &self.options.url)
+            .field("name", &self.options.name)
+            .finish()
+    }
+}
+
+impl Bus {
+    /// Connects to NATS. Waits up to `connect_timeout` for the first connection; afterwards the
+    /// client reconnects on its own, forever.
+    pub async fn connect(options: BusOptions) -> Result<Bus> {
+        let connected = Arc::new(AtomicBool::new(false));
+        let flag = connected.clone();
+        let name = options.name.clone();
+        let connect = async_nats::ConnectOptions::new()
+            .name(&options.name)
+            .retry_on_initial_connect()
+            .max_reconnects(None)
+            .connection_timeout(Duration::from_secs(5))
+            .request_timeout(Some(Duration::from_secs(5)))
+            .event_callback(move |event| {
+                let flag = flag.clone();
+                let name = name.clone();
+                async move {
+                    match event {
+                        async_nats::Event::Connected => {
+                            flag.store(true, Ordering::SeqCst);
+                            tracing::info!(client = %name, "nats connected");
+                        }
+                        async_nats::Event::Disconnected => {
+                            flag.store(false, Ordering::SeqCst);
+                            tracing::warn!(client = %name, "nats disconnected; reconnecting");
+                        }
+                        other => tracing::debug!(client = %name, event = %other, "nats event"),
+                    }
+                }
+            })
+            .connect(options.url.as_str());
+        let client = tokio::time::timeout(options.connect_timeout, connect)
+            .await
+            .map_err(|_| Error::Connect {
+                url: options.url.clone(),
+                reason: format!("no connection within {:?}", options.connect_timeout),
+            })?
+            .map_err(|e| Error::Connect {
+                url: options.url.clone(),
+                reason: e.to_string(),
+            })?;
+        // With retry_on_initial_connect the future resolves before the first connection; wait
+        // for it so that callers fail fast when the broker is really not there.
+        let deadline = tokio::time::Instant::now() + options.connect_timeout;
+        while client.connection_state() != async_nats::connection::State::Connected {
+            if tokio::time::Instant::now() > deadline {
+                return Err(Error::Connect {
+                    url: options.url.clone(),
+                    reason: format!("no connection within {:?}", options.connect_timeout),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        connected.store(true, Ordering::SeqCst);
+        let js = jetstream::new(client.clone());
+        Ok(Bus {
+            client,
+            js,
+            options: Arc::new(options),
+            connected,
+        })
+    }
+
+    /// Whether the client is connected right now (readiness).
+    pub fn is_connected(&self) -> bool {
+        self.connected.load(Ordering::SeqCst)
+            && self.client.connection_state() == async_nats::connection::State::Connected
+    }
+
+    pub fn options(&self) -> &BusOptions {
+        &self.options
+    }
+
+    /// Creates or updates every stream of the engine. Safe to call from every service at
+    /// start-up, concurrently.
+    pub async fn ensure_streams(&self) -> Result<()> {
+        for spec in ALL_STREAMS.iter() {
+            self.ensure_stream(spec).await?;
+        }
+        Ok(())
+    }
+
+    pub async fn ensure_stream(&self, spec: &StreamSpec) -> Result<()> {
+        let config = jetstream::stream::Config {
+            name: spec.name.to_owned(),
+            subjects: spec.subjects.iter().map(|s| (*s).to_owned()).collect(),
+            max_age: spec.max_age,
+            duplicate_window: spec.duplicate_window,
+            storage: jetstream::stream::StorageType::File,
+            num_replicas: self.options.replicas,
+            retention: jetstream::stream::RetentionPolicy::Limits,
+            discard: jetstream::stream::DiscardPolicy::Old,
+            ..Default::default()
+        };
+        let mut last = String::new();
+        // Two services starting at once may race on creation; the loser just updates.
+        for _ in 0..5 {
+            match self.js.create_or_update_stream(config.clone()).await {
+                Ok(_) => return Ok(()),
+                Err(e) => {
+                    last = e.to_string();
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+        Err(Error::Stream {
+            stream: spec.name.to_owned(),
+            reason: last,
+        })
+    }
+
+    /// Whether every stream exists (readiness).
+    pub async fn streams_present(&self) -> bool {
+        for spec in ALL_STREAMS.iter() {
+            if self.js.get_stream_no_info(spec.name).await.is_err() {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Publishes an event and waits for JetStream to store it.
+    pub async fn publish<E: Event>(&self, event: &E) -> Result<Published> {
+        let meta = event.meta().ok_or(Error::MissingEventId)?;
+        if meta.event_id.is_empty() {
+            return Err(Error::MissingEventId);
+        }
+        let subject = E::subject(&meta.store);
+        let mut h = HeaderMap::new();
+        h.insert(headers::EVENT_TYPE, E::NAME);
+        self.publish_raw(
+            &subject,
+            &meta.event_id,
+            h,
+            Bytes::from(event.encode_to_vec()),
+        )
+        .await
+    }
+
+    /// Publishes many events, keeping up to `in_flight` unacknowledged at once, and returns when
+    /// all are stored. Order of storage follows the order of `events`.
+    pub async fn publish_all<E: Event>(&self, events: &[E], in_flight: usize) -> Result<usize> {
+        let mut pending = futures::stream::iter(events.iter().map(|e| self.publish(e)))
+            .buffered(in_flight.max(1));
+        let mut n = 0;
+        while let Some(r) = pending.next().await {
+            r?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Publishes raw bytes with our headers (`msg_id` becomes `Nats-Msg-Id`; the current trace
+    /// context is added) and waits for the ack, retrying while the broker is unreachable.
+    pub async fn publish_raw(
+        &self,
+        subject: &str,
+        msg_id: &str,
+        mut h: HeaderMap,
+        payload: Bytes,
+    ) -> Result<Published> {
+        h.insert(headers::MSG_ID, msg_id);
+        trace::inject(&mut h);
+        let deadline = tokio::time::Instant::now() + self.options.publish_deadline;
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            let attempt = async {
+                let ack_future = self
+                    .js
+                    .publish_with_headers(subject.to_owned(), h.clone(), payload.clone())
+                    .await
+                    .map_err(|e| (e.kind().to_string(), e.to_string()))?;
+                ack_future
+                    .await
+                    .map_err(|e| (format!("{:?}", e.kind()), e.to_string()))
+            };
+            match attempt.await {
+                Ok(ack) => {
+                    metrics::counter!("duellsync_bus_published_total", "stream" => ack.stream.clone())
+                        .increment(1);
+                    return Ok(Published {
+                        stream: ack.stream,
+                        sequence: ack.sequence,
+                        duplicate: ack.duplicate,
+                    });
+                }
+                Err((kind, reason)) => {
+                    // "no responders" means no stream takes the subject: not a transient fault.
+                    if kind.contains("NoResponders") && self.is_connected() {
+                        return Err(Error::Rejected {
+                            subject: subject.to_owned(),
+                            reason,
+                        });
+                    }
+                    if tokio::time::Instant::now() + backoff > deadline {
+                        return Err(Error::Unavailable(format!(
+                            "publish to {subject} not confirmed: {reason}"
+                        )));
+                    }
+                    tracing::warn!(subject, error = %reason, "publish not confirmed; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                }
+            }
+        }
+    }
+
+    /// Declares (or updates) a durable pull consumer and returns a handle to it.
+    pub async fn consumer(&self, spec: ConsumerSpec) -> Result<Consumer> {
+        Consumer::ensure(self.clone(), spec).await
+    }
+
+    /// Number of messages a durable consumer has not yet acknowledged (pending + in flight).
+    pub async fn consumer_lag(&self, stream: &str, durable: &str) -> Result<u64> {
+        let mut consumer: jetstream::consumer::PullConsumer = self
+            .js
+            .get_consumer_from_stream(durable, stream)
+            .await
+            .map_err(|e| Error::Consumer {
+                consumer: durable.to_owned(),
+                reason: e.to_string(),
+            })?;
+        let info = consumer.info().await.map_err(|e| Error::Consumer {
+            consumer: durable.to_owned(),
+            reason: e.to_string(),
+        })?;
+        Ok(info.num_pending + info.num_ack_pending as u64)
+    }
+
+    /// Names of the durable consumers on a stream.
+    pub async fn consumer_names(&self, stream: &str) -> Result<Vec<String>> {
+        let s = self.stream(stream).await?;
+        let mut names = s.consumer_names();
+        let mut out = Vec::new();
+        while let Some(n) = names.next().await {
+            out.push(n.map_err(|e| Error::Stream {
+                stream: stream.to_owned(),
+                reason: e.to_string(),
+            })?);
+        }
+        Ok(out)
+    }
+
+    /// Deletes a durable consumer (state rebuild, moving a store to another shard).
+    pub async fn delete_consumer(&self, stream: &str, durable: &str) -> Result<bool> {
+        let s = self.stream(stream).await?;
+        match s.delete_consumer(durable).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.to_string().contains("not found") => Ok(false),
+            Err(e) => Err(Error::Consumer {
+                consumer: durable.to_owned(),
+                reason: e.to_string(),
+            }),
+        }
+    }
+
+    /// Messages in a stream (last sequence) and bytes, for status and metrics.
+    pub async fn stream_state(&self, stream: &str) -> Result<(u64, u64)> {
+        let mut s = self.stream(stream).await?;
+        let info = s.info().await.map_err(|e| Error::Stream {
+            stream: stream.to_owned(),
+            reason: e.to_string(),
+        })?;
+        Ok((info.state.messages, info.state.last_sequence))
+    }
+
+    /// Removes one message from a stream (a handled dead letter).
+    pub async fn delete_message(&self, stream: &str, sequence: u64) -> Result<bool> {
+        let s = self.stream(stream).await?;
+        s.delete_message(sequence).await.map_err(|e| Error::Stream {
+            stream: stream.to_owned(),
+            reason: e.to_string(),
+        })
+    }
+
+    async fn stream(&self, name: &str) -> Result<jetstream::stream::Stream> {
+        self.js.get_stream(name).await.map_err(|e| Error::Stream {
+            stream: name.to_owned(),
+            reason: e.to_string(),
+        })
+    }
+
+    pub(crate) fn jetstream(&self) -> &jetstream::Context {
+        &self.js
+    }
+
+    /// Flushes buffered client writes (shutdown).
+    pub async fn flush(&self) {
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.client.flush()).await;
+    }
+}
+
+/// Backoff for the n-th delivery (1-based): 1 s, 2 s, 4 s ... capped, with ±20 % jitter.
+pub fn redelivery_backoff(delivered: u64, cap: Duration) -> Duration {
+    let exp = delivered.saturating_sub(1).min(16) as u32;
+    let base = Duration::from_millis(1000u64.saturating_mul(1u64 << exp)).min(cap);
+    let jitter = rand::random_range(0.8..1.2);
+    base.mul_f64(jitter)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let cap = Duration::from_secs(30);
+        let b1 = redelivery_backoff(1, cap);
+        assert!(b1 >= Duration::from_millis(800) && b1 <= Duration::from_millis(1200));
+        let b3 = redelivery_backoff(3, cap);
+        assert!(b3 >= Duration::from_millis(3200) && b3 <= Duration::from_millis(4800));
+        assert!(redelivery_backoff(60, cap) <= cap.mul_f64(1.2));
+    }
+}

@@ -1,2 +1,524 @@
-//! sled behind a small API: processed-event ledger, typed trees, checkpoints
+//! A service's local state: sled behind a small API of our own.
+//!
+//! All of a service's state lives in one sled tree, split into named tables by key prefix, so
+//! that one [`Commit`] can change several tables atomically (`apply_batch` on one tree) and be
+//! made durable with one flush. The engine's rule is "commit, then ack": a consumer builds a
+//! `Commit` with its state changes and the ids of the events it handled (the [`Ledger`]),
+//! awaits [`Store::commit`], and only then acks the messages.
+//!
+//! The state is a projection: every table can be rebuilt by replaying the streams (plus reading
+//! DUELL/WooCommerce where they are the truth), so [`Store::clear`] is safe.
 #![forbid(unsafe_code)]
+
+use std::marker::PhantomData;
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+/// What went wrong with local state. None of these are retryable by waiting: the disk or the
+/// data is bad, so the service should stop and let its supervisor restart it.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("state database error: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("state table {table}: cannot decode value: {source}")]
+    Decode {
+        table: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("state table {table}: cannot decode key")]
+    Key { table: String },
+    #[error("state database at {path} is locked by another process")]
+    Locked { path: PathBuf },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// How to open a store.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    pub path: PathBuf,
+    /// sled's page cache. sled's default is 1 GiB; a small cache keeps a service with 100k
+    /// products of state under its memory target at the cost of some reads from disk.
+    pub cache_capacity_bytes: u64,
+}
+
+impl StoreOptions {
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        StoreOptions {
+            path: path.into(),
+            cache_capacity_bytes: 16 * 1024 * 1024,
+        }
+    }
+}
+
+/// A service's sled database.
+#[derive(Clone)]
+pub struct Store {
+    db: sled::Db,
+    tree: sled::Tree,
+    path: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish()
+    }
+}
+
+impl Store {
+    /// Opens (or creates) the store at `path` with default options.
+    pub fn open(path: impl AsRef<Path>) -> Result<Store> {
+        Store::open_with(StoreOptions::new(path.as_ref()))
+    }
+
+    pub fn open_with(options: StoreOptions) -> Result<Store> {
+        let db = sled::Config::new()
+            .path(&options.path)
+            .cache_capacity(options.cache_capacity_bytes)
+            .mode(sled::Mode::LowSpace)
+            .open()
+            .map_err(|e| match e {
+                sled::Error::Io(ref io) if io.kind() == std::io::ErrorKind::WouldBlock => {
+                    Error::Locked {
+                        path: options.path.clone(),
+                    }
+                }
+                other => Error::Sled(other),
+            })?;
+        let tree = db.open_tree("state")?;
+        Ok(Store {
+            db,
+            tree,
+            path: Some(options.path),
+        })
+    }
+
+    /// A store that lives in a temporary directory and is deleted on drop (tests).
+    pub fn temporary() -> Result<Store> {
+        let db = sled::Config::new().temporary(true).open()?;
+        let tree = db.open_tree("state")?;
+        Ok(Store {
+            db,
+            tree,
+            path: None,
+        })
+    }
+
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// A typed table. Tables are cheap handles; create them wherever needed.
+    pub fn table<K: Key, V: Serialize + DeserializeOwned>(
+        &self,
+        name: &'static str,
+    ) -> Table<K, V> {
+        Table {
+            tree: self.tree.clone(),
+            name,
+            prefix: table_prefix(name),
+            _types: PhantomData,
+        }
+    }
+
+    /// The processed-event ledger.
+    pub fn ledger(&self) -> Ledger {
+        Ledger {
+            table: self.table("ledger"),
+        }
+    }
+
+    /// Named checkpoints (poll watermarks, cursors).
+    pub fn checkpoints<V: Serialize + DeserializeOwned>(&self) -> Table<String, V> {
+        self.table("checkpoint")
+    }
+
+    /// Applies `commit` atomically and waits until it is on disk.
+    pub async fn commit(&self, commit: Commit) -> Result<()> {
+        if commit.is_empty() {
+            return Ok(());
+        }
+        self.tree.apply_batch(commit.batch)?;
+        self.db.flush_async().await?;
+        Ok(())
+    }
+
+    /// Blocking variant of [`Store::commit`], for start-up and tools.
+    pub fn commit_blocking(&self, commit: Commit) -> Result<()> {
+        if commit.is_empty() {
+            return Ok(());
+        }
+        self.tree.apply_batch(commit.batch)?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    pub async fn flush(&self) -> Result<()> {
+        self.db.flush_async().await?;
+        Ok(())
+    }
+
+    /// Drops every table (state rebuild).
+    pub fn clear(&self) -> Result<()> {
+        self.tree.clear()?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Bytes used on disk.
+    pub fn size_on_disk(&self) -> Result<u64> {
+        Ok(self.db.size_on_disk()?)
+    }
+}
+
+fn table_prefix(name: &str) -> Vec<u8> {
+    let mut p = Vec::with_capacity(name.len() + 1);
+    p.extend_from_slice(name.as_bytes());
+    p.push(0);
+    p
+}
+
+/// A set of writes applied atomically by [`Store::commit`].
+#[derive(Default)]
+pub struct Commit {
+    batch: sled::Batch,
+    len: usize,
+}
+
+impl std::fmt::Debug for Commit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Commit").field("writes", &self.len).finish()
+    }
+}
+
+impl Commit {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+}
+
+/// Keys of a table, encoded so that byte order equals the natural order.
+pub trait Key: Sized {
+    fn encode(&self, out: &mut Vec<u8>);
+    fn decode(bytes: &[u8]) -> Option<Self>;
+}
+
+impl Key for String {
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(self.as_bytes());
+    }
+    fn decode(bytes: &[u8]) -> Option<Self> {
+        String::from_utf8(bytes.to_vec()).ok()
+    }
+}
+
+impl Key for i64 {
+    fn encode(&self, out: &mut Vec<u8>) {
+        // Flipping the sign bit makes negative numbers sort before positive ones.
+        out.extend_from_slice(&((*self as u64) ^ (1 << 63)).to_be_bytes());
+    }
+    fn decode(bytes: &[u8]) -> Option<Self> {
+        let arr: [u8; 8] = bytes.try_into().ok()?;
+        Some((u64::from_be_bytes(arr) ^ (1 << 63)) as i64)
+    }
+}
+
+impl Key for u64 {
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.to_be_bytes());
+    }
+    fn decode(bytes: &[u8]) -> Option<Self> {
+        Some(u64::from_be_bytes(bytes.try_into().ok()?))
+    }
+}
+
+impl Key for (i64, i64) {
+    fn encode(&self, out: &mut Vec<u8>) {
+        self.0.encode(out);
+        self.1.encode(out);
+    }
+    fn decode(bytes: &[u8]) -> Option<Self> {
+        if bytes.len() != 16 {
+            return None;
+        }
+        Some((i64::decode(&bytes[..8])?, i64::decode(&bytes[8..])?))
+    }
+}
+
+/// A typed view of one table.
+pub struct Table<K, V> {
+    tree: sled::Tree,
+    name: &'static str,
+    prefix: Vec<u8>,
+    _types: PhantomData<fn() -> (K, V)>,
+}
+
+impl<K, V> Clone for Table<K, V> {
+    fn clone(&self) -> Self {
+        Table {
+            tree: self.tree.clone(),
+            name: self.name,
+            prefix: self.prefix.clone(),
+            _types: PhantomData,
+        }
+    }
+}
+
+impl<K, V> std::fmt::Debug for Table<K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Table").field("name", &self.name).finish()
+    }
+}
+
+impl<K: Key, V: Serialize + DeserializeOwned> Table<K, V> {
+    fn full_key(&self, key: &K) -> Vec<u8> {
+        let mut k = self.prefix.clone();
+        key.encode(&mut k);
+        k
+    }
+
+    fn decode_value(&self, bytes: &[u8]) -> Result<V> {
+        serde_json::from_slice(bytes).map_err(|source| Error::Decode {
+            table: self.name.to_owned(),
+            source,
+        })
+    }
+
+    pub fn get(&self, key: &K) -> Result<Option<V>> {
+        match self.tree.get(self.full_key(key))? {
+            Some(bytes) => Ok(Some(self.decode_value(&bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    pub fn contains(&self, key: &K) -> Result<bool> {
+        Ok(self.tree.contains_key(self.full_key(key))?)
+    }
+
+    /// Stages a write in `commit`.
+    pub fn put(&self, commit: &mut Commit, key: &K, value: &V) {
+        let bytes = serde_json::to_vec(value).expect("state values are plain data and serialise");
+        commit.batch.insert(self.full_key(key), bytes);
+        commit.len += 1;
+    }
+
+    /// Stages a removal in `commit`.
+    pub fn remove(&self, commit: &mut Commit, key: &K) {
+        commit.batch.remove(self.full_key(key));
+        commit.len += 1;
+    }
+
+    /// Writes one value and flushes right away (tools and tests; services use [`Commit`]).
+    pub async fn put_now(&self, store: &Store, key: &K, value: &V) -> Result<()> {
+        let mut c = Commit::new();
+        self.put(&mut c, key, value);
+        store.commit(c).await
+    }
+
+    /// All rows in key order.
+    pub fn iter(&self) -> impl Iterator<Item = Result<(K, V)>> + '_ {
+        self.iter_from_raw(self.prefix.clone())
+    }
+
+    /// Rows with key >= `from`, in key order.
+    pub fn iter_from(&self, from: &K) -> impl Iterator<Item = Result<(K, V)>> + '_ {
+        self.iter_from_raw(self.full_key(from))
+    }
+
+    fn iter_from_raw(&self, start: Vec<u8>) -> impl Iterator<Item = Result<(K, V)>> + '_ {
+        let plen = self.prefix.len();
+        self.tree
+            .range(start..)
+            .take_while(move |r| match r {
+                Ok((k, _)) => k.starts_with(&self.prefix),
+                Err(_) => true,
+            })
+            .map(move |r| {
+                let (k, v) = r?;
+                let key = K::decode(&k[plen..]).ok_or_else(|| Error::Key {
+                    table: self.name.to_owned(),
+                })?;
+                Ok((key, self.decode_value(&v)?))
+            })
+    }
+
+    /// Number of rows (walks the table).
+    pub fn count(&self) -> usize {
+        self.tree.scan_prefix(&self.prefix).count()
+    }
+}
+
+/// What the ledger remembers about a handled event.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LedgerEntry {
+    /// Unix ms when the event was handled.
+    pub at_ms: i64,
+}
+
+/// Ids of events a consumer has handled, so that a redelivered or republished event has no
+/// second effect. Entries are written in the same [`Commit`] as the state change they caused.
+#[derive(Clone, Debug)]
+pub struct Ledger {
+    table: Table<String, LedgerEntry>,
+}
+
+impl Ledger {
+    pub fn seen(&self, event_id: &str) -> Result<bool> {
+        self.table.contains(&event_id.to_owned())
+    }
+
+    pub fn record(&self, commit: &mut Commit, event_id: &str) {
+        let at_ms = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
+        self.table
+            .put(commit, &event_id.to_owned(), &LedgerEntry { at_ms });
+    }
+
+    /// Forgets entries older than `max_age_ms`. Events older than the streams' retention cannot
+    /// be redelivered, so their entries are dead weight.
+    pub async fn prune(&self, store: &Store, max_age_ms: i64) -> Result<usize> {
+        let now = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
+        let mut c = Commit::new();
+        let mut n = 0;
+        for row in self.table.iter() {
+            let (id, entry) = row?;
+            if now - entry.at_ms > max_age_ms {
+                self.table.remove(&mut c, &id);
+                n += 1;
+            }
+        }
+        store.commit(c).await?;
+        Ok(n)
+    }
+
+    pub fn len(&self) -> usize {
+        self.table.count()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    struct Link {
+        woo_id: i64,
+        sku: String,
+    }
+
+    #[tokio::test]
+    async fn commit_applies_writes_to_several_tables_at_once() {
+        let store = Store::temporary().unwrap();
+        let links: Table<i64, Link> = store.table("links");
+        let marks: Table<String, u64> = store.table("marks");
+        let mut c = Commit::new();
+        links.put(
+            &mut c,
+            &7,
+            &Link {
+                woo_id: 70,
+                sku: "A".into(),
+            },
+        );
+        marks.put(&mut c, &"poll".to_owned(), &5);
+        store.ledger().record(&mut c, "ev1");
+        assert!(
+            links.get(&7).unwrap().is_none(),
+            "nothing visible before commit"
+        );
+        store.commit(c).await.unwrap();
+        assert_eq!(links.get(&7).unwrap().unwrap().woo_id, 70);
+        assert_eq!(marks.get(&"poll".to_owned()).unwrap(), Some(5));
+        assert!(store.ledger().seen("ev1").unwrap());
+        assert!(!store.ledger().seen("ev2").unwrap());
+    }
+
+    #[tokio::test]
+    async fn tables_do_not_see_each_others_rows() {
+        let store = Store::temporary().unwrap();
+        let a: Table<String, u64> = store.table("a");
+        let ab: Table<String, u64> = store.table("ab");
+        a.put_now(&store, &"x".into(), &1).await.unwrap();
+        ab.put_now(&store, &"y".into(), &2).await.unwrap();
+        assert_eq!(a.iter().count(), 1);
+        assert_eq!(ab.iter().count(), 1);
+        assert_eq!(a.count(), 1);
+    }
+
+    #[tokio::test]
+    async fn state_survives_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path().join("db")).unwrap();
+            let t: Table<i64, u64> = store.table("t");
+            t.put_now(&store, &-3, &9).await.unwrap();
+        }
+        let store = Store::open(dir.path().join("db")).unwrap();
+        let t: Table<i64, u64> = store.table("t");
+        assert_eq!(t.get(&-3).unwrap(), Some(9));
+    }
+
+    #[tokio::test]
+    async fn clear_drops_everything() {
+        let store = Store::temporary().unwrap();
+        let t: Table<i64, u64> = store.table("t");
+        t.put_now(&store, &1, &1).await.unwrap();
+        store.clear().unwrap();
+        assert_eq!(t.get(&1).unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn prune_forgets_old_ledger_entries_only() {
+        let store = Store::temporary().unwrap();
+        let ledger = store.ledger();
+        let raw: Table<String, LedgerEntry> = store.table("ledger");
+        raw.put_now(&store, &"old".into(), &LedgerEntry { at_ms: 0 })
+            .await
+            .unwrap();
+        let mut c = Commit::new();
+        ledger.record(&mut c, "new");
+        store.commit(c).await.unwrap();
+        assert_eq!(ledger.prune(&store, 60_000).await.unwrap(), 1);
+        assert!(!ledger.seen("old").unwrap());
+        assert!(ledger.seen("new").unwrap());
+    }
+
+    #[test]
+    fn iter_from_starts_at_the_key() {
+        let store = Store::temporary().unwrap();
+        let t: Table<i64, i64> = store.table("t");
+        let mut c = Commit::new();
+        for k in [-5, 0, 3, 10] {
+            t.put(&mut c, &k, &k);
+        }
+        store.commit_blocking(c).unwrap();
+        let keys: Vec<i64> = t.iter_from(&0).map(|r| r.unwrap().0).collect();
+        assert_eq!(keys, vec![0, 3, 10]);
+    }
+
+    proptest! {
+        #[test]
+        fn integer_keys_sort_like_integers(mut xs in proptest::collection::vec(any::<i64>(), 1..50)) {
+            let mut enc: Vec<(Vec<u8>, i64)> = xs.iter().map(|x| { let mut v = Vec::new(); x.encode(&mut v); (v, *x) }).collect();
+            enc.sort();
+            xs.sort();
+            let decoded: Vec<i64> = enc.iter().map(|(b, _)| i64::decode(b).unwrap()).collect();
+            prop_assert_eq!(decoded, xs);
+        }
+    }
+}
