@@ -1,2 +1,155 @@
-//! Tracing, OTLP export, Prometheus metrics and the health/readiness server
+//! Telemetry every service shares: JSON logs carrying trace ids, OpenTelemetry traces exported
+//! over OTLP/HTTP (Jaeger's OTLP endpoint), W3C trace-context propagation, Prometheus metrics,
+//! the `/healthz` `/readyz` `/metrics` admin server, and the shutdown signal.
 #![forbid(unsafe_code)]
+
+mod admin;
+mod logs;
+
+use std::time::Duration;
+
+pub use admin::{admin_router, serve_admin, Readiness, ReadinessCheck};
+
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_otlp::WithExportConfig;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
+
+/// How a service reports.
+#[derive(Debug, Clone)]
+pub struct TelemetryOptions {
+    pub service_name: String,
+    /// `RUST_LOG`-style filter.
+    pub log_filter: String,
+    /// JSON lines (production) or human-readable text (local runs).
+    pub json_logs: bool,
+    /// OTLP/HTTP base URL, e.g. `http://jaeger-collector:4318`; `None` disables export (trace
+    /// ids are still generated, logged and propagated).
+    pub otlp_endpoint: Option<String>,
+}
+
+impl TelemetryOptions {
+    pub fn new(service_name: impl Into<String>) -> Self {
+        TelemetryOptions {
+            service_name: service_name.into(),
+            log_filter: "info".into(),
+            json_logs: true,
+            otlp_endpoint: None,
+        }
+    }
+}
+
+/// Keeps the exporters alive; dropping it flushes pending spans.
+pub struct TelemetryGuard {
+    provider: SdkTracerProvider,
+}
+
+impl std::fmt::Debug for TelemetryGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TelemetryGuard")
+    }
+}
+
+impl TelemetryGuard {
+    /// Flushes spans now (graceful shutdown), bounded in time.
+    pub fn flush(&self) {
+        let provider = self.provider.clone();
+        let done = std::thread::spawn(move || {
+            let _ = provider.force_flush();
+        });
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !done.is_finished() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for TelemetryGuard {
+    fn drop(&mut self) {
+        self.flush();
+        let _ = self.provider.shutdown();
+    }
+}
+
+/// Installs the TLS crypto provider the HTTP clients use (reqwest is built without one).
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// Sets up logging, tracing and the metrics recorder for the process. Call once, early in main.
+pub fn init(options: &TelemetryOptions) -> anyhow::Result<TelemetryGuard> {
+    install_crypto_provider();
+    opentelemetry::global::set_text_map_propagator(
+        opentelemetry_sdk::propagation::TraceContextPropagator::new(),
+    );
+    let resource = opentelemetry_sdk::Resource::builder()
+        .with_service_name(options.service_name.clone())
+        .build();
+    let mut builder = SdkTracerProvider::builder().with_resource(resource);
+    if let Some(endpoint) = options.otlp_endpoint.as_deref().filter(|e| !e.is_empty()) {
+        let exporter = opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .with_endpoint(format!("{}/v1/traces", endpoint.trim_end_matches('/')))
+            .with_timeout(Duration::from_secs(5))
+            .build()?;
+        builder = builder.with_batch_exporter(exporter);
+    }
+    let provider = builder.build();
+    opentelemetry::global::set_tracer_provider(provider.clone());
+    let tracer = provider.tracer(options.service_name.clone());
+
+    let filter = EnvFilter::try_new(&options.log_filter)
+        .map_err(|e| anyhow::anyhow!("log filter `{}`: {e}", options.log_filter))?;
+    let fmt_layer = if options.json_logs {
+        tracing_subscriber::fmt::layer()
+            .event_format(logs::JsonWithTrace::new(&options.service_name))
+            .boxed()
+    } else {
+        tracing_subscriber::fmt::layer().with_target(false).boxed()
+    };
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt_layer)
+        .with(tracing_opentelemetry::layer().with_tracer(tracer))
+        .try_init()
+        .map_err(|e| anyhow::anyhow!("tracing already initialised: {e}"))?;
+    admin::install_metrics_recorder();
+    Ok(TelemetryGuard { provider })
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => futures::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = futures::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => tracing::info!("SIGINT received; shutting down"),
+        _ = term => tracing::info!("SIGTERM received; shutting down"),
+    }
+}
+
+/// The current trace id as hex, or empty (for tests and log lines).
+pub fn current_trace_id() -> String {
+    use opentelemetry::trace::TraceContextExt;
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    let cx = tracing::Span::current().context();
+    let sc = cx.span().span_context().clone();
+    if sc.is_valid() {
+        sc.trace_id().to_string()
+    } else {
+        String::new()
+    }
+}

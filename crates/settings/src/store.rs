@@ -1,0 +1,985 @@
+//! The settings of one store (tenant): SPEC §4, plus the few choices SPEC leaves to us.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::layered::{env_overlay, one_line};
+use crate::{ConfigError, Problem, Secret};
+
+/// WooCommerce REST API version.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ApiVersion {
+    V2,
+    #[default]
+    V3,
+}
+
+/// How to authenticate to WooCommerce. `auto` = Basic over https, OAuth 1.0a over http, which is
+/// what WooCommerce itself accepts.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum WooAuth {
+    #[default]
+    Auto,
+    Basic,
+    Oauth1,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct WooSettings {
+    /// Shop address exactly as WordPress's `home` option has it (OAuth signs against it).
+    pub url: String,
+    #[serde(default)]
+    pub api_version: ApiVersion,
+    #[serde(default)]
+    pub auth: WooAuth,
+    #[serde(default)]
+    pub consumer_key: Secret,
+    #[serde(default)]
+    pub consumer_secret: Secret,
+    /// Secret of the webhooks we create; WooCommerce signs deliveries with it.
+    #[serde(default)]
+    pub webhook_secret: Secret,
+    /// Public URL of webhook-ingest for this store; WooCommerce delivers there. Empty = we do
+    /// not manage webhooks (polling only).
+    #[serde(default)]
+    pub webhook_delivery_url: String,
+    /// PEM file of a CA to trust (self-signed https stores).
+    #[serde(default)]
+    pub ca_cert: Option<PathBuf>,
+    /// Concurrent requests to this store; shops run few PHP workers shared with shoppers.
+    #[serde(default = "default_woo_concurrency")]
+    pub max_concurrency: usize,
+}
+
+fn default_woo_concurrency() -> usize {
+    4
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DuellSettings {
+    #[serde(default = "default_duell_url")]
+    pub url: String,
+    /// Six digits, may start with 0: written as a string.
+    #[serde(default)]
+    pub client_number: String,
+    #[serde(default)]
+    pub client_token: Secret,
+    /// Department token whose stock is published to WooCommerce.
+    #[serde(default)]
+    pub stock_department: Secret,
+    /// Department token web orders are created in.
+    #[serde(default)]
+    pub order_department: Secret,
+    /// Use the order lookup by reference that the DUELL simulator offers but DUELL's reference
+    /// does not document, to settle an import whose outcome is unknown after a crash. Off by
+    /// default: without it such an import is flagged in doubt for an operator.
+    #[serde(default)]
+    pub order_lookup: bool,
+}
+
+fn default_duell_url() -> String {
+    "https://api.kasseservice.no/v1/".to_owned()
+}
+
+/// What happens in WooCommerce to a product DUELL no longer shows in the web shop.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum HiddenAction {
+    #[default]
+    Draft,
+    Private,
+    Trash,
+}
+
+impl HiddenAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HiddenAction::Draft => "draft",
+            HiddenAction::Private => "private",
+            HiddenAction::Trash => "trash",
+        }
+    }
+}
+
+/// Status of products the engine creates in WooCommerce.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum NewProductStatus {
+    #[default]
+    Publish,
+    Draft,
+    Pending,
+    Private,
+}
+
+impl NewProductStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NewProductStatus::Publish => "publish",
+            NewProductStatus::Draft => "draft",
+            NewProductStatus::Pending => "pending",
+            NewProductStatus::Private => "private",
+        }
+    }
+}
+
+/// Which DUELL stock field is published (reference open question 7: which one nets
+/// reservations is unknown).
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum StockSource {
+    #[default]
+    Stock,
+    ActualStock,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct StockSettings {
+    pub source: StockSource,
+    /// Subtract imported customer orders whose stock DUELL has not drawn yet. Turn off only when
+    /// `source` is a field that already nets reservations.
+    pub subtract_undrawn_customer_orders: bool,
+    /// DUELL customer-order statuses at which DUELL has drawn the stock (packing slip made):
+    /// 3 Sendt, 4 Mottatt, 5 Fullført, 6 Fakturert, 7 Betalt.
+    pub drawn_statuses: Vec<i32>,
+    /// Status that cancels a customer order (its hold is released): 8 Kansellert.
+    pub cancelled_statuses: Vec<i32>,
+}
+
+impl Default for StockSettings {
+    fn default() -> Self {
+        StockSettings {
+            source: StockSource::Stock,
+            subtract_undrawn_customer_orders: true,
+            drawn_statuses: vec![3, 4, 5, 6, 7],
+            cancelled_statuses: vec![8],
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct OrderSettings {
+    /// DUELL status a new customer order gets (1 Behandles).
+    pub initial_status: i32,
+    /// Phone of the shared customer used when an order has neither phone nor e-mail.
+    pub placeholder_phone: String,
+    pub shipping_product_number: String,
+    pub fee_product_number: String,
+    /// DUELL category for products created from unknown order lines.
+    pub missing_product_category: String,
+    /// Largest difference between the sum of mapped lines and the Woo total we accept as
+    /// rounding.
+    pub total_tolerance: String,
+}
+
+impl Default for OrderSettings {
+    fn default() -> Self {
+        OrderSettings {
+            initial_status: 1,
+            placeholder_phone: "99999999".to_owned(),
+            shipping_product_number: "SHIPPING".to_owned(),
+            fee_product_number: "FEE".to_owned(),
+            missing_product_category: "DIVERSE".to_owned(),
+            total_tolerance: "0.05".to_owned(),
+        }
+    }
+}
+
+/// One store's settings.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSettings {
+    /// Store id: lowercase letters, digits, `-`, `_` (used in subjects and names).
+    #[serde(default)]
+    pub id: String,
+    pub woo: WooSettings,
+    pub duell: DuellSettings,
+
+    #[serde(default = "yes")]
+    pub automatic: bool,
+    #[serde(default = "yes")]
+    pub create_products: bool,
+    #[serde(default = "yes")]
+    pub update_products: bool,
+    #[serde(default = "yes")]
+    pub sync_prices: bool,
+    #[serde(default = "yes")]
+    pub sync_stock: bool,
+    #[serde(default = "yes")]
+    pub sync_images: bool,
+    #[serde(default = "yes")]
+    pub sync_new_categories: bool,
+    #[serde(default = "yes")]
+    pub sync_attributes: bool,
+    #[serde(default)]
+    pub new_product_status: NewProductStatus,
+    #[serde(default)]
+    pub hidden_product_action: HiddenAction,
+
+    #[serde(default = "yes")]
+    pub sync_orders: bool,
+    #[serde(default = "yes")]
+    pub create_customer_order: bool,
+    #[serde(default)]
+    pub deduct_stock: bool,
+    #[serde(default)]
+    pub create_missing_products: bool,
+    /// Orders created before this UTC date/time are never imported ("2026-01-31" or RFC 3339).
+    #[serde(default)]
+    pub orders_from_date: Option<String>,
+    #[serde(default)]
+    pub orders_from_number: Option<i64>,
+    #[serde(default = "default_fetch_statuses")]
+    pub fetch_statuses: Vec<String>,
+    #[serde(default)]
+    pub status_after_import: Option<String>,
+    /// DUELL customer-order status id → WooCommerce status.
+    #[serde(default = "default_status_map")]
+    pub status_map: BTreeMap<String, String>,
+
+    #[serde(default = "default_reconcile", with = "crate::duration")]
+    pub reconcile_interval: Duration,
+    #[serde(default = "default_poll", with = "crate::duration")]
+    pub poll_interval: Duration,
+    /// How often the stock of the stock department is scanned for changes.
+    #[serde(default = "default_stock_poll", with = "crate::duration")]
+    pub stock_poll_interval: Duration,
+
+    #[serde(default)]
+    pub stock: StockSettings,
+    #[serde(default)]
+    pub orders: OrderSettings,
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_fetch_statuses() -> Vec<String> {
+    vec!["processing".to_owned()]
+}
+fn default_status_map() -> BTreeMap<String, String> {
+    BTreeMap::from([("5".to_owned(), "completed".to_owned())])
+}
+fn default_reconcile() -> Duration {
+    Duration::from_secs(40 * 60)
+}
+fn default_poll() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_stock_poll() -> Duration {
+    Duration::from_secs(30)
+}
+
+/// Order statuses WooCommerce core knows; plugins may add more (17-character slugs).
+pub const WOO_CORE_STATUSES: [&str; 7] = [
+    "pending",
+    "processing",
+    "on-hold",
+    "completed",
+    "cancelled",
+    "refunded",
+    "failed",
+];
+
+fn valid_status_slug(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 17
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+impl StoreSettings {
+    /// The status map as numbers → status, after validation.
+    pub fn status_map(&self) -> BTreeMap<i32, String> {
+        self.status_map
+            .iter()
+            .filter_map(|(k, v)| k.trim().parse::<i32>().ok().map(|k| (k, v.clone())))
+            .collect()
+    }
+
+    /// `orders_from_date` as Unix seconds (UTC), after validation.
+    pub fn orders_from_unix(&self) -> Option<i64> {
+        self.orders_from_date
+            .as_deref()
+            .and_then(|s| parse_from_date(s).ok())
+    }
+
+    /// Reads secrets from the environment and files, then checks every rule. Returns all
+    /// problems at once, each naming the key, the value and the fix.
+    pub fn resolve_and_validate(
+        &mut self,
+        origin: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Vec<Problem> {
+        let mut problems = Vec::new();
+        let mut p = |key: &str, message: String| {
+            problems.push(Problem {
+                key: format!("{origin}: {key}"),
+                message,
+            })
+        };
+
+        if !duellsync_events::is_valid_store_id(&self.id) {
+            p(
+                "id",
+                format!(
+                    "`{}` is not a valid store id; use 1-32 lowercase letters, digits, '-' or '_'",
+                    self.id
+                ),
+            );
+        }
+
+        match url::Url::parse(&self.woo.url) {
+            Ok(u) if u.scheme() == "http" || u.scheme() == "https" => {
+                if self.woo.auth == WooAuth::Basic && u.scheme() == "http" {
+                    p("woo.auth", "`basic` over plain http is ignored by WooCommerce (it answers 401); use `auto` or `oauth1`".into());
+                }
+            }
+            _ => p(
+                "woo.url",
+                format!(
+                    "`{}` is not an http(s) URL; write the shop address, e.g. \"https://shop.example.com\"",
+                    self.woo.url
+                ),
+            ),
+        }
+        for (key, secret) in [
+            ("woo.consumer_key", &mut self.woo.consumer_key),
+            ("woo.consumer_secret", &mut self.woo.consumer_secret),
+            ("duell.client_token", &mut self.duell.client_token),
+            ("duell.stock_department", &mut self.duell.stock_department),
+            ("duell.order_department", &mut self.duell.order_department),
+        ] {
+            if let Err(e) = secret.resolve(env) {
+                p(key, e);
+            }
+        }
+        if self.sync_orders || !self.woo.webhook_delivery_url.is_empty() {
+            match self.woo.webhook_secret.resolve(env) {
+                Err(e) if !self.woo.webhook_delivery_url.is_empty() => p("woo.webhook_secret", e),
+                _ => {}
+            }
+        }
+        if self.woo.webhook_secret.is_set()
+            && !self
+                .woo
+                .webhook_secret
+                .expose()
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            p("woo.webhook_secret", "use only letters, digits, '-' and '_': WooCommerce HTML-decodes the secret before signing, so '&' and friends break signatures".into());
+        }
+        if !self.woo.webhook_delivery_url.is_empty()
+            && url::Url::parse(&self.woo.webhook_delivery_url).is_err()
+        {
+            p(
+                "woo.webhook_delivery_url",
+                format!(
+                    "`{}` is not a URL; write the public address of webhook-ingest for this store",
+                    self.woo.webhook_delivery_url
+                ),
+            );
+        }
+        if self.woo.max_concurrency == 0 || self.woo.max_concurrency > 32 {
+            p(
+                "woo.max_concurrency",
+                format!("{} is out of range; use 1 to 32", self.woo.max_concurrency),
+            );
+        }
+
+        if self.duell.client_number.len() != 6
+            || !self.duell.client_number.bytes().all(|b| b.is_ascii_digit())
+        {
+            p(
+                "duell.client_number",
+                format!(
+                    "`{}` is not the 6-digit DUELL client number; copy it from DUELL (API-oppsett) and quote it so a leading 0 is kept",
+                    self.duell.client_number
+                ),
+            );
+        }
+        for (key, secret) in [
+            ("duell.client_token", &self.duell.client_token),
+            ("duell.stock_department", &self.duell.stock_department),
+            ("duell.order_department", &self.duell.order_department),
+        ] {
+            if secret.is_set() && secret.expose().len() <= 30 {
+                p(key, "is too short for a DUELL token (they are longer than 30 characters); copy the whole token".into());
+            }
+        }
+        if url::Url::parse(&self.duell.url).is_err() {
+            p(
+                "duell.url",
+                format!(
+                    "`{}` is not a URL; the default is https://api.kasseservice.no/v1/",
+                    self.duell.url
+                ),
+            );
+        }
+
+        if self.deduct_stock && self.create_customer_order {
+            p("deduct_stock", "`true` together with create_customer_order = true would take the stock twice (the customer order reserves it); set create_customer_order = false to deduct stock, or deduct_stock = false".into());
+        }
+        if let Some(d) = &self.orders_from_date {
+            if let Err(e) = parse_from_date(d) {
+                p("orders_from_date", e);
+            }
+        }
+        if let Some(n) = self.orders_from_number {
+            if n < 0 {
+                p(
+                    "orders_from_number",
+                    format!("{n} is negative; use a WooCommerce order number"),
+                );
+            }
+        }
+        if self.fetch_statuses.is_empty() {
+            p(
+                "fetch_statuses",
+                "is empty, so no order would ever be imported; the default is [\"processing\"]"
+                    .into(),
+            );
+        }
+        for s in &self.fetch_statuses {
+            if !valid_status_slug(s) {
+                p("fetch_statuses", format!("`{s}` is not a WooCommerce order status; use e.g. \"processing\" or \"on-hold\""));
+            }
+        }
+        if let Some(s) = &self.status_after_import {
+            if !valid_status_slug(s) {
+                p("status_after_import", format!("`{s}` is not a WooCommerce order status; use e.g. \"on-hold\", or leave it out"));
+            }
+        }
+        for (k, v) in &self.status_map {
+            match k.trim().parse::<i32>() {
+                Ok(n) if (1..=11).contains(&n) => {}
+                _ => p(
+                    "status_map",
+                    format!("key `{k}` is not a DUELL customer-order status; use 1 to 11 (5 = Fullført)"),
+                ),
+            }
+            if !valid_status_slug(v) {
+                p(
+                    "status_map",
+                    format!(
+                        "`{v}` (for {k}) is not a WooCommerce order status; use e.g. \"completed\""
+                    ),
+                );
+            }
+        }
+        if self.reconcile_interval < Duration::from_secs(60) {
+            p(
+                "reconcile_interval",
+                format!(
+                    "{} is too short; use at least \"1m\" (the default is \"40m\")",
+                    crate::duration::format(self.reconcile_interval)
+                ),
+            );
+        }
+        for (key, d) in [
+            ("poll_interval", self.poll_interval),
+            ("stock_poll_interval", self.stock_poll_interval),
+        ] {
+            if d < Duration::from_secs(1) {
+                p(
+                    key,
+                    format!(
+                        "{} is too short; use at least \"1s\" (the default is \"30s\")",
+                        crate::duration::format(d)
+                    ),
+                );
+            }
+        }
+        for s in self
+            .stock
+            .drawn_statuses
+            .iter()
+            .chain(&self.stock.cancelled_statuses)
+            .chain(std::iter::once(&self.orders.initial_status))
+        {
+            if !(1..=11).contains(s) {
+                p(
+                    "stock/orders statuses",
+                    format!("{s} is not a DUELL customer-order status; use 1 to 11"),
+                );
+            }
+        }
+        if !is_plain_decimal(&self.orders.total_tolerance) {
+            p(
+                "orders.total_tolerance",
+                format!(
+                    "`{}` is not a number; use e.g. \"0.05\"",
+                    self.orders.total_tolerance
+                ),
+            );
+        }
+        problems
+    }
+
+    /// Literal secrets in the file (allowed for demos; production keeps them in Secrets).
+    pub fn literal_secrets(&self) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        for (key, s) in [
+            ("woo.consumer_key", &self.woo.consumer_key),
+            ("woo.consumer_secret", &self.woo.consumer_secret),
+            ("woo.webhook_secret", &self.woo.webhook_secret),
+            ("duell.client_token", &self.duell.client_token),
+            ("duell.stock_department", &self.duell.stock_department),
+            ("duell.order_department", &self.duell.order_department),
+        ] {
+            if s.is_literal() {
+                out.push(key);
+            }
+        }
+        out
+    }
+
+    /// Every secret value, for tests that check logs never contain them.
+    pub fn secret_values(&self) -> Vec<String> {
+        [
+            &self.woo.consumer_key,
+            &self.woo.consumer_secret,
+            &self.woo.webhook_secret,
+            &self.duell.client_token,
+            &self.duell.stock_department,
+            &self.duell.order_department,
+        ]
+        .iter()
+        .filter(|s| s.is_set())
+        .map(|s| s.expose().to_owned())
+        .collect()
+    }
+}
+
+fn is_plain_decimal(s: &str) -> bool {
+    let mut parts = s.splitn(2, '.');
+    let int = parts.next().unwrap_or("");
+    let frac = parts.next().unwrap_or("0");
+    !int.is_empty()
+        && int.bytes().all(|b| b.is_ascii_digit())
+        && !frac.is_empty()
+        && frac.bytes().all(|b| b.is_ascii_digit())
+}
+
+fn parse_from_date(s: &str) -> Result<i64, String> {
+    use time::format_description::well_known::Rfc3339;
+    let s = s.trim();
+    if let Ok(t) = time::OffsetDateTime::parse(s, &Rfc3339) {
+        return Ok(t.unix_timestamp());
+    }
+    let fmt = time::macros::format_description!("[year]-[month]-[day]");
+    match time::Date::parse(s, &fmt) {
+        Ok(d) => Ok(d.midnight().assume_utc().unix_timestamp()),
+        Err(_) => Err(format!(
+            "`{s}` is not a date; write \"2026-01-31\" or \"2026-01-31T08:00:00Z\" (UTC)"
+        )),
+    }
+}
+
+/// All stores of a deployment, by id.
+#[derive(Debug, Clone, Default)]
+pub struct Stores {
+    pub stores: BTreeMap<String, StoreSettings>,
+    /// Non-fatal remarks (literal secrets in files).
+    pub warnings: Vec<String>,
+}
+
+impl Stores {
+    pub fn get(&self, id: &str) -> Option<&StoreSettings> {
+        self.stores.get(id)
+    }
+
+    pub fn ids(&self) -> impl Iterator<Item = &str> {
+        self.stores.keys().map(|s| s.as_str())
+    }
+
+    /// Keeps only `ids` (a shard); unknown ids are an error.
+    pub fn select(mut self, ids: &[String]) -> Result<Stores, ConfigError> {
+        if ids.is_empty() {
+            return Ok(self);
+        }
+        let unknown: Vec<&String> = ids
+            .iter()
+            .filter(|i| !self.stores.contains_key(*i))
+            .collect();
+        if !unknown.is_empty() {
+            return Err(ConfigError::one(
+                "stores",
+                format!(
+                    "this shard lists {unknown:?}, which no store file defines; known stores: {:?}",
+                    self.stores.keys().collect::<Vec<_>>()
+                ),
+            ));
+        }
+        self.stores.retain(|k, _| ids.contains(k));
+        Ok(self)
+    }
+}
+
+/// Loads stores from `path`: a directory of `<id>.toml` files, a single-store file (its id is
+/// the file name unless it sets `id`), or a file with `[stores.<id>]` tables. `env` supplies
+/// `DUELLSYNC_STORES__<ID>__…` overrides and the variables secrets refer to.
+pub fn load_stores(path: &Path, env: &[(String, String)]) -> Result<Stores, ConfigError> {
+    let mut raw: BTreeMap<String, (String, toml::Table)> = BTreeMap::new();
+    let read = |p: &Path| -> Result<toml::Table, ConfigError> {
+        let text = std::fs::read_to_string(p)
+            .map_err(|e| ConfigError::one(p.display().to_string(), format!("cannot read: {e}")))?;
+        text.parse::<toml::Table>()
+            .map_err(|e| ConfigError::one(p.display().to_string(), one_line(&e.to_string())))
+    };
+    let stem = |p: &Path| {
+        p.file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    if path.is_dir() {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
+            .map_err(|e| ConfigError::one(path.display().to_string(), format!("cannot list: {e}")))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().map(|e| e == "toml").unwrap_or(false))
+            .collect();
+        entries.sort();
+        for p in entries {
+            let table = read(&p)?;
+            let id = table
+                .get("id")
+                .and_then(|v| v.as_str())
+                .map(str::to_owned)
+                .unwrap_or_else(|| stem(&p));
+            raw.insert(id, (p.display().to_string(), table));
+        }
+    } else {
+        let mut table = read(path)?;
+        if let Some(stores) = table.remove("stores") {
+            let toml::Value::Table(stores) = stores else {
+                return Err(ConfigError::one(
+                    path.display().to_string(),
+                    "`stores` must be a table of [stores.<id>] sections",
+                ));
+            };
+            if !table.is_empty() {
+                return Err(ConfigError::one(
+                    path.display().to_string(),
+                    format!(
+                        "unexpected top-level keys {:?} next to [stores.*]; move them into a store",
+                        table.keys().collect::<Vec<_>>()
+                    ),
+                ));
+            }
+            for (id, v) in stores {
+                let toml::Value::Table(t) = v else {
+                    return Err(ConfigError::one(
+                        format!("{}: stores.{id}", path.display()),
+                        "must be a table",
+                    ));
+                };
+                raw.insert(id.clone(), (format!("{}: stores.{id}", path.display()), t));
+            }
+        } else {
+            let id = table
+                .get("id")
+                .and_then(|v| v.as_str())
+                .map(str::to_owned)
+                .unwrap_or_else(|| stem(path));
+            raw.insert(id, (path.display().to_string(), table));
+        }
+    }
+
+    // Environment overrides, keyed by store id.
+    let mut overlay_root = toml::Table::new();
+    env_overlay(&mut overlay_root, "DUELLSYNC_STORES__", env);
+    for (id, over) in overlay_root {
+        if let (Some((_, table)), toml::Value::Table(over)) = (raw.get_mut(&id), over) {
+            merge(table, over);
+        }
+    }
+
+    let lookup = |name: &str| {
+        env.iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+    let mut out = Stores::default();
+    let mut problems = Vec::new();
+    if raw.is_empty() {
+        problems.push(Problem {
+            key: path.display().to_string(),
+            message: "defines no store; add a file per store or [stores.<id>] sections".into(),
+        });
+    }
+    for (id, (origin, table)) in raw {
+        let mut store: StoreSettings = match toml::Value::Table(table).try_into() {
+            Ok(s) => s,
+            Err(e) => {
+                problems.push(Problem {
+                    key: origin,
+                    message: one_line(&e.to_string()),
+                });
+                continue;
+            }
+        };
+        if store.id.is_empty() {
+            store.id = id.clone();
+        } else if store.id != id {
+            problems.push(Problem {
+                key: format!("{origin}: id"),
+                message: format!(
+                    "`{}` differs from the store's name `{id}`; make them equal",
+                    store.id
+                ),
+            });
+        }
+        problems.extend(store.resolve_and_validate(&origin, &lookup));
+        for key in store.literal_secrets() {
+            out.warnings.push(format!(
+                "{origin}: {key} is written in the file; keep secrets in {{ env = \"…\" }} or {{ file = \"…\" }}"
+            ));
+        }
+        out.stores.insert(id, store);
+    }
+    if problems.is_empty() {
+        Ok(out)
+    } else {
+        Err(ConfigError { problems })
+    }
+}
+
+fn merge(base: &mut toml::Table, over: toml::Table) {
+    for (k, v) in over {
+        match (base.get_mut(&k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            (_, v) => {
+                base.insert(k, v);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TOKEN: &str = "0123456789abcdef0123456789abcdef";
+
+    fn minimal(id: &str) -> String {
+        format!(
+            r#"
+id = "{id}"
+[woo]
+url = "http://shop.test"
+consumer_key = {{ env = "CK" }}
+consumer_secret = {{ env = "CS" }}
+webhook_secret = {{ env = "WS" }}
+[duell]
+client_number = "012345"
+client_token = {{ env = "DT" }}
+stock_department = {{ env = "SD" }}
+order_department = {{ env = "OD" }}
+"#
+        )
+    }
+
+    fn env() -> Vec<(String, String)> {
+        [
+            ("CK", "ck_1"),
+            ("CS", "cs_1"),
+            ("WS", "hooksecret1"),
+            ("DT", TOKEN),
+            ("SD", TOKEN),
+            ("OD", TOKEN),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    }
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    #[test]
+    fn defaults_follow_the_spec() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(dir.path(), "s1.toml", &minimal("s1"));
+        let stores = load_stores(&p, &env()).unwrap();
+        let s = stores.get("s1").unwrap();
+        assert!(s.automatic && s.create_products && s.update_products && s.sync_prices);
+        assert!(s.sync_stock && s.sync_images && s.sync_new_categories && s.sync_attributes);
+        assert_eq!(s.new_product_status, NewProductStatus::Publish);
+        assert_eq!(s.hidden_product_action, HiddenAction::Draft);
+        assert!(s.sync_orders && s.create_customer_order);
+        assert!(!s.deduct_stock && !s.create_missing_products);
+        assert_eq!(s.fetch_statuses, vec!["processing"]);
+        assert_eq!(
+            s.status_map(),
+            BTreeMap::from([(5, "completed".to_owned())])
+        );
+        assert_eq!(s.reconcile_interval, Duration::from_secs(2400));
+        assert_eq!(s.poll_interval, Duration::from_secs(30));
+        assert_eq!(s.woo.api_version, ApiVersion::V3);
+        assert_eq!(s.woo.consumer_secret.expose(), "cs_1");
+        assert_eq!(s.duell.client_number, "012345");
+    }
+
+    #[test]
+    fn secrets_never_show_in_debug_output() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(dir.path(), "s1.toml", &minimal("s1"));
+        let stores = load_stores(&p, &env()).unwrap();
+        let dbg = format!("{:?}", stores.get("s1").unwrap());
+        assert!(!dbg.contains("cs_1") && !dbg.contains(TOKEN), "{dbg}");
+        let lit = Secret::literal("hunter2");
+        assert!(!format!("{lit:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn deduct_stock_with_customer_orders_is_refused_with_the_fix() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = minimal("s1").replace("[woo]", "deduct_stock = true\n[woo]");
+        let p = write(dir.path(), "s1.toml", &text);
+        let err = load_stores(&p, &env()).unwrap_err().to_string();
+        assert!(err.contains("deduct_stock"), "{err}");
+        assert!(err.contains("create_customer_order = false"), "{err}");
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = minimal("s1").replace("[woo]", "sync_pricez = true\n[woo]");
+        let p = write(dir.path(), "s1.toml", &text);
+        let err = load_stores(&p, &env()).unwrap_err().to_string();
+        assert!(err.contains("sync_pricez"), "{err}");
+
+        let text = minimal("s1").replace("[woo]", "hidden_product_action = \"delete\"\n[woo]");
+        let p = write(dir.path(), "s1.toml", &text);
+        let err = load_stores(&p, &env()).unwrap_err().to_string();
+        assert!(err.contains("delete") && err.contains("trash"), "{err}");
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = minimal("s1")
+            .replace("012345", "12345")
+            .replace("http://shop.test", "shop.test")
+            .replace(
+                "[woo]",
+                "reconcile_interval = \"5s\"\nstatus_map = { 12 = \"completed\" }\n[woo]",
+            );
+        let p = write(dir.path(), "s1.toml", &text);
+        let err = load_stores(&p, &env()).unwrap_err();
+        let keys: Vec<&str> = err.problems.iter().map(|p| p.key.as_str()).collect();
+        for k in [
+            "client_number",
+            "woo.url",
+            "reconcile_interval",
+            "status_map",
+        ] {
+            assert!(
+                keys.iter().any(|x| x.ends_with(k)),
+                "{k} missing in {keys:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_missing_secret_names_the_variable() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(dir.path(), "s1.toml", &minimal("s1"));
+        let mut e = env();
+        e.retain(|(k, _)| k != "CS");
+        let err = load_stores(&p, &e).unwrap_err().to_string();
+        assert!(
+            err.contains("woo.consumer_secret") && err.contains("CS"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn secrets_can_come_from_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = write(dir.path(), "cs", "from-file\n");
+        let text = minimal("s1").replace(
+            "consumer_secret = { env = \"CS\" }",
+            &format!("consumer_secret = {{ file = \"{}\" }}", secret.display()),
+        );
+        let p = write(dir.path(), "s1.toml", &text);
+        let stores = load_stores(&p, &env()).unwrap();
+        assert_eq!(
+            stores.get("s1").unwrap().woo.consumer_secret.expose(),
+            "from-file"
+        );
+    }
+
+    #[test]
+    fn a_directory_holds_one_store_per_file_and_env_overrides_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "a.toml", &minimal("a"));
+        write(
+            dir.path(),
+            "b.toml",
+            &minimal("b").replace("id = \"b\"\n", ""),
+        );
+        let mut e = env();
+        e.push(("DUELLSYNC_STORES__B__SYNC_PRICES".into(), "false".into()));
+        e.push(("DUELLSYNC_STORES__B__WOO__API_VERSION".into(), "v2".into()));
+        let stores = load_stores(dir.path(), &e).unwrap();
+        assert_eq!(stores.ids().collect::<Vec<_>>(), vec!["a", "b"]);
+        let b = stores.get("b").unwrap();
+        assert!(!b.sync_prices);
+        assert_eq!(b.woo.api_version, ApiVersion::V2);
+        assert!(stores.get("a").unwrap().sync_prices);
+        assert!(stores.clone().select(&["c".into()]).is_err());
+        assert_eq!(stores.select(&["b".into()]).unwrap().stores.len(), 1);
+    }
+
+    #[test]
+    fn one_file_can_hold_many_stores() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = minimal("a")
+            .replace("id = \"a\"\n", "")
+            .replace("[woo]", "[stores.a.woo]")
+            .replace("[duell]", "[stores.a.duell]");
+        let b = minimal("b")
+            .replace("id = \"b\"\n", "")
+            .replace("[woo]", "[stores.b.woo]")
+            .replace("[duell]", "[stores.b.duell]");
+        let p = write(dir.path(), "all.toml", &format!("{a}\n{b}"));
+        let stores = load_stores(&p, &env()).unwrap();
+        assert_eq!(stores.stores.len(), 2);
+    }
+
+    #[test]
+    fn literal_secrets_are_accepted_with_a_warning() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = minimal("s1").replace("{ env = \"CS\" }", "\"cs_literal\"");
+        let p = write(dir.path(), "s1.toml", &text);
+        let stores = load_stores(&p, &env()).unwrap();
+        assert_eq!(
+            stores.get("s1").unwrap().woo.consumer_secret.expose(),
+            "cs_literal"
+        );
+        assert!(stores.warnings[0].contains("woo.consumer_secret"));
+        assert!(!stores.warnings[0].contains("cs_literal"));
+    }
+
+    #[test]
+    fn orders_from_date_accepts_dates_and_times() {
+        assert_eq!(parse_from_date("1970-01-02").unwrap(), 86400);
+        assert_eq!(parse_from_date("1970-01-01T00:01:00Z").unwrap(), 60);
+        assert!(parse_from_date("01.02.2026").is_err());
+    }
+}
