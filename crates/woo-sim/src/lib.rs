@@ -1,2 +1,526 @@
-//! A WooCommerce 7.9 simulator for tests and the demo
+//! A WooCommerce 7.9 simulator for tests and the demo.
+//!
+//! It serves `/wp-json/wc/v3/` and `/wp-json/wc/v2/` from memory with the behaviour captured
+//! on a real 7.9.0 store (see `tests/fixtures/woocommerce-samples/`): PHP-style JSON, string
+//! prices, offset-less dates with `_gmt` twins, OAuth 1.0a verified exactly like WooCommerce
+//! over http, Basic and query-string keys only over https (real TLS with a CA generated at
+//! start), SKU rules, stock rules, sale prices and the sale cron, batch semantics, pagination
+//! headers, `_fields`, the missing id tie-break on product lists, orders with status side
+//! effects, notes, and webhooks with a ping, signed asynchronous deliveries, no retries and
+//! auto-disable after the 7th failure.
+//!
+//! # Starting it in-process
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! use duellsync_woo_sim::{SimConfig, WooSim};
+//! let sim = WooSim::start(SimConfig::default()).await?;
+//! let url = sim.base_url();            // http://127.0.0.1:PORT (OAuth 1.0a)
+//! let tls = sim.https_base_url();      // Some(https://127.0.0.1:PORT2) (Basic / query keys)
+//! let ca = sim.ca_pem();               // trust this for the https listener
+//! let (key, secret) = sim.credentials(); // a read_write key
+//! # Ok(()) }
+//! ```
+//!
+//! # Control API
+//! Under `/__sim/` on both listeners (no authentication; not a WooCommerce route):
+//!
+//! | Route | Effect |
+//! |---|---|
+//! | `GET /__sim/health` | `{"ok":true}` |
+//! | `GET /__sim/requests` / `DELETE /__sim/requests` | request counts per `METHOD route` (e.g. `"POST products/batch"`, `"PUT products/{id}"`), reset |
+//! | `POST /__sim/faults` (a [`FaultRule`]) / `GET` / `DELETE /__sim/faults` | add, list, clear fault rules |
+//! | `POST /__sim/products/seed` `{"count":N,"prefix":"SKU-","price":"9.90","stock":5}` | create N simple products |
+//! | `POST /__sim/products` (REST product body) | create a product as an admin would |
+//! | `PUT /__sim/products/{id}` (REST product body) | edit a product as an admin would (fires `product.updated`) |
+//! | `POST /__sim/orders` ([`PlaceOrder`]) | place an order as a customer at checkout |
+//! | `PUT /__sim/orders/{id}/status` `{"status":"completed"}` | change an order's status as a person would |
+//! | `POST /__sim/cron/sales` | run the daily scheduled-sales job now |
+//! | `POST /__sim/webhooks/pause`, `/resume`, `/flush` | control the delivery queue (`flush` delivers everything now) |
+//! | `PUT /__sim/webhooks/knobs` ([`DeliveryKnobs`]) | delay, duplicate copies, drop rate |
+//! | `GET /__sim/deliveries` | every delivery attempt ([`DeliveryRecord`]) |
+//! | `GET /__sim/captures` | payments captured (orders that reached `completed`) |
+//! | `PUT /__sim/clock` `{"offset_secs":N}` | shift the simulator's clock |
+//! | `PUT /__sim/settings` `{"prices_include_tax":true,"price_num_decimals":2,"manage_stock":true}` | store settings |
+//! | `GET /__sim/ca.pem` | the CA certificate of the https listener |
+//!
+//! The same operations exist as methods on [`WooSim`].
 #![forbid(unsafe_code)]
+
+pub mod faults;
+pub mod json;
+mod orders;
+mod products;
+mod server;
+pub mod store;
+mod tls;
+mod webhooks;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use rand::SeedableRng as _;
+use serde::{Deserialize, Serialize};
+
+pub(crate) use duellsync_woo::webhook_signature::sign;
+pub use faults::{FaultKind, FaultRule};
+pub use webhooks::{DeliveryKnobs, DeliveryRecord};
+
+/// Key permissions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Permissions {
+    /// GET/HEAD only.
+    Read,
+    /// Writes only.
+    Write,
+    /// Everything.
+    ReadWrite,
+}
+
+/// A REST API key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiKey {
+    /// `ck_...`.
+    pub consumer_key: String,
+    /// `cs_...`.
+    pub consumer_secret: String,
+    /// What the key may do.
+    pub permissions: Permissions,
+}
+
+/// Simulator configuration.
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    /// Plain-http listener (OAuth 1.0a only, like a real store over http).
+    pub bind: SocketAddr,
+    /// Also serve https (Basic and query-string keys work there).
+    pub https: bool,
+    /// The https listener address.
+    pub https_bind: SocketAddr,
+    /// Accepted keys; the first is returned by [`WooSim::credentials`].
+    pub keys: Vec<ApiKey>,
+    /// Seed for random faults, drops and the tie shuffle.
+    pub seed: u64,
+    /// Site timezone offset (local dates = GMT + offset); 0 = UTC.
+    pub site_utc_offset_secs: i64,
+    /// 7.9-faithful product lists: no id tie-break when ordering by date or modified.
+    pub faithful_ordering: bool,
+    /// Coalesce deliveries for the same webhook and resource while one is pending.
+    pub coalesce_deliveries: bool,
+    /// Initial delivery knobs.
+    pub delivery: DeliveryKnobs,
+    /// Timeout of a webhook delivery (WooCommerce: 60 s).
+    pub delivery_timeout: Duration,
+    /// Timeout of a ping (WooCommerce: 5 s).
+    pub ping_timeout: Duration,
+    /// Hosts the simulator may contact for image downloads, pings and deliveries. Anything
+    /// else fails like WordPress' safe-URL check ("A valid URL was not provided.").
+    pub allowed_hosts: Vec<String>,
+    /// Treat `X-Forwarded-Proto: https` as https (the lab store's setup).
+    pub trust_forwarded_proto: bool,
+    /// How long a "hang" fault holds a request.
+    pub hang: Duration,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            https: true,
+            https_bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            keys: vec![ApiKey {
+                consumer_key: "ck_woosim_0000000000000000000000000000000000".into(),
+                consumer_secret: "cs_woosim_0000000000000000000000000000000000".into(),
+                permissions: Permissions::ReadWrite,
+            }],
+            seed: 7,
+            site_utc_offset_secs: 0,
+            faithful_ordering: true,
+            coalesce_deliveries: true,
+            delivery: DeliveryKnobs::default(),
+            delivery_timeout: Duration::from_secs(60),
+            ping_timeout: Duration::from_secs(5),
+            allowed_hosts: vec!["127.0.0.1".into(), "localhost".into()],
+            trust_forwarded_proto: true,
+            hang: Duration::from_secs(600),
+        }
+    }
+}
+
+/// An order placed as a customer would at checkout (control API).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct PlaceOrder {
+    /// Lines by product id, variation id or SKU.
+    pub lines: Vec<PlaceLine>,
+    /// Billing address fields (`first_name`, `email`, `phone`, ...).
+    #[serde(default)]
+    pub billing: BTreeMap<String, Option<String>>,
+    /// Shipping address fields.
+    #[serde(default)]
+    pub shipping: BTreeMap<String, String>,
+    /// Shipping line.
+    #[serde(default)]
+    pub shipping_line: Option<PlaceShipping>,
+    /// Fee line.
+    #[serde(default)]
+    pub fee: Option<PlaceFee>,
+    /// Coupon code and discount amount.
+    #[serde(default)]
+    pub coupon: Option<PlaceCoupon>,
+    /// Status after checkout: `processing` (paid, default), `pending`, `on-hold`.
+    #[serde(default)]
+    pub status: Option<String>,
+    /// Payment method id.
+    #[serde(default)]
+    pub payment_method: Option<String>,
+    /// The customer's note.
+    #[serde(default)]
+    pub customer_note: Option<String>,
+}
+
+/// A line of [`PlaceOrder`].
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct PlaceLine {
+    /// Product id.
+    #[serde(default)]
+    pub product_id: Option<u64>,
+    /// SKU.
+    #[serde(default)]
+    pub sku: Option<String>,
+    /// Quantity.
+    pub quantity: i64,
+}
+
+/// Shipping of [`PlaceOrder`].
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct PlaceShipping {
+    /// Method id.
+    pub method_id: String,
+    /// Title.
+    pub method_title: String,
+    /// Amount.
+    pub total: String,
+}
+
+/// Fee of [`PlaceOrder`].
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct PlaceFee {
+    /// Name.
+    pub name: String,
+    /// Amount.
+    pub total: String,
+}
+
+/// Coupon of [`PlaceOrder`].
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct PlaceCoupon {
+    /// Code.
+    pub code: String,
+    /// Discount amount (spread over the lines).
+    pub amount: String,
+}
+
+pub(crate) struct Shared {
+    pub cfg: SimConfig,
+    pub state: Mutex<store::State>,
+    pub clock_offset: AtomicI64,
+    pub counts: Mutex<BTreeMap<String, u64>>,
+    pub faults: Mutex<Vec<FaultRule>>,
+    pub rng: Mutex<rand::rngs::StdRng>,
+    pub http: reqwest::Client,
+    pub home_http: OnceLock<String>,
+    pub home_https: OnceLock<String>,
+    pub hooks: webhooks::Hooks,
+    pub ca_pem: Option<String>,
+}
+
+impl Shared {
+    pub fn now(&self) -> i64 {
+        let real = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or_default();
+        real + self.clock_offset.load(Ordering::SeqCst)
+    }
+
+    pub fn home_http(&self) -> String {
+        self.home_http.get().cloned().unwrap_or_default()
+    }
+
+    pub fn outgoing_allowed(&self, url: &str) -> bool {
+        match url::Url::parse(url) {
+            Ok(u) => {
+                matches!(u.scheme(), "http" | "https")
+                    && u.host_str()
+                        .is_some_and(|h| self.cfg.allowed_hosts.iter().any(|a| a == h))
+            }
+            Err(_) => false,
+        }
+    }
+}
+
+/// A running simulator. Dropping it stops the listeners.
+pub struct WooSim {
+    shared: Arc<Shared>,
+    http_addr: SocketAddr,
+    https_addr: Option<SocketAddr>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for WooSim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WooSim")
+            .field("http", &self.http_addr)
+            .field("https", &self.https_addr)
+            .finish()
+    }
+}
+
+impl Drop for WooSim {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+impl WooSim {
+    /// Binds the listeners (port 0 by default) and starts serving.
+    pub async fn start(cfg: SimConfig) -> anyhow::Result<WooSim> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let tls = if cfg.https {
+            Some(tls::generate()?)
+        } else {
+            None
+        };
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?;
+        let shared = Arc::new(Shared {
+            rng: Mutex::new(rand::rngs::StdRng::seed_from_u64(cfg.seed)),
+            hooks: webhooks::Hooks::new(cfg.coalesce_deliveries, cfg.delivery.clone()),
+            cfg: cfg.clone(),
+            state: Mutex::new(store::State::new()),
+            clock_offset: AtomicI64::new(0),
+            counts: Mutex::new(BTreeMap::new()),
+            faults: Mutex::new(Vec::new()),
+            http,
+            home_http: OnceLock::new(),
+            home_https: OnceLock::new(),
+            ca_pem: tls.as_ref().map(|t| t.ca_pem.clone()),
+        });
+        let mut tasks = Vec::new();
+        let listener = tokio::net::TcpListener::bind(cfg.bind).await?;
+        let http_addr = listener.local_addr()?;
+        let _ = shared.home_http.set(format!("http://{http_addr}"));
+        let app = server::router(shared.clone(), false);
+        tasks.push(tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        }));
+        let mut https_addr = None;
+        if let Some(tls) = tls {
+            let tcp = tokio::net::TcpListener::bind(cfg.https_bind).await?;
+            let addr = tcp.local_addr()?;
+            https_addr = Some(addr);
+            let _ = shared.home_https.set(format!("https://{addr}"));
+            let app = server::router(shared.clone(), true);
+            let listener = tls::TlsListener {
+                tcp,
+                acceptor: tls.acceptor,
+            };
+            tasks.push(tokio::spawn(async move {
+                let _ = axum::serve(listener, app).await;
+            }));
+        }
+        tasks.push(tokio::spawn(webhooks::worker(shared.clone())));
+        Ok(WooSim {
+            shared,
+            http_addr,
+            https_addr,
+            tasks,
+        })
+    }
+
+    /// `http://127.0.0.1:PORT`: the store's "home" for OAuth 1.0a over http.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.http_addr)
+    }
+
+    /// `https://127.0.0.1:PORT` when https is on.
+    pub fn https_base_url(&self) -> Option<String> {
+        self.https_addr.map(|a| format!("https://{a}"))
+    }
+
+    /// PEM of the CA that signed the https certificate.
+    pub fn ca_pem(&self) -> Option<String> {
+        self.shared.ca_pem.clone()
+    }
+
+    /// The first configured key and secret.
+    pub fn credentials(&self) -> (String, String) {
+        self.shared
+            .cfg
+            .keys
+            .first()
+            .map(|k| (k.consumer_key.clone(), k.consumer_secret.clone()))
+            .unwrap_or_default()
+    }
+
+    /// Requests received per `METHOD route` (route without the `wc/vN/` prefix, numeric
+    /// segments as `{id}`), e.g. `"POST products/batch"`.
+    pub fn request_counts(&self) -> BTreeMap<String, u64> {
+        self.shared
+            .counts
+            .lock()
+            .map(|c| c.clone())
+            .unwrap_or_default()
+    }
+
+    /// One count, 0 if never seen.
+    pub fn request_count(&self, key: &str) -> u64 {
+        self.request_counts().get(key).copied().unwrap_or(0)
+    }
+
+    /// Resets the request counts.
+    pub fn reset_request_counts(&self) {
+        if let Ok(mut c) = self.shared.counts.lock() {
+            c.clear();
+        }
+    }
+
+    /// Adds a fault rule.
+    pub fn add_fault(&self, rule: FaultRule) {
+        if let Ok(mut f) = self.shared.faults.lock() {
+            f.push(rule);
+        }
+    }
+
+    /// Removes all fault rules.
+    pub fn clear_faults(&self) {
+        if let Ok(mut f) = self.shared.faults.lock() {
+            f.clear();
+        }
+    }
+
+    /// Pauses webhook deliveries (queued jobs wait).
+    pub fn pause_deliveries(&self) {
+        self.shared.hooks.paused.store(true, Ordering::SeqCst);
+    }
+
+    /// Resumes webhook deliveries.
+    pub fn resume_deliveries(&self) {
+        self.shared.hooks.paused.store(false, Ordering::SeqCst);
+    }
+
+    /// Delivers every queued webhook now and waits for them.
+    pub async fn flush_deliveries(&self) {
+        webhooks::flush(&self.shared).await;
+    }
+
+    /// Jobs still queued.
+    pub fn pending_deliveries(&self) -> usize {
+        self.shared.hooks.pending()
+    }
+
+    /// Sets the delivery knobs.
+    pub fn set_delivery_knobs(&self, knobs: DeliveryKnobs) {
+        if let Ok(mut k) = self.shared.hooks.knobs.lock() {
+            *k = knobs;
+        }
+    }
+
+    /// Every delivery attempt so far.
+    pub fn deliveries(&self) -> Vec<DeliveryRecord> {
+        self.shared
+            .hooks
+            .log
+            .lock()
+            .map(|l| l.clone())
+            .unwrap_or_default()
+    }
+
+    /// Runs the daily sale job now; returns the products it changed.
+    pub fn run_sale_cron(&self) -> Vec<u64> {
+        server::run_sale_cron(&self.shared)
+    }
+
+    /// Shifts the simulator's clock by `secs` (relative to real time).
+    pub fn set_clock_offset(&self, secs: i64) {
+        self.shared.clock_offset.store(secs, Ordering::SeqCst);
+    }
+
+    /// Places an order as a customer at checkout; returns the order id.
+    pub fn place_order(&self, order: &PlaceOrder) -> Result<u64, String> {
+        server::place_order(&self.shared, order)
+    }
+
+    /// Changes an order's status as a shop manager would in the admin.
+    pub fn set_order_status(&self, id: u64, status: &str) -> Result<(), String> {
+        server::admin_order_status(&self.shared, id, status)
+    }
+
+    /// Creates (`id: None`) or edits a product as an admin would, with a REST-shaped body.
+    pub fn admin_write_product(
+        &self,
+        id: Option<u64>,
+        body: serde_json::Value,
+    ) -> Result<u64, String> {
+        server::admin_write_product(&self.shared, id, body)
+    }
+
+    /// Creates `count` simple products `{prefix}{n}` with managed stock; returns their ids.
+    pub fn seed_products(&self, count: usize, prefix: &str, price: &str, stock: i64) -> Vec<u64> {
+        server::seed_products(&self.shared, count, prefix, price, stock)
+    }
+
+    /// A product as the REST API would show it (edit context), if it exists.
+    pub fn product_json(&self, id: u64) -> Option<serde_json::Value> {
+        server::product_json(&self.shared, id)
+    }
+
+    /// An order as the REST API would show it, if it exists.
+    pub fn order_json(&self, id: u64) -> Option<serde_json::Value> {
+        server::order_json(&self.shared, id)
+    }
+
+    /// The stored webhook failure count (REST never shows it).
+    pub fn webhook_failure_count(&self, id: u64) -> Option<u32> {
+        self.shared
+            .state
+            .lock()
+            .ok()
+            .and_then(|s| s.webhooks.get(&id).map(|w| w.failure_count))
+    }
+
+    /// Orders whose payment was captured (reached `completed`).
+    pub fn captured_orders(&self) -> Vec<u64> {
+        self.shared
+            .state
+            .lock()
+            .map(|s| s.captures.iter().map(|c| c.order_id).collect())
+            .unwrap_or_default()
+    }
+
+    /// Store settings.
+    pub fn set_settings(
+        &self,
+        prices_include_tax: Option<bool>,
+        price_num_decimals: Option<u32>,
+        manage_stock: Option<bool>,
+    ) {
+        if let Ok(mut s) = self.shared.state.lock() {
+            if let Some(v) = prices_include_tax {
+                s.settings.prices_include_tax = v;
+            }
+            if let Some(v) = price_num_decimals {
+                s.settings.price_num_decimals = v;
+            }
+            if let Some(v) = manage_stock {
+                s.settings.manage_stock = v;
+            }
+        }
+    }
+}

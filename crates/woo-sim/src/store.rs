@@ -1,0 +1,702 @@
+//! In-memory store: products, variations, attachments, categories, orders, notes, webhooks,
+//! and the helpers that render WooCommerce's conventions (dates, money, escaping).
+
+use std::collections::{BTreeMap, HashMap};
+
+use rust_decimal::Decimal;
+use serde_json::Value;
+
+use crate::json::J;
+use crate::obj;
+
+/// A WooCommerce error: `{code, message, data: {status, ...extra}}`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WpError {
+    pub status: u16,
+    pub code: String,
+    pub message: String,
+    pub extra: Vec<(String, J)>,
+}
+
+impl WpError {
+    pub fn new(status: u16, code: &str, message: &str) -> Self {
+        WpError {
+            status,
+            code: code.to_string(),
+            message: message.to_string(),
+            extra: Vec::new(),
+        }
+    }
+
+    pub fn with(mut self, key: &str, value: J) -> Self {
+        self.extra.push((key.to_string(), value));
+        self
+    }
+
+    pub fn to_j(&self) -> J {
+        let mut data = vec![("status".to_string(), J::Int(i64::from(self.status)))];
+        data.extend(self.extra.iter().cloned());
+        obj! { "code" => self.code.as_str(), "message" => self.message.as_str(), "data" => J::Obj(data) }
+    }
+
+    pub fn invalid_param(param: &str, code: &str, message: &str) -> Self {
+        WpError::new(
+            400,
+            "rest_invalid_param",
+            &format!("Invalid parameter(s): {param}"),
+        )
+        .with("params", obj! { param => message })
+        .with(
+            "details",
+            obj! { param => obj! { "code" => code, "message" => message, "data" => obj! { "param" => param } } },
+        )
+    }
+}
+
+/// A meta row.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Meta {
+    pub id: u64,
+    pub key: String,
+    pub value: Value,
+}
+
+/// A product attribute as stored.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Attr {
+    pub id: u64,
+    pub name: String,
+    pub position: i64,
+    pub visible: bool,
+    pub variation: bool,
+    pub options: Vec<String>,
+}
+
+/// A product or a variation (`kind == "variation"`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Product {
+    pub id: u64,
+    pub parent_id: u64,
+    pub kind: String,
+    pub status: String,
+    /// Status before trashing, restored on untrash; a trashed product frees its SKU.
+    pub trashed_from: Option<String>,
+    pub name: String,
+    pub slug: String,
+    pub description: String,
+    pub short_description: String,
+    pub sku: String,
+    pub regular_price: String,
+    pub sale_price: String,
+    /// `_price`, recomputed on saves that touch prices or sale dates, and by the sale cron.
+    pub price: String,
+    pub sale_from: Option<i64>,
+    pub sale_to: Option<i64>,
+    /// For variations `None` means "use the parent's stock" when the parent manages it.
+    pub manage_stock: bool,
+    pub stock_quantity: Option<i64>,
+    pub stock_status: String,
+    pub backorders: String,
+    pub low_stock_amount: Option<i64>,
+    pub tax_status: String,
+    pub tax_class: String,
+    pub weight: String,
+    pub dimensions: [String; 3],
+    pub featured: bool,
+    pub catalog_visibility: String,
+    pub virtual_: bool,
+    pub downloadable: bool,
+    pub sold_individually: bool,
+    pub menu_order: i64,
+    pub purchase_note: String,
+    pub categories: Vec<u64>,
+    pub tags: Vec<Value>,
+    pub images: Vec<u64>,
+    pub attributes: Vec<Attr>,
+    /// Variation attributes `(name, option)`.
+    pub var_attrs: Vec<(String, String)>,
+    pub default_attributes: Vec<Value>,
+    pub upsell_ids: Vec<u64>,
+    pub cross_sell_ids: Vec<u64>,
+    pub meta: Vec<Meta>,
+    pub total_sales: i64,
+    pub created: i64,
+    pub modified: i64,
+}
+
+impl Product {
+    pub fn new(id: u64, now: i64) -> Self {
+        Product {
+            id,
+            parent_id: 0,
+            kind: "simple".into(),
+            status: "publish".into(),
+            trashed_from: None,
+            name: String::new(),
+            slug: String::new(),
+            description: String::new(),
+            short_description: String::new(),
+            sku: String::new(),
+            regular_price: String::new(),
+            sale_price: String::new(),
+            price: String::new(),
+            sale_from: None,
+            sale_to: None,
+            manage_stock: false,
+            stock_quantity: None,
+            stock_status: "instock".into(),
+            backorders: "no".into(),
+            low_stock_amount: None,
+            tax_status: "taxable".into(),
+            tax_class: String::new(),
+            weight: String::new(),
+            dimensions: Default::default(),
+            featured: false,
+            catalog_visibility: "visible".into(),
+            virtual_: false,
+            downloadable: false,
+            sold_individually: false,
+            menu_order: 0,
+            purchase_note: String::new(),
+            categories: Vec::new(),
+            tags: Vec::new(),
+            images: Vec::new(),
+            attributes: Vec::new(),
+            var_attrs: Vec::new(),
+            default_attributes: Vec::new(),
+            upsell_ids: Vec::new(),
+            cross_sell_ids: Vec::new(),
+            meta: Vec::new(),
+            total_sales: 0,
+            created: now,
+            modified: now,
+        }
+    }
+
+    pub fn is_variation(&self) -> bool {
+        self.kind == "variation"
+    }
+
+    pub fn is_trashed(&self) -> bool {
+        self.status == "trash"
+    }
+
+    /// `is_on_sale('edit')`: a non-empty sale price below the regular price, inside the window.
+    pub fn on_sale(&self, now: i64) -> bool {
+        if self.sale_price.is_empty() {
+            return false;
+        }
+        let (Some(sale), Some(regular)) = (dec(&self.sale_price), dec(&self.regular_price)) else {
+            return false;
+        };
+        if regular <= sale {
+            return false;
+        }
+        if self.sale_from.is_some_and(|f| f > now) {
+            return false;
+        }
+        if self.sale_to.is_some_and(|t| t < now) {
+            return false;
+        }
+        true
+    }
+
+    /// Recomputes `_price` as WooCommerce does on save.
+    pub fn recompute_price(&mut self, now: i64) {
+        self.price = if self.on_sale(now) {
+            self.sale_price.clone()
+        } else {
+            self.regular_price.clone()
+        };
+    }
+
+    /// Derives `stock_status` from the quantity when stock is managed.
+    pub fn derive_stock_status(&mut self, notify_no_stock: i64) {
+        if self.manage_stock {
+            let qty = self.stock_quantity.unwrap_or(0);
+            self.stock_status = if self.stock_quantity.is_some() && qty > notify_no_stock {
+                "instock".into()
+            } else if self.backorders != "no" {
+                "onbackorder".into()
+            } else {
+                "outofstock".into()
+            };
+        } else {
+            self.stock_quantity = None;
+            if !self.is_variation() {
+                self.backorders = "no".into();
+            }
+        }
+    }
+}
+
+/// An uploaded image.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Attachment {
+    pub id: u64,
+    pub file_name: String,
+    pub src: String,
+    pub alt: String,
+    pub created: i64,
+}
+
+/// A product category.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Category {
+    pub id: u64,
+    /// Stored escaped (`&amp;`) like WordPress' kses does.
+    pub name: String,
+    pub slug: String,
+    pub parent: u64,
+    pub description: String,
+}
+
+/// An order line.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OrderLine {
+    pub id: u64,
+    pub name: String,
+    pub product_id: u64,
+    pub variation_id: u64,
+    pub quantity: i64,
+    pub tax_class: String,
+    pub subtotal: Decimal,
+    pub total: Decimal,
+    pub meta: Vec<Meta>,
+    /// Units taken from stock for this line (`_reduced_stock`).
+    pub reduced_stock: Option<i64>,
+}
+
+/// A shipping line.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ShippingLine {
+    pub id: u64,
+    pub method_title: String,
+    pub method_id: String,
+    pub total: Decimal,
+}
+
+/// A fee line.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FeeLine {
+    pub id: u64,
+    pub name: String,
+    pub tax_status: String,
+    pub total: Decimal,
+}
+
+/// A coupon line.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CouponLine {
+    pub id: u64,
+    pub code: String,
+    pub discount: Decimal,
+}
+
+/// An order (post storage semantics of 7.9).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Order {
+    pub id: u64,
+    pub parent_id: u64,
+    pub status: String,
+    pub currency: String,
+    pub prices_include_tax: bool,
+    pub created: i64,
+    pub modified: i64,
+    pub paid: Option<i64>,
+    pub completed: Option<i64>,
+    pub customer_id: u64,
+    pub order_key: String,
+    pub billing: Vec<(String, Option<String>)>,
+    pub shipping: Vec<(String, String)>,
+    pub payment_method: String,
+    pub payment_method_title: String,
+    pub transaction_id: String,
+    pub created_via: String,
+    pub customer_note: String,
+    pub meta: Vec<Meta>,
+    pub lines: Vec<OrderLine>,
+    pub shipping_lines: Vec<ShippingLine>,
+    pub fee_lines: Vec<FeeLine>,
+    pub coupon_lines: Vec<CouponLine>,
+    pub refunds: Vec<(u64, String, Decimal)>,
+    pub stock_reduced: bool,
+    pub trashed_from: Option<String>,
+}
+
+/// An order note.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Note {
+    pub id: u64,
+    pub order_id: u64,
+    pub note: String,
+    pub customer_note: bool,
+    pub author: String,
+    pub created: i64,
+}
+
+/// A webhook as stored (with the fields REST never shows).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Webhook {
+    pub id: u64,
+    pub name: String,
+    pub status: String,
+    pub topic: String,
+    pub delivery_url: String,
+    pub secret: String,
+    pub api_version: String,
+    pub failure_count: u32,
+    pub pending_delivery: bool,
+    pub created: i64,
+    pub modified: Option<i64>,
+}
+
+/// Store-wide settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Settings {
+    pub prices_include_tax: bool,
+    pub price_num_decimals: u32,
+    pub currency: String,
+    pub manage_stock: bool,
+    pub notify_no_stock_amount: i64,
+}
+
+/// A capture recorded when an order reached `completed` (or `processing`) for the first time:
+/// what a payment gateway would capture.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Capture {
+    pub order_id: u64,
+    pub status: String,
+    pub total: Decimal,
+    pub at: i64,
+}
+
+/// Everything the simulated store holds.
+#[derive(Debug)]
+pub struct State {
+    pub next_post_id: u64,
+    pub next_term_id: u64,
+    pub next_meta_id: u64,
+    pub next_item_id: u64,
+    pub next_comment_id: u64,
+    pub next_webhook_id: u64,
+    pub products: BTreeMap<u64, Product>,
+    pub attachments: BTreeMap<u64, Attachment>,
+    pub categories: BTreeMap<u64, Category>,
+    pub orders: BTreeMap<u64, Order>,
+    pub notes: Vec<Note>,
+    pub webhooks: BTreeMap<u64, Webhook>,
+    pub settings: Settings,
+    pub captures: Vec<Capture>,
+    /// Used nonces per consumer key: timestamp → nonce (a later request with the same
+    /// timestamp replaces the entry, as WooCommerce stores them).
+    pub nonces: HashMap<String, BTreeMap<i64, String>>,
+}
+
+pub const UNCATEGORIZED: u64 = 15;
+
+impl State {
+    pub fn new() -> Self {
+        let mut categories = BTreeMap::new();
+        categories.insert(
+            UNCATEGORIZED,
+            Category {
+                id: UNCATEGORIZED,
+                name: "Uncategorized".into(),
+                slug: "uncategorized".into(),
+                parent: 0,
+                description: String::new(),
+            },
+        );
+        State {
+            next_post_id: 10,
+            next_term_id: 16,
+            next_meta_id: 100,
+            next_item_id: 1,
+            next_comment_id: 1,
+            next_webhook_id: 1,
+            products: BTreeMap::new(),
+            attachments: BTreeMap::new(),
+            categories,
+            orders: BTreeMap::new(),
+            notes: Vec::new(),
+            webhooks: BTreeMap::new(),
+            settings: Settings {
+                prices_include_tax: false,
+                price_num_decimals: 2,
+                currency: "EUR".into(),
+                manage_stock: true,
+                notify_no_stock_amount: 0,
+            },
+            captures: Vec::new(),
+            nonces: HashMap::new(),
+        }
+    }
+
+    pub fn post_id(&mut self) -> u64 {
+        let id = self.next_post_id;
+        self.next_post_id += 1;
+        id
+    }
+
+    pub fn meta_id(&mut self) -> u64 {
+        let id = self.next_meta_id;
+        self.next_meta_id += 1;
+        id
+    }
+
+    pub fn item_id(&mut self) -> u64 {
+        let id = self.next_item_id;
+        self.next_item_id += 1;
+        id
+    }
+
+    /// The product (or variation) that owns `sku`, ignoring trash and `except`.
+    pub fn sku_owner(&self, sku: &str, except: Option<u64>) -> Option<u64> {
+        let wanted = normalise_sku(sku);
+        if wanted.is_empty() {
+            return None;
+        }
+        self.products
+            .values()
+            .find(|p| Some(p.id) != except && !p.is_trashed() && normalise_sku(&p.sku) == wanted)
+            .map(|p| p.id)
+    }
+
+    /// A free SKU suggestion: `sku-1`, `sku-2`, ...
+    pub fn unique_sku(&self, sku: &str) -> String {
+        (1..)
+            .map(|n| format!("{sku}-{n}"))
+            .find(|s| self.sku_owner(s, None).is_none())
+            .unwrap_or_default()
+    }
+
+    pub fn unique_slug(&self, base: &str, except: u64) -> String {
+        let base = if base.is_empty() { "product" } else { base };
+        let taken = |s: &str| {
+            self.products
+                .values()
+                .any(|p| p.id != except && !p.is_variation() && p.slug == s)
+        };
+        if !taken(base) {
+            return base.to_string();
+        }
+        (2..)
+            .map(|n| format!("{base}-{n}"))
+            .find(|s| !taken(s))
+            .unwrap_or_default()
+    }
+}
+
+impl Default for State {
+    fn default() -> Self {
+        State::new()
+    }
+}
+
+/// SKU comparison as the usual MySQL collation does it: case- and accent-insensitive.
+pub fn normalise_sku(s: &str) -> String {
+    s.trim()
+        .chars()
+        .map(|c| match c {
+            'à' | 'á' | 'â' | 'ã' | 'ä' | 'å' | 'À' | 'Á' | 'Â' | 'Ã' | 'Ä' | 'Å' => {
+                'a'
+            }
+            'è' | 'é' | 'ê' | 'ë' | 'È' | 'É' | 'Ê' | 'Ë' => 'e',
+            'ì' | 'í' | 'î' | 'ï' | 'Ì' | 'Í' | 'Î' | 'Ï' => 'i',
+            'ò' | 'ó' | 'ô' | 'õ' | 'ö' | 'Ò' | 'Ó' | 'Ô' | 'Õ' | 'Ö' => 'o',
+            'ù' | 'ú' | 'û' | 'ü' | 'Ù' | 'Ú' | 'Û' | 'Ü' => 'u',
+            'ç' | 'Ç' => 'c',
+            'ñ' | 'Ñ' => 'n',
+            c => c,
+        })
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+/// `wc_clean`: trimmed and tag-stripped.
+pub fn wc_clean(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut in_tag = false;
+    for c in s.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' if in_tag => in_tag = false,
+            c if !in_tag => out.push(c),
+            _ => {}
+        }
+    }
+    out.trim().to_string()
+}
+
+/// kses on names: a bare `&` becomes `&amp;` (existing entities stay).
+pub fn kses(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let bytes: Vec<char> = s.chars().collect();
+    for (i, c) in bytes.iter().enumerate() {
+        if *c == '&' {
+            let rest: String = bytes[i + 1..].iter().take(10).collect();
+            let is_entity = rest
+                .find(';')
+                .map(|end| {
+                    let ent = &rest[..end];
+                    !ent.is_empty()
+                        && ent
+                            .chars()
+                            .all(|ch| ch.is_ascii_alphanumeric() || ch == '#')
+                })
+                .unwrap_or(false);
+            if is_entity {
+                out.push('&');
+            } else {
+                out.push_str("&amp;");
+            }
+        } else {
+            out.push(*c);
+        }
+    }
+    out
+}
+
+/// Decodes the entities kses produces, to compare names.
+pub fn entity_decode(s: &str) -> String {
+    s.replace("&amp;", "&")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#039;", "'")
+}
+
+/// `sanitize_title`: lower-case ASCII words joined by `-`.
+pub fn slugify(s: &str) -> String {
+    let decoded = entity_decode(s);
+    let mut out = String::new();
+    let mut dash = false;
+    for c in normalise_sku(&wc_clean(&decoded)).chars() {
+        if c.is_ascii_alphanumeric() {
+            out.push(c);
+            dash = false;
+        } else if (c.is_whitespace() || c == '-' || c == '_') && !dash && !out.is_empty() {
+            out.push('-');
+            dash = true;
+        }
+    }
+    out.trim_end_matches('-').to_string()
+}
+
+/// Parses a decimal string as `wc_format_decimal` would accept it.
+pub fn dec(s: &str) -> Option<Decimal> {
+    let t = s.trim();
+    if t.is_empty() {
+        return None;
+    }
+    t.parse::<Decimal>().ok()
+}
+
+/// Money rounded to `dp` decimals with trailing zeros, as order totals are rendered.
+pub fn money(d: Decimal, dp: u32) -> String {
+    let mut r = d.round_dp(dp);
+    r.rescale(dp);
+    r.to_string()
+}
+
+/// Formats a unix time as WooCommerce's offset-less date, shifted by `offset` seconds.
+pub fn fmt_date(ts: i64, offset: i64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp(ts + offset)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
+}
+
+/// Parses a date string the way the REST layer and `strtotime` would for the formats a sync
+/// engine sends: `YYYY-MM-DD`, `YYYY-MM-DDTHH:MM:SS`, a space instead of `T`, fractional
+/// seconds, and an optional `Z`/`±HH:MM` offset. Without an offset the value is read in
+/// `default_offset` (site time, or 0 for `_gmt` fields). Returns the unix time and whether
+/// an offset was present.
+pub fn parse_date(s: &str, default_offset: i64) -> Option<(i64, bool)> {
+    let s = s.trim();
+    if s.len() < 10 {
+        return None;
+    }
+    let date = time::Date::parse(
+        s.get(..10)?,
+        time::macros::format_description!("[year]-[month]-[day]"),
+    )
+    .ok()?;
+    let rest = &s[10..];
+    let (clock, tail) = if rest.starts_with('T') || rest.starts_with(' ') {
+        let r = &rest[1..];
+        let end = r.find(['Z', '+', '-', 'z']).unwrap_or(r.len());
+        (Some(&r[..end]), &r[end..])
+    } else {
+        (None, rest)
+    };
+    let mut secs = 0i64;
+    if let Some(clock) = clock {
+        let clock = clock.split('.').next().unwrap_or("");
+        let parts: Vec<&str> = clock.split(':').collect();
+        if parts.len() < 2 {
+            return None;
+        }
+        let h: i64 = parts[0].parse().ok()?;
+        let m: i64 = parts[1].parse().ok()?;
+        let sec: i64 = parts.get(2).map(|x| x.parse().ok()).unwrap_or(Some(0))?;
+        if h > 23 || m > 59 || sec > 60 {
+            return None;
+        }
+        secs = h * 3600 + m * 60 + sec;
+    }
+    let midnight = date.midnight().assume_utc().unix_timestamp();
+    let (offset, had_offset) = match tail {
+        "" => (default_offset, false),
+        "Z" | "z" => (0, true),
+        t => {
+            let sign = if t.starts_with('-') { -1 } else { 1 };
+            let digits: String = t[1..].chars().filter(|c| c.is_ascii_digit()).collect();
+            if digits.len() != 4 {
+                return None;
+            }
+            let h: i64 = digits[..2].parse().ok()?;
+            let m: i64 = digits[2..].parse().ok()?;
+            (sign * (h * 3600 + m * 60), true)
+        }
+    };
+    Some((midnight + secs - offset, had_offset))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compares_skus_case_and_accent_insensitively() {
+        assert_eq!(normalise_sku(" AB-Café "), "ab-cafe");
+    }
+
+    #[test]
+    fn kses_escapes_bare_ampersands_only() {
+        assert_eq!(kses("Salt & Pepper &amp; Co"), "Salt &amp; Pepper &amp; Co");
+    }
+
+    #[test]
+    fn parses_dates_with_and_without_offsets() {
+        assert_eq!(parse_date("1970-01-01T01:00:00", 0), Some((3600, false)));
+        assert_eq!(parse_date("1970-01-01T01:00:00", 3600), Some((0, false)));
+        assert_eq!(parse_date("1970-01-01T01:00:00Z", 3600), Some((3600, true)));
+        assert_eq!(parse_date("1970-01-01T01:00:00+01:00", 0), Some((0, true)));
+        assert_eq!(parse_date("1970-01-02", 0), Some((86400, false)));
+        assert_eq!(parse_date("yesterday", 0), None);
+    }
+
+    #[test]
+    fn formats_money_with_trailing_zeros() {
+        assert_eq!(money(Decimal::new(49, 1), 2), "4.90");
+    }
+}
