@@ -905,13 +905,15 @@ pub fn apply_write(
                         &format!("Error getting remote image {src}. Error: {msg}"),
                     ))
                 }
-                None => return Err(WpError::new(
-                    400,
-                    "woocommerce_product_image_upload_error",
-                    &format!(
+                None => {
+                    return Err(WpError::new(
+                        400,
+                        "woocommerce_product_image_upload_error",
+                        &format!(
                         "Error getting remote image {src}. Error: A valid URL was not provided."
                     ),
-                )),
+                    ))
+                }
             }
         }
         for (slot, name, alt) in new_files {

@@ -376,6 +376,18 @@ fn take_faults(shared: &Shared, method: &str, route: &str, path: &str) -> Vec<Fa
             *t -= 1;
         }
         out.push(rule.kind.clone());
+        // One terminal fault per request: later rules wait for the next request.
+        let terminal = matches!(
+            rule.kind,
+            FaultKind::Hang
+                | FaultKind::ServerError { .. }
+                | FaultKind::TooManyRequests { .. }
+                | FaultKind::HtmlError { .. }
+                | FaultKind::Redirect { .. }
+        );
+        if terminal {
+            break;
+        }
     }
     rules.retain(|r| r.times != Some(0));
     out
@@ -481,7 +493,7 @@ fn authenticate(
     else {
         return auth_err("Invalid signature - signature method is invalid.");
     };
-    let given = oauth::form_decode(&get("oauth_signature").unwrap_or_default().replace(' ', "+"));
+    let given = oauth::raw_decode(&get("oauth_signature").unwrap_or_default().replace(' ', "+"));
     let signed: Vec<(String, ParamValue)> = params
         .iter()
         .filter(|(k, _)| k != "oauth_signature")
@@ -492,7 +504,8 @@ fn authenticate(
     if !bool::from(expected.as_bytes().ct_eq(given.as_bytes())) {
         return auth_err("Invalid signature - provided signature does not match.");
     }
-    let now = shared.now();
+    // The ±900 s window uses real time: the simulator's clock offset only moves store time.
+    let now = shared.now() - shared.clock_offset.load(Ordering::SeqCst);
     let Some(ts) = get("oauth_timestamp").and_then(|t| t.parse::<i64>().ok()) else {
         return auth_err("Invalid timestamp.");
     };

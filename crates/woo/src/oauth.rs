@@ -171,6 +171,13 @@ pub fn parse_authorization_header(header: &str) -> Option<Vec<(String, String)>>
     Some(out)
 }
 
+/// PHP `rawurldecode`: `%XX` is a byte, `+` stays a plus; invalid UTF-8 is replaced.
+pub fn raw_decode(s: &str) -> String {
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
 /// PHP `urldecode`: `+` is a space, `%XX` is a byte; invalid UTF-8 is replaced.
 pub fn form_decode(s: &str) -> String {
     let replaced = s.replace('+', " ");
