@@ -591,6 +591,13 @@ mod tests {
     }
 
     #[test]
+    fn generates_a_100k_product_catalogue() {
+        let d = db(100_000, 3);
+        assert_eq!(d.products.len(), 100_000);
+        assert_eq!(d.stock.len(), 200_000);
+    }
+
+    #[test]
     fn catalogue_has_variants_offers_hidden_and_all_vat_rates() {
         let d = db(2000, 1);
         let ps: Vec<&SimProduct> = d.products.values().collect();

@@ -174,4 +174,14 @@ mod tests {
         let p = Params::parse(Some("length=500"));
         assert_eq!(p.paging(100, 20, false), (0, 100));
     }
+
+    proptest::proptest! {
+        #[test]
+        fn garbage_queries_never_panic(q in ".{0,64}", cap in 0usize..200) {
+            let p = Params::parse(Some(&q));
+            let _ = p.paging(cap, 20, true);
+            let _ = p.filter_list("product_id");
+            let _ = p.filter("product_number").map(truthy);
+        }
+    }
 }

@@ -262,3 +262,46 @@ mod tests {
         assert!(parse_datetime("garbage").is_none());
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(|n| serde_json::json!(n)),
+            "[0-9.,eE+-]{0,12}".prop_map(Value::String),
+            ".{0,12}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(3, 16, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::btree_map("[a-z_]{1,12}", inner, 0..4)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn loose_values_never_panic(v in json(), text in ".{0,24}") {
+            let _ = decimal_from_value(&v);
+            let _ = bool_from_value(&v);
+            let _ = u64_from_value(&v);
+            let _ = parse_datetime(&text);
+            let _ = parse_decimal(&text);
+            let m = crate::model::ValidationMessage(v.clone());
+            let _ = (m.is_empty(), m.entries(), m.to_string());
+            let _ = serde_json::from_value::<crate::model::Product>(v);
+        }
+
+        #[test]
+        fn decimal_text_round_trips(n in any::<i64>(), scale in 0u32..6) {
+            let d = Decimal::new(n, scale);
+            prop_assert_eq!(parse_decimal(&d.to_string()), Some(d.normalize()));
+        }
+    }
+}

@@ -271,6 +271,27 @@ mod tests {
     }
 
     #[test]
+    fn spreads_the_remaining_budget_over_the_window_when_asked() {
+        let pacer = Pacer::new(PacingConfig {
+            spread: true,
+            reset_margin: Duration::ZERO,
+            ..PacingConfig::default()
+        });
+        let wall = UNIX_EPOCH + Duration::from_secs(1_000);
+        let now = Instant::now();
+        let mut h = HeaderMap::new();
+        h.insert("x-duell-ratelimit-remaining", HeaderValue::from_static("4"));
+        h.insert("x-duell-ratelimit-reset", HeaderValue::from_static("1010"));
+        pacer.observe(&RateHeaders::parse(&h, wall));
+        assert!(matches!(pacer.check(now, wall), Gate::Go));
+        // 3 left for 10 s: one request every 2.5 s.
+        match pacer.check(now, wall) {
+            Gate::Wait(d) => assert_eq!(d, Duration::from_millis(2500)),
+            Gate::Go => panic!("should spread"),
+        }
+    }
+
+    #[test]
     fn a_429_blocks_every_caller_for_the_asked_wait() {
         let pacer = Pacer::new(PacingConfig::default());
         let now = Instant::now();
