@@ -21,7 +21,7 @@ struct Args {
     /// Port to bind (0 = any free port).
     #[arg(long, short, env = "DUELL_SIM_PORT", default_value_t = 8088)]
     port: u16,
-    /// Public origin for image URLs (default http://<host>:<port>).
+    /// Public origin for image URLs (default http://HOST:PORT).
     #[arg(long, env = "DUELL_SIM_PUBLIC_URL")]
     public_url: Option<String>,
     /// Seed of the generated catalogue and random faults.

@@ -457,7 +457,7 @@ pub struct NewOrder {
     pub customer_id: CustomerId,
     /// The shop order id; DUELL echoes it back and it is the only link to the shop order.
     pub reference_order_number: String,
-    /// "Ordre <id> <site name>".
+    /// `"Ordre <id> <site name>"`.
     pub reference_comment: String,
     /// Order comment (reference text plus the customer's note).
     pub comments: String,
