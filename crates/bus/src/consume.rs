@@ -263,13 +263,14 @@ impl Consumer {
     /// [`Delivery::finish`] decides). Returns when `shutdown` is cancelled.
     pub async fn run<F, Fut>(&self, shutdown: CancellationToken, mut handler: F) -> Result<()>
     where
-        F: FnMut(&Delivery) -> Fut,
+        F: FnMut(Arc<Delivery>) -> Fut,
         Fut: Future<Output = std::result::Result<(), HandleError>>,
     {
         let mut rx = self.deliveries(shutdown.clone());
         while let Some(delivery) = rx.recv().await {
+            let delivery = Arc::new(delivery);
             let span = delivery.span.clone();
-            let result = handler(&delivery).instrument(span).await;
+            let result = handler(delivery.clone()).instrument(span).await;
             delivery.finish(result).await;
         }
         Ok(())
@@ -390,7 +391,7 @@ impl Delivery {
     }
 
     /// Acknowledges. Call only after the state change is committed.
-    pub async fn ack(self) {
+    pub async fn ack(&self) {
         self.observe("ack");
         if let Err(e) = self.acker.ack().await {
             // The server will redeliver; the handler's ledger absorbs the repeat.
@@ -399,7 +400,7 @@ impl Delivery {
     }
 
     /// Asks for redelivery after `delay`.
-    pub async fn nak(self, delay: Duration) {
+    pub async fn nak(&self, delay: Duration) {
         self.observe("nak");
         if let Err(e) = self.acker.ack_with(AckKind::Nak(Some(delay))).await {
             tracing::warn!(subject = %self.subject, error = %e, "nak failed");
@@ -412,7 +413,7 @@ impl Delivery {
     }
 
     /// Copies the message with the reason to the dead-letter stream, then terminates it.
-    pub async fn dead_letter(self, reason: &str) {
+    pub async fn dead_letter(&self, reason: &str) {
         self.observe("dead_letter");
         let mut h = self.headers.clone();
         h.insert(headers::DLQ_REASON, sanitize_header(reason).as_str());
@@ -458,7 +459,7 @@ impl Delivery {
 
     /// Applies the engine's policy to a handler result: ack on success; on a retryable error nak
     /// with backoff, or dead-letter once `max_deliveries` is reached; dead-letter permanent errors.
-    pub async fn finish(self, result: std::result::Result<(), HandleError>) {
+    pub async fn finish(&self, result: std::result::Result<(), HandleError>) {
         match result {
             Ok(()) => self.ack().await,
             Err(HandleError::Retry { reason, after }) => {

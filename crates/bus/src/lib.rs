@@ -246,11 +246,19 @@ impl Bus {
     /// Publishes many events, keeping up to `in_flight` unacknowledged at once, and returns when
     /// all are stored. Order of storage follows the order of `events`.
     pub async fn publish_all<E: Event>(&self, events: &[E], in_flight: usize) -> Result<usize> {
-        let mut pending = futures::stream::iter(events.iter().map(|e| self.publish(e)))
-            .buffered(in_flight.max(1));
+        let mut pending = futures::stream::FuturesOrdered::new();
         let mut n = 0;
+        for e in events {
+            if pending.len() >= in_flight.max(1) {
+                if let Some(r) = pending.next().await {
+                    let _: Published = r?;
+                    n += 1;
+                }
+            }
+            pending.push_back(self.publish(e));
+        }
         while let Some(r) = pending.next().await {
-            r?;
+            let _: Published = r?;
             n += 1;
         }
         Ok(n)

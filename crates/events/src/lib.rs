@@ -186,6 +186,7 @@ event!(ProductObserved, source::DUELL, "product", "observed");
 event!(ProductWithdrawn, source::DUELL, "product", "withdrawn");
 event!(StockObserved, source::DUELL, "stock", "observed");
 event!(CatalogScanned, source::DUELL, "catalog", "scanned");
+event!(ChangeNoticed, source::DUELL, "change", "noticed");
 event!(
     OrderStatusObserved,
     source::DUELL,
@@ -242,6 +243,7 @@ pub fn event_name_for_subject(subject: &str) -> Option<&'static str> {
         ProductWithdrawn,
         StockObserved,
         CatalogScanned,
+        ChangeNoticed,
         OrderStatusObserved,
         OrderObserved,
         FullSyncRequested,

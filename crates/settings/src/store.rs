@@ -82,6 +82,10 @@ pub struct DuellSettings {
     /// default: without it such an import is flagged in doubt for an operator.
     #[serde(default)]
     pub order_lookup: bool,
+    /// Secret that signs change notices pushed to webhook-ingest (`X-Duellsync-Signature`,
+    /// base64 HMAC-SHA256 of the body). Unset = the notice endpoint refuses this store.
+    #[serde(default)]
+    pub notice_secret: Secret,
 }
 
 fn default_duell_url() -> String {
@@ -148,7 +152,7 @@ pub struct StockSettings {
     /// `source` is a field that already nets reservations.
     pub subtract_undrawn_customer_orders: bool,
     /// DUELL customer-order statuses at which DUELL has drawn the stock (packing slip made):
-    /// 3 Sendt, 4 Mottatt, 5 Fullført, 6 Fakturert, 7 Betalt.
+    /// 3 Sendt, 4 Mottatt, 5 Fullført, 6 Fakturert, 7 Betalt, 11 Ferdig plukket.
     pub drawn_statuses: Vec<i32>,
     /// Status that cancels a customer order (its hold is released): 8 Kansellert.
     pub cancelled_statuses: Vec<i32>,
@@ -159,7 +163,7 @@ impl Default for StockSettings {
         StockSettings {
             source: StockSource::Stock,
             subtract_undrawn_customer_orders: true,
-            drawn_statuses: vec![3, 4, 5, 6, 7],
+            drawn_statuses: vec![3, 4, 5, 6, 7, 11],
             cancelled_statuses: vec![8],
         }
     }
@@ -369,6 +373,14 @@ impl StoreSettings {
                 _ => {}
             }
         }
+        if !matches!(
+            self.duell.notice_secret.source(),
+            crate::SecretSource::Missing
+        ) {
+            if let Err(e) = self.duell.notice_secret.resolve(env) {
+                p("duell.notice_secret", e);
+            }
+        }
         if self.woo.webhook_secret.is_set()
             && !self
                 .woo
@@ -536,6 +548,7 @@ impl StoreSettings {
             ("duell.client_token", &self.duell.client_token),
             ("duell.stock_department", &self.duell.stock_department),
             ("duell.order_department", &self.duell.order_department),
+            ("duell.notice_secret", &self.duell.notice_secret),
         ] {
             if s.is_literal() {
                 out.push(key);
@@ -553,6 +566,7 @@ impl StoreSettings {
             &self.duell.client_token,
             &self.duell.stock_department,
             &self.duell.order_department,
+            &self.duell.notice_secret,
         ]
         .iter()
         .filter(|s| s.is_set())

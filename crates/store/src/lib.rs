@@ -256,6 +256,41 @@ impl Key for (i64, i64) {
     }
 }
 
+/// Keys `(group, id)`: the group is a string (a store id) that may not contain NUL; rows of one
+/// group can be listed with [`Table::iter_group`].
+impl Key for (String, i64) {
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(self.0.as_bytes());
+        out.push(0);
+        self.1.encode(out);
+    }
+    fn decode(bytes: &[u8]) -> Option<Self> {
+        let nul = bytes.iter().position(|b| *b == 0)?;
+        let group = String::from_utf8(bytes[..nul].to_vec()).ok()?;
+        Some((group, i64::decode(&bytes[nul + 1..])?))
+    }
+}
+
+impl Key for (String, String) {
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(self.0.as_bytes());
+        out.push(0);
+        out.extend_from_slice(self.1.as_bytes());
+    }
+    fn decode(bytes: &[u8]) -> Option<Self> {
+        let nul = bytes.iter().position(|b| *b == 0)?;
+        Some((
+            String::from_utf8(bytes[..nul].to_vec()).ok()?,
+            String::from_utf8(bytes[nul + 1..].to_vec()).ok()?,
+        ))
+    }
+}
+
+/// Keys whose first part is a group (a store id).
+pub trait GroupKey: Key {}
+impl GroupKey for (String, i64) {}
+impl GroupKey for (String, String) {}
+
 /// A typed view of one table.
 pub struct Table<K, V> {
     tree: sled::Tree,
@@ -351,6 +386,24 @@ impl<K: Key, V: Serialize + DeserializeOwned> Table<K, V> {
                 })?;
                 Ok((key, self.decode_value(&v)?))
             })
+    }
+
+    /// Rows of one group, in key order.
+    pub fn iter_group(&self, group: &str) -> impl Iterator<Item = Result<(K, V)>> + '_
+    where
+        K: GroupKey,
+    {
+        let mut start = self.prefix.clone();
+        start.extend_from_slice(group.as_bytes());
+        start.push(0);
+        let plen = self.prefix.len();
+        self.tree.scan_prefix(start).map(move |r| {
+            let (k, v) = r?;
+            let key = K::decode(&k[plen..]).ok_or_else(|| Error::Key {
+                table: self.name.to_owned(),
+            })?;
+            Ok((key, self.decode_value(&v)?))
+        })
     }
 
     /// Number of rows (walks the table).
@@ -509,6 +562,21 @@ mod tests {
         store.commit_blocking(c).unwrap();
         let keys: Vec<i64> = t.iter_from(&0).map(|r| r.unwrap().0).collect();
         assert_eq!(keys, vec![0, 3, 10]);
+    }
+
+    #[test]
+    fn groups_keep_their_rows_apart() {
+        let store = Store::temporary().unwrap();
+        let t: Table<(String, i64), i64> = store.table("t");
+        let mut c = Commit::new();
+        for (g, k) in [("s1", 2), ("s1", -1), ("s10", 1), ("s2", 5)] {
+            t.put(&mut c, &(g.to_owned(), k), &k);
+        }
+        store.commit_blocking(c).unwrap();
+        let s1: Vec<i64> = t.iter_group("s1").map(|r| r.unwrap().0 .1).collect();
+        assert_eq!(s1, vec![-1, 2]);
+        assert_eq!(t.iter_group("s10").count(), 1);
+        assert_eq!(t.get(&("s2".into(), 5)).unwrap(), Some(5));
     }
 
     proptest! {

@@ -1,2 +1,336 @@
-//! The change-poller service
+//! change-poller: the engine's eyes. Per store it
+//! - polls DUELL's catalogue incrementally (`last_update_date`) and scans the stock department,
+//!   appending only what changed (`duell.<store>.product.*`, `duell.<store>.stock.observed`);
+//! - runs full DUELL scans on `syncctl sync` and on the reconciliation timer, ending each with a
+//!   `duell.<store>.catalog.scanned` marker for the publisher;
+//! - fetches fresh data when a change notice arrives (never trusting pushed content);
+//! - watches the DUELL status of imported customer orders (`duell.<store>.order_status.observed`);
+//! - fills gaps behind WooCommerce webhooks by listing orders (`woo.<store>.order.observed`) and
+//!   keeps the store's webhooks present and active.
+//!
+//! Every fact is published (and confirmed by JetStream) before the poller commits the cursor or
+//! the "last seen" value that covers it, so a crash repeats observations (deduplicated by their
+//! deterministic ids) but never skips one.
 #![forbid(unsafe_code)]
+
+mod catalog;
+pub mod config;
+mod orders;
+mod status;
+mod webhooks;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use duellsync_bus::{Bus, BusOptions, ConsumerSpec, Delivery, HandleError};
+use duellsync_events::{v1, Event, STREAM_CMD, STREAM_DUELL, STREAM_SYNC};
+use duellsync_settings::{StoreSettings, Stores};
+use duellsync_store::{Store, StoreOptions};
+use duellsync_telemetry::Readiness;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use config::Config;
+
+pub const SERVICE: &str = "change-poller";
+
+/// Command-line arguments.
+#[derive(Debug, clap::Parser)]
+#[command(
+    name = "change-poller",
+    about = "Observes DUELL and WooCommerce and records what changed"
+)]
+pub struct Args {
+    /// Service config file (TOML); `DUELLSYNC_*` environment variables override it.
+    #[arg(long, env = "DUELLSYNC_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+impl Args {
+    pub fn load(&self, env: &[(String, String)]) -> anyhow::Result<(Config, Stores)> {
+        let (config, stores) =
+            duellsync_settings::service::load_service::<Config>(self.config.as_deref(), env)?;
+        Ok((config, stores))
+    }
+}
+
+/// Shared handles of one store's workers.
+#[derive(Clone)]
+pub(crate) struct StoreCtx {
+    pub store: Arc<StoreSettings>,
+    pub bus: Bus,
+    pub state: Store,
+    pub duell: duellsync_duell::DuellClient,
+    pub woo: duellsync_woo::WooClient,
+    pub config: Arc<config::PollerSection>,
+}
+
+impl StoreCtx {
+    pub fn id(&self) -> &str {
+        &self.store.id
+    }
+}
+
+/// The built service, ready to run.
+pub struct App {
+    config: Config,
+    stores: Stores,
+    bus: Bus,
+    state: Store,
+    admin: tokio::net::TcpListener,
+    readiness: Readiness,
+}
+
+impl App {
+    /// Connects to NATS, declares the streams, opens the state and binds the admin port. Fails
+    /// fast on anything wrong.
+    pub async fn build(config: Config, stores: Stores) -> anyhow::Result<App> {
+        duellsync_telemetry::install_crypto_provider();
+        let mut bus_options = BusOptions::new(&config.nats.url, SERVICE);
+        bus_options.replicas = config.nats.replicas;
+        let bus = Bus::connect(bus_options).await?;
+        bus.ensure_streams().await?;
+        std::fs::create_dir_all(&config.state_dir)
+            .with_context(|| format!("creating state dir {}", config.state_dir.display()))?;
+        let state = Store::open_with(StoreOptions::new(config.state_dir.join("sled")))?;
+        let admin = tokio::net::TcpListener::bind(&config.admin.listen)
+            .await
+            .with_context(|| format!("binding admin address {}", config.admin.listen))?;
+        let readiness = Readiness::new();
+        readiness.add(Arc::new(BusReady(bus.clone())));
+        Ok(App {
+            config,
+            stores,
+            bus,
+            state,
+            admin,
+            readiness,
+        })
+    }
+
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// Runs until `shutdown` resolves, then stops polling, lets in-flight work finish (bounded)
+    /// and flushes the state.
+    pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
+        let stop = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let failed = CancellationToken::new();
+        tracker.spawn(duellsync_telemetry::serve_admin(
+            self.admin,
+            self.readiness.clone(),
+            stop.clone(),
+        ));
+        let config = Arc::new(self.config.poller.clone());
+        for store in self.stores.stores.values() {
+            let ctx = StoreCtx {
+                store: Arc::new(store.clone()),
+                bus: self.bus.clone(),
+                state: self.state.clone(),
+                duell: duellsync_settings::clients::duell_client(store)
+                    .map_err(anyhow::Error::msg)?,
+                woo: duellsync_settings::clients::woo_client(store).map_err(anyhow::Error::msg)?,
+                config: config.clone(),
+            };
+            spawn_store(&tracker, ctx, stop.clone(), failed.clone()).await?;
+        }
+        tracker.close();
+        tracing::info!(stores = self.stores.stores.len(), "change-poller running");
+        tokio::select! {
+            _ = shutdown => {}
+            _ = failed.cancelled() => tracing::error!("a worker failed; stopping so the supervisor restarts us"),
+        }
+        self.readiness.drain();
+        stop.cancel();
+        if tokio::time::timeout(Duration::from_secs(20), tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("workers did not stop within 20 s");
+        }
+        self.state.flush().await?;
+        self.bus.flush().await;
+        if failed.is_cancelled() {
+            anyhow::bail!("a worker failed");
+        }
+        Ok(())
+    }
+}
+
+struct BusReady(Bus);
+
+impl duellsync_telemetry::ReadinessCheck for BusReady {
+    fn name(&self) -> &str {
+        "nats"
+    }
+    fn check(&self) -> futures::future::BoxFuture<'_, Result<(), String>> {
+        Box::pin(async move {
+            if !self.0.is_connected() {
+                return Err("not connected".into());
+            }
+            if !self.0.streams_present().await {
+                return Err("streams missing".into());
+            }
+            Ok(())
+        })
+    }
+}
+
+async fn spawn_store(
+    tracker: &TaskTracker,
+    ctx: StoreCtx,
+    stop: CancellationToken,
+    failed: CancellationToken,
+) -> anyhow::Result<()> {
+    let store = ctx.id().to_owned();
+    let (catalog_tx, catalog_rx) = mpsc::channel::<catalog::Command>(64);
+
+    let worker = catalog::CatalogWorker::new(ctx.clone());
+    tracker.spawn(supervise(
+        format!("catalog {store}"),
+        worker.run(catalog_rx, stop.clone()),
+        failed.clone(),
+    ));
+    tracker.spawn(supervise(
+        format!("orders {store}"),
+        orders::run(ctx.clone(), stop.clone()),
+        failed.clone(),
+    ));
+    tracker.spawn(supervise(
+        format!("order status {store}"),
+        status::run(ctx.clone(), stop.clone()),
+        failed.clone(),
+    ));
+    tracker.spawn(supervise(
+        format!("webhooks {store}"),
+        webhooks::run(ctx.clone(), stop.clone()),
+        failed.clone(),
+    ));
+
+    // Commands (full sync) and change notices go to the catalogue worker, one at a time; the
+    // message is acked only when the worker is done with it.
+    let mut cmd_spec = ConsumerSpec::new(
+        &STREAM_CMD,
+        format!("{SERVICE}-{store}-cmd"),
+        vec![v1::FullSyncRequested::subject(&store)],
+        SERVICE,
+        &store,
+    );
+    cmd_spec.max_deliveries = 3;
+    let cmd = ctx.bus.consumer(cmd_spec).await?;
+    let tx = catalog_tx.clone();
+    let s = stop.clone();
+    tracker.spawn(supervise(
+        format!("commands {store}"),
+        async move {
+            cmd.run(s, move |d| forward_command(d, tx.clone())).await?;
+            Ok(())
+        },
+        failed.clone(),
+    ));
+
+    let notice_spec = ConsumerSpec::new(
+        &STREAM_DUELL,
+        format!("{SERVICE}-{store}-notice"),
+        vec![v1::ChangeNoticed::subject(&store)],
+        SERVICE,
+        &store,
+    );
+    let notices = ctx.bus.consumer(notice_spec).await?;
+    let tx = catalog_tx;
+    let s = stop.clone();
+    tracker.spawn(supervise(
+        format!("notices {store}"),
+        async move {
+            notices
+                .run(s, move |d| forward_command(d, tx.clone()))
+                .await?;
+            Ok(())
+        },
+        failed.clone(),
+    ));
+
+    let imported_spec = ConsumerSpec::new(
+        &STREAM_SYNC,
+        format!("{SERVICE}-{store}-imported"),
+        vec![v1::OrderImported::subject(&store)],
+        SERVICE,
+        &store,
+    );
+    let imported = ctx.bus.consumer(imported_spec).await?;
+    let c = ctx.clone();
+    tracker.spawn(supervise(
+        format!("imported orders {store}"),
+        async move {
+            imported
+                .run(stop, move |d| {
+                    let c = c.clone();
+                    let ev = d.decode::<v1::OrderImported>();
+                    async move { status::watch(&c, ev?).await }
+                })
+                .await?;
+            Ok(())
+        },
+        failed,
+    ));
+    Ok(())
+}
+
+/// Hands a command or notice to the catalogue worker and waits for it, telling JetStream the
+/// work is in progress so a long full scan is not redelivered meanwhile.
+async fn forward_command(
+    d: Arc<Delivery>,
+    tx: mpsc::Sender<catalog::Command>,
+) -> Result<(), HandleError> {
+    let (done_tx, mut done_rx) = oneshot::channel();
+    let cmd = if d.is::<v1::FullSyncRequested>() {
+        let ev: v1::FullSyncRequested = d.decode()?;
+        catalog::Command::FullScan {
+            run_id: ev.run_id.clone(),
+            dry_run: ev.dry_run,
+            cause: ev.meta.unwrap_or_default(),
+            done: done_tx,
+        }
+    } else if d.is::<v1::ChangeNoticed>() {
+        let ev: v1::ChangeNoticed = d.decode()?;
+        catalog::Command::Refresh {
+            notice: ev,
+            done: done_tx,
+        }
+    } else {
+        return Err(HandleError::permanent(format!(
+            "unexpected subject {}",
+            d.subject
+        )));
+    };
+    tx.send(cmd)
+        .await
+        .map_err(|_| HandleError::retry("catalog worker stopped"))?;
+    loop {
+        tokio::select! {
+            r = &mut done_rx => {
+                return r.map_err(|_| HandleError::retry("catalog worker stopped"))?;
+            }
+            _ = tokio::time::sleep(Duration::from_secs(10)) => d.in_progress().await,
+        }
+    }
+}
+
+async fn supervise(
+    name: String,
+    task: impl std::future::Future<Output = anyhow::Result<()>>,
+    failed: CancellationToken,
+) {
+    if let Err(e) = task.await {
+        tracing::error!(task = %name, error = %format!("{e:#}"), "worker stopped with an error");
+        failed.cancel();
+    }
+}

@@ -1,0 +1,118 @@
+//! Sections every service's config shares, and loading a service config from its file and the
+//! environment.
+
+use std::path::Path;
+
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+
+use crate::{load_layered, ConfigError};
+
+/// Where NATS is.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct NatsSection {
+    pub url: String,
+    /// Stream replicas: 1 for one server, 3 for a production cluster.
+    pub replicas: usize,
+}
+
+impl Default for NatsSection {
+    fn default() -> Self {
+        NatsSection {
+            url: "nats://127.0.0.1:4222".into(),
+            replicas: 1,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Json,
+    Text,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TelemetrySection {
+    /// `RUST_LOG`-style filter.
+    pub log_filter: String,
+    pub log_format: LogFormat,
+    /// OTLP/HTTP endpoint (Jaeger: `http://jaeger-collector:4318`); empty = no export.
+    pub otlp_endpoint: String,
+}
+
+impl Default for TelemetrySection {
+    fn default() -> Self {
+        TelemetrySection {
+            log_filter: "info".into(),
+            log_format: LogFormat::Json,
+            otlp_endpoint: String::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminSection {
+    /// Address of `/healthz`, `/readyz` and `/metrics`.
+    pub listen: String,
+}
+
+impl Default for AdminSection {
+    fn default() -> Self {
+        AdminSection {
+            listen: "0.0.0.0:9090".into(),
+        }
+    }
+}
+
+/// The process environment as pairs (read once in `main`; libraries take it as an argument).
+pub fn env_vars() -> Vec<(String, String)> {
+    std::env::vars().collect()
+}
+
+/// Loads a service config: defaults, then the TOML file (if any), then `DUELLSYNC_*`
+/// environment variables (`__` nests). Store overrides (`DUELLSYNC_STORES__…`) belong to the
+/// store files and are skipped here.
+pub fn load_service_config<T: DeserializeOwned>(
+    path: Option<&Path>,
+    env: &[(String, String)],
+) -> Result<T, ConfigError> {
+    let text =
+        match path {
+            Some(p) => Some(std::fs::read_to_string(p).map_err(|e| {
+                ConfigError::one(p.display().to_string(), format!("cannot read: {e}"))
+            })?),
+            None => None,
+        };
+    let env: Vec<(String, String)> = env
+        .iter()
+        .filter(|(k, _)| !k.starts_with("DUELLSYNC_STORES__"))
+        .cloned()
+        .collect();
+    let name = path
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "environment".into());
+    load_layered(&name, text.as_deref(), "DUELLSYNC_", &env)
+}
+
+/// What the shared loader needs to know of a service config.
+pub trait ServiceConfig: DeserializeOwned {
+    /// File or directory with the store settings.
+    fn stores_path(&self) -> &Path;
+    /// Store ids this instance serves (its shard); empty = all.
+    fn shard(&self) -> &[String];
+}
+
+/// Loads a service config and the stores of its shard, validating both.
+pub fn load_service<T: ServiceConfig>(
+    config_path: Option<&Path>,
+    env: &[(String, String)],
+) -> Result<(T, crate::Stores), ConfigError> {
+    let config: T = load_service_config(config_path, env)?;
+    let stores = crate::load_stores(config.stores_path(), env)?.select(config.shard())?;
+    Ok((config, stores))
+}

@@ -1,0 +1,15 @@
+//! change-poller: observes DUELL (catalogue, stock, customer-order status) and WooCommerce
+//! (orders, as gap-fill behind webhooks) and appends what changed to JetStream.
+
+use clap::Parser;
+use duellsync_change_poller::{App, Args};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let env = duellsync_settings::service::env_vars();
+    let (config, stores) = args.load(&env)?;
+    let _telemetry = duellsync_telemetry::init(&config.telemetry_options())?;
+    let app = App::build(config, stores).await?;
+    app.run(duellsync_telemetry::shutdown_signal()).await
+}
