@@ -119,7 +119,7 @@ pub fn render_order(state: &State, ctx: &Ctx, o: &Order) -> J {
                 .products
                 .contains_key(&if l.variation_id > 0 { l.variation_id } else { l.product_id });
             let price = if l.quantity != 0 {
-                (l.total / Decimal::from(l.quantity)).round_dp(dp).normalize()
+                l.total.checked_div(Decimal::from(l.quantity)).unwrap_or_default().round_dp(dp).normalize()
             } else {
                 Decimal::ZERO
             };
@@ -151,8 +151,18 @@ pub fn render_order(state: &State, ctx: &Ctx, o: &Order) -> J {
             }
         })
         .collect();
-    let shipping_total: Decimal = o.shipping_lines.iter().map(|s| s.total).sum();
-    let discount: Decimal = o.lines.iter().map(|l| l.subtotal - l.total).sum();
+    let checked_sum = |it: &mut dyn Iterator<Item = Decimal>| {
+        it.fold(Decimal::ZERO, |acc, x| {
+            acc.checked_add(x).unwrap_or(Decimal::MAX)
+        })
+    };
+    let shipping_total = checked_sum(&mut o.shipping_lines.iter().map(|s| s.total));
+    let discount = checked_sum(
+        &mut o
+            .lines
+            .iter()
+            .map(|l| l.subtotal.checked_sub(l.total).unwrap_or_default()),
+    );
     let total = order_total(o);
     let payment_url = format!(
         "{}/checkout/order-pay/{}/?pay_for_order=true&key={}",
@@ -236,9 +246,15 @@ pub fn render_order(state: &State, ctx: &Ctx, o: &Order) -> J {
 
 /// Grand total: lines after discounts + shipping + fees (taxes are zero in the simulator).
 pub fn order_total(o: &Order) -> Decimal {
-    o.lines.iter().map(|l| l.total).sum::<Decimal>()
-        + o.shipping_lines.iter().map(|s| s.total).sum::<Decimal>()
-        + o.fee_lines.iter().map(|f| f.total).sum::<Decimal>()
+    // Checked sums: absurd amounts from a request must not panic while the store is locked.
+    o.lines
+        .iter()
+        .map(|l| l.total)
+        .chain(o.shipping_lines.iter().map(|s| s.total))
+        .chain(o.fee_lines.iter().map(|f| f.total))
+        .fold(Decimal::ZERO, |acc, x| {
+            acc.checked_add(x).unwrap_or(Decimal::MAX)
+        })
 }
 
 /// Renders a note.
@@ -366,8 +382,8 @@ fn reduce_stock(state: &mut State, o: &mut Order, now: i64) -> Vec<u64> {
         let notify = state.settings.notify_no_stock_amount;
         if let Some(p) = state.products.get_mut(&target) {
             let before = p.stock_quantity.unwrap_or(0);
-            p.stock_quantity = Some(before - qty);
-            p.total_sales += qty;
+            p.stock_quantity = Some(before.saturating_sub(qty));
+            p.total_sales = p.total_sales.saturating_add(qty);
             p.derive_stock_status(notify);
             p.modified = now;
             changes.push(format!(
@@ -416,7 +432,7 @@ fn restore_stock(state: &mut State, o: &mut Order, now: i64) -> Vec<u64> {
         let notify = state.settings.notify_no_stock_amount;
         if let Some(p) = state.products.get_mut(&target) {
             let before = p.stock_quantity.unwrap_or(0);
-            p.stock_quantity = Some(before + qty);
+            p.stock_quantity = Some(before.saturating_add(qty));
             p.derive_stock_status(notify);
             p.modified = now;
             changes.push(format!(
@@ -484,7 +500,9 @@ fn new_line(state: &mut State, item: &Map<String, Value>) -> Result<OrderLine, W
         })?;
     let quantity = item.get("quantity").and_then(Value::as_i64).unwrap_or(1);
     let unit = dec(&priced.price).unwrap_or_default();
-    let amount = unit * Decimal::from(quantity);
+    let amount = unit
+        .checked_mul(Decimal::from(quantity))
+        .unwrap_or_default();
     let subtotal = item.get("subtotal").and_then(decimal).unwrap_or(amount);
     let total = item.get("total").and_then(decimal).unwrap_or(subtotal);
     let name = if priced.is_variation() {

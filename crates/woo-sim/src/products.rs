@@ -675,7 +675,7 @@ pub fn apply_write(
         if let Some(v) = body.get("inventory_delta") {
             if p.manage_stock {
                 let d = int_field(v, "inventory_delta", Mode::Batch)?;
-                p.stock_quantity = Some(p.stock_quantity.unwrap_or(0) + d);
+                p.stock_quantity = Some(p.stock_quantity.unwrap_or(0).saturating_add(d));
             }
         }
         if let Some(v) = body.get("stock_quantity") {
