@@ -7,6 +7,7 @@
 
 pub mod builders;
 mod nats;
+pub mod sandbox;
 
 pub use nats::{nats_server_bin, NatsServer};
 
