@@ -1,0 +1,745 @@
+//! WooCommerce order lines → DUELL order lines (reference §6.11 `product_data`, §9 "Line prices"):
+//! per-unit prices with and without VAT *before* discount, the per-unit discount *with* VAT, the
+//! VAT rate as a whole percent; shipping and fee lines become lines of dedicated products.
+//!
+//! All arithmetic is exact ([`Decimal`]) and checked: absurd amounts from a plugin give a
+//! [`MapError`], never a panic. Per-unit amounts are rounded like PHP's `round()`: half away from
+//! zero.
+
+use duellsync_woo::Order;
+use rust_decimal::{Decimal, RoundingStrategy};
+
+/// Key of the (first) shipping line in a DUELL order's `product_data`, as DUELL's own plugin sent
+/// it. Other lines are keyed by their WooCommerce item id, which is unique within an order.
+pub const SHIPPING_LINE_KEY: &str = "-9999999";
+
+/// How lines are mapped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MapOptions {
+    /// Decimals of per-unit amounts. DUELL's plugin sent `round(x, 2)`; DUELL is not known to
+    /// accept more.
+    pub unit_decimals: u32,
+    /// VAT rate (percent) used when the order carries no tax at all (a store that does not
+    /// compute taxes); its amounts are then taken as amounts with VAT, as Norwegian retail prices
+    /// are.
+    pub fallback_vat: Decimal,
+    /// Whether the store computes taxes, when known from the raw order ([`taxes_computed_in`]).
+    /// Then a line without tax is zero-rated (0 %), not "unknown". `None`: inferred from the
+    /// amounts (any tax on the order means the store computes taxes).
+    pub taxes_computed: Option<bool>,
+}
+
+impl Default for MapOptions {
+    fn default() -> Self {
+        MapOptions {
+            unit_decimals: 2,
+            fallback_vat: Decimal::from(25),
+            taxes_computed: None,
+        }
+    }
+}
+
+/// Whether the raw WooCommerce order JSON shows that the store computes taxes: it has tax lines,
+/// or a line carries per-rate `taxes` entries (present even for a 0 % rate). `None` when the JSON
+/// does not tell (a store without taxes, or fields left out by `_fields`).
+pub fn taxes_computed_in(raw: &serde_json::Value) -> Option<bool> {
+    let non_empty = |v: Option<&serde_json::Value>| {
+        v.and_then(serde_json::Value::as_array)
+            .is_some_and(|a| !a.is_empty())
+    };
+    if non_empty(raw.get("tax_lines")) {
+        return Some(true);
+    }
+    for list in ["line_items", "shipping_lines", "fee_lines"] {
+        if let Some(items) = raw.get(list).and_then(serde_json::Value::as_array) {
+            if items.iter().any(|i| non_empty(i.get("taxes"))) {
+                return Some(true);
+            }
+        }
+    }
+    None
+}
+
+/// Where a mapped line came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LineSource {
+    /// A product line: resolved to a DUELL product by the link (variation id, else product id)
+    /// or by SKU.
+    Product {
+        line_id: u64,
+        product_id: u64,
+        variation_id: u64,
+        sku: Option<String>,
+    },
+    /// A shipping line: the store's shipping product.
+    Shipping { line_id: u64, method_id: String },
+    /// A fee line: the store's fee product.
+    Fee { line_id: u64 },
+}
+
+impl LineSource {
+    /// The WooCommerce id the link table knows the product by: the variation, else the product.
+    pub fn woo_product_key(&self) -> Option<u64> {
+        match self {
+            LineSource::Product {
+                product_id,
+                variation_id,
+                ..
+            } => Some(if *variation_id > 0 {
+                *variation_id
+            } else {
+                *product_id
+            })
+            .filter(|id| *id > 0),
+            _ => None,
+        }
+    }
+}
+
+/// One DUELL order line, before its DUELL product is known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MappedLine {
+    /// Key in DUELL's `product_data` object; unique within the order.
+    pub key: String,
+    pub source: LineSource,
+    /// Name at the time of ordering (for products created from unknown lines, and logs).
+    pub name: String,
+    pub quantity: Decimal,
+    /// Unit price before discount, without VAT.
+    pub price_ex_vat: Decimal,
+    /// Unit price before discount, with VAT.
+    pub price_inc_vat: Decimal,
+    /// Whole percent.
+    pub vat_rate: Decimal,
+    /// Discount per unit with VAT; `None` when there is none (DUELL gets `""`).
+    pub discount_inc_vat: Option<Decimal>,
+    /// Line text: variant attributes, shipping method.
+    pub comments: String,
+}
+
+impl MappedLine {
+    /// What the line costs the buyer as DUELL will book it: (price − discount) × quantity.
+    pub fn total_inc_vat(&self) -> Option<Decimal> {
+        self.price_inc_vat
+            .checked_sub(self.discount_inc_vat.unwrap_or_default())?
+            .checked_mul(self.quantity)
+    }
+}
+
+/// Why an order's lines cannot be mapped. Each is a permanent property of the order as it is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MapError {
+    #[error("the order has no product lines")]
+    NoLines,
+    #[error(
+        "line {line_id} ({name}) has quantity {quantity}; only positive quantities can be booked"
+    )]
+    BadQuantity {
+        line_id: u64,
+        name: String,
+        quantity: i64,
+    },
+    #[error("line {line_id} has amounts too large to compute with")]
+    Overflow { line_id: u64 },
+}
+
+/// Rounds like PHP's `round()`: half away from zero.
+pub fn round_half_away(d: Decimal, dp: u32) -> Decimal {
+    d.round_dp_with_strategy(dp, RoundingStrategy::MidpointAwayFromZero)
+}
+
+/// `tax / net` as a whole percent, when it makes sense (net not zero, result 0–100).
+fn vat_rate(tax: Decimal, net: Decimal) -> Option<Decimal> {
+    if net.is_zero() {
+        return None;
+    }
+    let r = round_half_away(tax.checked_div(net)?.checked_mul(Decimal::ONE_HUNDRED)?, 0);
+    (r >= Decimal::ZERO && r <= Decimal::ONE_HUNDRED).then_some(r)
+}
+
+/// Whether the order carries any tax; if not, the store does not compute taxes.
+fn order_has_tax(o: &Order) -> bool {
+    !o.total_tax.is_zero()
+        || !o.cart_tax.is_zero()
+        || !o.shipping_tax.is_zero()
+        || o.line_items
+            .iter()
+            .any(|l| !l.subtotal_tax.is_zero() || !l.total_tax.is_zero())
+        || o.shipping_lines.iter().any(|s| !s.total_tax.is_zero())
+        || o.fee_lines.iter().any(|f| !f.total_tax.is_zero())
+}
+
+/// Amounts of one line in a form the per-unit arithmetic shares.
+struct Amounts {
+    qty: Decimal,
+    /// Before discount.
+    net_before: Decimal,
+    tax_before: Decimal,
+    /// After discount.
+    net_after: Decimal,
+    tax_after: Decimal,
+}
+
+struct Unit {
+    price_ex: Decimal,
+    price_inc: Decimal,
+    vat: Decimal,
+    discount: Option<Decimal>,
+}
+
+fn per_unit(a: &Amounts, has_tax: bool, opts: &MapOptions) -> Option<Unit> {
+    let dp = opts.unit_decimals;
+    let (vat, gross_before, gross_after) = if has_tax {
+        let vat = vat_rate(a.tax_before, a.net_before)
+            .or_else(|| vat_rate(a.tax_after, a.net_after))
+            .unwrap_or(opts.fallback_vat);
+        (
+            vat,
+            a.net_before.checked_add(a.tax_before)?,
+            a.net_after.checked_add(a.tax_after)?,
+        )
+    } else {
+        (opts.fallback_vat, a.net_before, a.net_after)
+    };
+    let divisor = Decimal::ONE.checked_add(vat.checked_div(Decimal::ONE_HUNDRED)?)?;
+    // A line priced up after checkout (after > before) has no discount to show: its unit price
+    // is what the buyer pays, never a negative discount.
+    let priced_up = gross_after > gross_before;
+    let (gross_unit, net_total) = if priced_up {
+        (gross_after.checked_div(a.qty)?, a.net_after)
+    } else {
+        (gross_before.checked_div(a.qty)?, a.net_before)
+    };
+    let price_ex = if has_tax {
+        net_total.checked_div(a.qty)?
+    } else {
+        gross_unit.checked_div(divisor)?
+    };
+    let discount = if priced_up {
+        None
+    } else {
+        let d = round_half_away(
+            gross_before.checked_sub(gross_after)?.checked_div(a.qty)?,
+            dp,
+        );
+        (!d.is_zero()).then_some(d)
+    };
+    Some(Unit {
+        price_ex: round_half_away(price_ex, dp),
+        price_inc: round_half_away(gross_unit, dp),
+        vat,
+        discount,
+    })
+}
+
+fn line_comments(meta: &[duellsync_woo::MetaData]) -> String {
+    meta.iter()
+        .filter(|m| !m.key.starts_with('_') && !m.key.trim().is_empty())
+        .filter_map(|m| {
+            let v = match &m.value {
+                serde_json::Value::String(s) => s.clone(),
+                serde_json::Value::Number(n) => n.to_string(),
+                _ => return None,
+            };
+            Some(format!("{}: {}", m.key.trim(), v.trim()))
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Maps every product, shipping and fee line of `order`. Fee lines of zero are left out (nothing
+/// to book); shipping lines are kept even when free, because the method matters for fulfilment.
+pub fn map_lines(order: &Order, opts: &MapOptions) -> Result<Vec<MappedLine>, MapError> {
+    if order.line_items.is_empty() {
+        return Err(MapError::NoLines);
+    }
+    let has_tax = opts.taxes_computed.unwrap_or(false) || order_has_tax(order);
+    let mut out: Vec<MappedLine> = Vec::new();
+    let push = |mut line: MappedLine, out: &mut Vec<MappedLine>| {
+        // Item ids are unique in a well-formed order; keep keys unique whatever a plugin sends.
+        let base = line.key.clone();
+        let mut n = 1;
+        while out.iter().any(|l| l.key == line.key) {
+            n += 1;
+            line.key = format!("{base}-{n}");
+        }
+        out.push(line);
+    };
+    for item in &order.line_items {
+        if item.quantity <= 0 {
+            return Err(MapError::BadQuantity {
+                line_id: item.id,
+                name: item.name.clone(),
+                quantity: item.quantity,
+            });
+        }
+        let a = Amounts {
+            qty: Decimal::from(item.quantity),
+            net_before: item.subtotal,
+            tax_before: item.subtotal_tax,
+            net_after: item.total,
+            tax_after: item.total_tax,
+        };
+        let u = per_unit(&a, has_tax, opts).ok_or(MapError::Overflow { line_id: item.id })?;
+        let line = MappedLine {
+            key: item.id.to_string(),
+            source: LineSource::Product {
+                line_id: item.id,
+                product_id: item.product_id,
+                variation_id: item.variation_id,
+                sku: item.sku.clone().filter(|s| !s.trim().is_empty()),
+            },
+            name: item.name.clone(),
+            quantity: a.qty,
+            price_ex_vat: u.price_ex,
+            price_inc_vat: u.price_inc,
+            vat_rate: u.vat,
+            discount_inc_vat: u.discount,
+            comments: line_comments(&item.meta_data),
+        };
+        push(line, &mut out);
+    }
+    for (i, s) in order.shipping_lines.iter().enumerate() {
+        let a = Amounts {
+            qty: Decimal::ONE,
+            net_before: s.total,
+            tax_before: s.total_tax,
+            net_after: s.total,
+            tax_after: s.total_tax,
+        };
+        let u = per_unit(&a, has_tax, opts).ok_or(MapError::Overflow { line_id: s.id })?;
+        let title = if s.method_title.trim().is_empty() {
+            "Frakt".to_owned()
+        } else {
+            s.method_title.trim().to_owned()
+        };
+        let line = MappedLine {
+            key: if i == 0 {
+                SHIPPING_LINE_KEY.to_owned()
+            } else {
+                s.id.to_string()
+            },
+            source: LineSource::Shipping {
+                line_id: s.id,
+                method_id: s.method_id.clone(),
+            },
+            name: title.clone(),
+            quantity: Decimal::ONE,
+            price_ex_vat: u.price_ex,
+            price_inc_vat: u.price_inc,
+            vat_rate: u.vat,
+            discount_inc_vat: None,
+            comments: title,
+        };
+        push(line, &mut out);
+    }
+    for f in &order.fee_lines {
+        if f.total.is_zero() && f.total_tax.is_zero() {
+            continue;
+        }
+        let a = Amounts {
+            qty: Decimal::ONE,
+            net_before: f.total,
+            tax_before: f.total_tax,
+            net_after: f.total,
+            tax_after: f.total_tax,
+        };
+        let u = per_unit(&a, has_tax, opts).ok_or(MapError::Overflow { line_id: f.id })?;
+        let line = MappedLine {
+            key: f.id.to_string(),
+            source: LineSource::Fee { line_id: f.id },
+            name: f.name.clone(),
+            quantity: Decimal::ONE,
+            price_ex_vat: u.price_ex,
+            price_inc_vat: u.price_inc,
+            vat_rate: u.vat,
+            discount_inc_vat: None,
+            comments: f.name.trim().to_owned(),
+        };
+        push(line, &mut out);
+    }
+    Ok(out)
+}
+
+/// Sum of the mapped lines as DUELL will book them; `None` on overflow.
+pub fn mapped_total(lines: &[MappedLine]) -> Option<Decimal> {
+    lines
+        .iter()
+        .try_fold(Decimal::ZERO, |acc, l| acc.checked_add(l.total_inc_vat()?))
+}
+
+/// The mapped lines do not add up to what WooCommerce charged.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("mapped lines sum to {mapped}, WooCommerce total is {woo} (difference {difference}, tolerance {tolerance})")]
+pub struct TotalMismatch {
+    pub mapped: Decimal,
+    pub woo: Decimal,
+    pub difference: Decimal,
+    pub tolerance: Decimal,
+}
+
+/// Checks the mapped lines against the WooCommerce order total: the sale DUELL books must be what
+/// the buyer paid, within `tolerance` (per-unit rounding). Returns the mapped total.
+pub fn check_total(
+    lines: &[MappedLine],
+    woo_total: Decimal,
+    tolerance: Decimal,
+) -> Result<Decimal, TotalMismatch> {
+    let overflow = || TotalMismatch {
+        mapped: Decimal::MAX,
+        woo: woo_total,
+        difference: Decimal::MAX,
+        tolerance,
+    };
+    let mapped = mapped_total(lines).ok_or_else(overflow)?;
+    let difference = mapped.checked_sub(woo_total).ok_or_else(overflow)?.abs();
+    if difference > tolerance.abs() {
+        return Err(TotalMismatch {
+            mapped,
+            woo: woo_total,
+            difference,
+            tolerance,
+        });
+    }
+    Ok(mapped)
+}
+
+/// Whether two totals are equal within `tolerance` (status write-back compares the Woo total
+/// before completing with the total imported).
+pub fn same_total(a: Decimal, b: Decimal, tolerance: Decimal) -> bool {
+    a.checked_sub(b)
+        .map(|d| d.abs() <= tolerance.abs())
+        .unwrap_or(false)
+}
+
+/// `orders.total_tolerance` as a decimal (validated by the settings; 0.05 if unreadable).
+pub fn parse_tolerance(text: &str) -> Decimal {
+    text.trim()
+        .parse::<Decimal>()
+        .map(|d| d.abs())
+        .unwrap_or_else(|_| Decimal::new(5, 2))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use rust_decimal_macros::dec;
+
+    fn order(v: serde_json::Value) -> Order {
+        serde_json::from_value(v).expect("order json")
+    }
+
+    #[test]
+    fn a_store_without_taxes_books_amounts_with_fallback_vat() {
+        let o = order(serde_json::json!({
+            "id": 9, "total": "248.00",
+            "line_items": [{"id": 1, "name": "Genser", "product_id": 10, "quantity": 2,
+                            "subtotal": "250.00", "total": "200.00", "sku": "G-1",
+                            "meta_data": [{"key": "Størrelse", "value": "M"}, {"key": "_reduced_stock", "value": "2"}]}],
+            "shipping_lines": [{"id": 2, "method_id": "flat_rate", "method_title": "Posten", "total": "48.00"}],
+        }));
+        let lines = map_lines(&o, &MapOptions::default()).unwrap();
+        assert_eq!(lines.len(), 2);
+        let l = &lines[0];
+        assert_eq!(l.key, "1");
+        assert_eq!(
+            (l.price_inc_vat, l.price_ex_vat, l.vat_rate),
+            (dec!(125.00), dec!(100.00), dec!(25))
+        );
+        assert_eq!(l.discount_inc_vat, Some(dec!(25.00)));
+        assert_eq!(l.comments, "Størrelse: M");
+        let s = &lines[1];
+        assert_eq!(s.key, SHIPPING_LINE_KEY);
+        assert_eq!(
+            (s.price_inc_vat, s.price_ex_vat),
+            (dec!(48.00), dec!(38.40))
+        );
+        assert_eq!(check_total(&lines, o.total, dec!(0.05)), Ok(dec!(248.00)));
+    }
+
+    #[test]
+    fn taxed_lines_take_their_vat_from_the_line_taxes() {
+        let o = order(serde_json::json!({
+            "id": 9, "total": "363.50", "total_tax": "63.50",
+            "line_items": [
+                {"id": 1, "product_id": 10, "quantity": 1, "subtotal": "200.00", "subtotal_tax": "50.00",
+                 "total": "200.00", "total_tax": "50.00"},
+                {"id": 2, "product_id": 11, "quantity": 2, "subtotal": "80.00", "subtotal_tax": "12.00",
+                 "total": "40.00", "total_tax": "6.00"},
+                {"id": 3, "product_id": 12, "quantity": 1, "subtotal": "30.00", "subtotal_tax": "0.00",
+                 "total": "30.00", "total_tax": "0.00"}],
+            "shipping_lines": [{"id": 4, "total": "40.00", "total_tax": "10.00"}],
+            "fee_lines": [{"id": 5, "name": "Gebyr", "total": "0.00", "total_tax": "0.00"},
+                          {"id": 6, "name": "Emballasje", "total": "-10.00", "total_tax": "-2.50"}],
+        }));
+        let lines = map_lines(&o, &MapOptions::default()).unwrap();
+        let vats: Vec<Decimal> = lines.iter().map(|l| l.vat_rate).collect();
+        assert_eq!(vats, vec![dec!(25), dec!(15), dec!(0), dec!(25), dec!(25)]);
+        assert_eq!(lines[1].price_inc_vat, dec!(46.00));
+        assert_eq!(lines[1].price_ex_vat, dec!(40.00));
+        assert_eq!(lines[1].discount_inc_vat, Some(dec!(23.00)));
+        assert_eq!(lines[0].discount_inc_vat, None);
+        assert_eq!(
+            lines[4].price_inc_vat,
+            dec!(-12.50),
+            "negative fee kept as a negative price"
+        );
+        assert!(lines.iter().all(|l| l.key != "5"), "zero fee left out");
+        assert_eq!(check_total(&lines, o.total, dec!(0.05)), Ok(dec!(363.50)));
+    }
+
+    #[test]
+    fn tax_lines_in_the_raw_order_mark_zero_tax_as_zero_rated() {
+        let raw = serde_json::json!({
+            "id": 9, "total": "30.00", "tax_lines": [{"id": 7, "rate_code": "NO-MVA-0", "rate_percent": 0}],
+            "line_items": [{"id": 1, "product_id": 10, "quantity": 1, "subtotal": "30.00", "total": "30.00",
+                            "taxes": [{"id": 7, "total": "0", "subtotal": "0"}]}],
+        });
+        assert_eq!(taxes_computed_in(&raw), Some(true));
+        assert_eq!(
+            taxes_computed_in(&serde_json::json!({"tax_lines": []})),
+            None
+        );
+        let o = order(raw.clone());
+        let opts = MapOptions {
+            taxes_computed: taxes_computed_in(&raw),
+            ..MapOptions::default()
+        };
+        let l = &map_lines(&o, &opts).unwrap()[0];
+        assert_eq!(
+            (l.vat_rate, l.price_ex_vat, l.price_inc_vat),
+            (dec!(0), dec!(30.00), dec!(30.00))
+        );
+        // Without that knowledge the amount is taken as with VAT at the fallback rate.
+        let l = &map_lines(&o, &MapOptions::default()).unwrap()[0];
+        assert_eq!(
+            (l.vat_rate, l.price_ex_vat, l.price_inc_vat),
+            (dec!(25), dec!(24.00), dec!(30.00))
+        );
+    }
+
+    #[test]
+    fn a_line_priced_up_after_checkout_gets_no_negative_discount() {
+        let o = order(serde_json::json!({
+            "id": 9, "total": "150.00",
+            "line_items": [{"id": 1, "product_id": 10, "quantity": 1, "subtotal": "100.00", "total": "150.00"}],
+        }));
+        let l = &map_lines(&o, &MapOptions::default()).unwrap()[0];
+        assert_eq!((l.price_inc_vat, l.discount_inc_vat), (dec!(150.00), None));
+    }
+
+    #[test]
+    fn rounding_is_half_away_from_zero_like_php() {
+        assert_eq!(round_half_away(dec!(0.125), 2), dec!(0.13));
+        assert_eq!(round_half_away(dec!(-0.125), 2), dec!(-0.13));
+        assert_eq!(round_half_away(dec!(2.5), 0), dec!(3));
+        let o = order(serde_json::json!({
+            "id": 9, "total": "100.00",
+            "line_items": [{"id": 1, "product_id": 10, "quantity": 3, "subtotal": "100.00", "total": "100.00"}],
+        }));
+        let l = &map_lines(&o, &MapOptions::default()).unwrap()[0];
+        assert_eq!(l.price_inc_vat, dec!(33.33));
+        // 3 × 33.33 = 99.99: within the default tolerance, reported exactly.
+        assert_eq!(
+            check_total(std::slice::from_ref(l), o.total, dec!(0.05)),
+            Ok(dec!(99.99))
+        );
+        assert!(check_total(std::slice::from_ref(l), o.total, dec!(0)).is_err());
+    }
+
+    #[test]
+    fn orders_without_lines_or_with_bad_quantities_cannot_be_mapped() {
+        let o = order(serde_json::json!({"id": 1, "line_items": []}));
+        assert_eq!(
+            map_lines(&o, &MapOptions::default()),
+            Err(MapError::NoLines)
+        );
+        let o = order(serde_json::json!({"id": 1, "line_items": [{"id": 3, "quantity": 0}]}));
+        assert!(matches!(
+            map_lines(&o, &MapOptions::default()),
+            Err(MapError::BadQuantity { line_id: 3, .. })
+        ));
+    }
+
+    #[test]
+    fn a_total_far_off_is_a_mismatch_with_both_sums() {
+        let o = order(serde_json::json!({
+            "id": 9, "total": "50.00",
+            "line_items": [{"id": 1, "product_id": 10, "quantity": 1, "subtotal": "100.00", "total": "100.00"}],
+        }));
+        let lines = map_lines(&o, &MapOptions::default()).unwrap();
+        let err = check_total(&lines, o.total, dec!(0.05)).unwrap_err();
+        assert_eq!(
+            (err.mapped, err.woo, err.difference),
+            (dec!(100.00), dec!(50.00), dec!(50.00))
+        );
+        assert!(err.to_string().contains("100.00") && err.to_string().contains("50.00"));
+    }
+
+    #[test]
+    fn tolerance_text_parses_with_a_safe_default() {
+        assert_eq!(parse_tolerance("0.10"), dec!(0.10));
+        assert_eq!(parse_tolerance("x"), dec!(0.05));
+        assert!(same_total(dec!(10.00), dec!(10.04), dec!(0.05)));
+        assert!(!same_total(dec!(10.00), dec!(10.06), dec!(0.05)));
+    }
+
+    fn money() -> impl Strategy<Value = i64> {
+        0i64..2_000_000 // cents, up to 20 000.00
+    }
+
+    /// A line as WooCommerce computes it: unit price in cents × quantity, a discount of whole
+    /// cents on the line, tax at `rate` rounded to cents.
+    #[derive(Debug, Clone)]
+    struct GenLine {
+        unit_cents: i64,
+        qty: i64,
+        discount_cents: i64,
+        rate: i64,
+    }
+
+    fn gen_line() -> impl Strategy<Value = GenLine> {
+        (
+            money(),
+            1i64..40,
+            0i64..=100,
+            prop::sample::select(vec![0i64, 12, 15, 25]),
+        )
+            .prop_map(|(unit_cents, qty, pct, rate)| GenLine {
+                unit_cents,
+                qty,
+                discount_cents: unit_cents * qty * pct / 100,
+                rate,
+            })
+    }
+
+    fn cents(c: i64) -> Decimal {
+        Decimal::new(c, 2)
+    }
+
+    fn tax_of(net: Decimal, rate: i64) -> Decimal {
+        round_half_away(net * Decimal::from(rate) / Decimal::ONE_HUNDRED, 2)
+    }
+
+    fn build(
+        lines: &[GenLine],
+        shipping_cents: i64,
+        taxed: bool,
+        per_unit_discount: bool,
+    ) -> Order {
+        let mut items = Vec::new();
+        let mut total = Decimal::ZERO;
+        let mut total_tax = Decimal::ZERO;
+        for (i, l) in lines.iter().enumerate() {
+            let subtotal = cents(l.unit_cents * l.qty);
+            let disc = if per_unit_discount {
+                cents((l.discount_cents / l.qty) * l.qty)
+            } else {
+                cents(l.discount_cents)
+            };
+            let line_total = subtotal - disc;
+            let (st, tt) = if taxed {
+                (tax_of(subtotal, l.rate), tax_of(line_total, l.rate))
+            } else {
+                (Decimal::ZERO, Decimal::ZERO)
+            };
+            total += line_total + tt;
+            total_tax += tt;
+            items.push(serde_json::json!({
+                "id": i + 1, "product_id": 100 + i, "quantity": l.qty,
+                "subtotal": subtotal.to_string(), "subtotal_tax": st.to_string(),
+                "total": line_total.to_string(), "total_tax": tt.to_string(),
+            }));
+        }
+        let ship = cents(shipping_cents);
+        let ship_tax = if taxed {
+            tax_of(ship, 25)
+        } else {
+            Decimal::ZERO
+        };
+        total += ship + ship_tax;
+        total_tax += ship_tax;
+        order(serde_json::json!({
+            "id": 1, "total": total.to_string(), "total_tax": total_tax.to_string(),
+            "line_items": items,
+            "shipping_lines": [{"id": 99, "total": ship.to_string(), "total_tax": ship_tax.to_string()}],
+        }))
+    }
+
+    proptest! {
+        #[test]
+        fn mapping_never_panics_on_any_amounts(
+            amounts in prop::collection::vec((any::<i64>(), any::<u32>(), any::<i64>(), any::<u32>(), -5i64..1000), 0..6),
+            fee in (any::<i64>(), any::<u32>()),
+            dp in 0u32..8,
+        ) {
+            let items: Vec<serde_json::Value> = amounts.iter().enumerate().map(|(i, (a, sa, b, sb, q))| {
+                serde_json::json!({"id": i, "product_id": i, "quantity": q,
+                    "subtotal": Decimal::new(*a, sa % 29).to_string(),
+                    "subtotal_tax": Decimal::new(*b, sb % 29).to_string(),
+                    "total": Decimal::new(b.wrapping_sub(*a), sa % 29).to_string(),
+                    "total_tax": Decimal::new(a / 3, sb % 29).to_string()})
+            }).collect();
+            let o = order(serde_json::json!({
+                "id": 1, "total": "1", "line_items": items,
+                "fee_lines": [{"id": 77, "total": Decimal::new(fee.0, fee.1 % 29).to_string()}],
+                "shipping_lines": [{"id": 78, "total": "7.5", "total_tax": Decimal::new(fee.0, 3).to_string()}],
+            }));
+            let opts = MapOptions { unit_decimals: dp, ..MapOptions::default() };
+            if let Ok(lines) = map_lines(&o, &opts) {
+                let _ = check_total(&lines, o.total, Decimal::new(5, 2));
+                for l in &lines {
+                    prop_assert!(l.vat_rate >= Decimal::ZERO && l.vat_rate <= Decimal::ONE_HUNDRED);
+                }
+            }
+        }
+
+        #[test]
+        fn per_unit_amounts_reconstruct_the_woo_total_exactly(
+            lines in prop::collection::vec(gen_line(), 1..8),
+            shipping in 0i64..20_000,
+            taxed in any::<bool>(),
+        ) {
+            // Whole-cent unit prices and whole-cent per-unit discounts (the usual case): exact.
+            let o = build(&lines, shipping, taxed, true);
+            let mapped = map_lines(&o, &MapOptions::default()).unwrap();
+            // Taxes are rounded per line by WooCommerce; per-unit amounts with VAT can then be
+            // off by up to half a cent each.
+            let tolerance = if taxed {
+                lines.iter().map(|l| Decimal::new(l.qty, 2)).sum::<Decimal>()
+            } else {
+                Decimal::ZERO
+            };
+            prop_assert!(check_total(&mapped, o.total, tolerance).is_ok(),
+                "{:?}", check_total(&mapped, o.total, tolerance));
+        }
+
+        #[test]
+        fn spread_discounts_reconstruct_within_a_cent_per_unit(
+            lines in prop::collection::vec(gen_line(), 1..8),
+            shipping in 0i64..20_000,
+            taxed in any::<bool>(),
+        ) {
+            let o = build(&lines, shipping, taxed, false);
+            let mapped = map_lines(&o, &MapOptions::default()).unwrap();
+            let bound: Decimal = lines.iter().map(|l| Decimal::new(l.qty, 2)).sum();
+            prop_assert!(check_total(&mapped, o.total, bound).is_ok());
+        }
+
+        #[test]
+        fn vat_rates_come_back_from_the_taxes(
+            lines in prop::collection::vec(gen_line().prop_filter("net >= 10.00", |l| l.unit_cents * l.qty >= 1000), 1..6),
+        ) {
+            let o = build(&lines, 0, true, true);
+            // A store that computes taxes says so in its tax lines; all-0 % orders need it.
+            let opts = MapOptions { taxes_computed: Some(true), ..MapOptions::default() };
+            let mapped = map_lines(&o, &opts).unwrap();
+            for (g, m) in lines.iter().zip(&mapped) {
+                prop_assert_eq!(m.vat_rate, Decimal::from(g.rate));
+                prop_assert!(m.price_inc_vat >= m.price_ex_vat);
+                prop_assert!(m.discount_inc_vat.unwrap_or_default() <= m.price_inc_vat);
+            }
+        }
+    }
+}
