@@ -204,6 +204,7 @@ event!(OrderImported, source::SYNC, "order", "imported");
 event!(OrderParked, source::SYNC, "order", "parked");
 event!(OrderInDoubt, source::SYNC, "order", "in_doubt");
 event!(OrderSkipped, source::SYNC, "order", "skipped");
+event!(OrderRetryRequested, source::CMD, "order", "retry_requested");
 event!(OrderStatusWritten, source::SYNC, "order_status", "written");
 event!(
     OrderStatusConflict,
@@ -256,6 +257,7 @@ pub fn event_name_for_subject(subject: &str) -> Option<&'static str> {
         OrderParked,
         OrderInDoubt,
         OrderSkipped,
+        OrderRetryRequested,
         OrderStatusWritten,
         OrderStatusConflict,
         WebhooksEnsured
