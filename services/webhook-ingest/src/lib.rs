@@ -1,2 +1,348 @@
-//! The webhook-ingest service
+//! webhook-ingest: the engine's only public HTTP port. Stateless and horizontally scalable.
+//!
+//! - `POST /webhooks/woocommerce/{store}`: WooCommerce webhook deliveries. The signature
+//!   (`X-WC-Webhook-Signature`, HMAC-SHA256 of the raw body with the store's
+//!   `woo.webhook_secret`) is checked in constant time; `order.created` / `order.updated`
+//!   become `woo.<store>.order.observed` events carrying the raw body byte for byte; other
+//!   topics are answered 200 and dropped; the unsigned creation ping is answered 200.
+//! - `POST /notices/duell/{store}`: thin change notices signed with the store's
+//!   `duell.notice_secret` (`X-Duellsync-Signature`) become `duell.<store>.change.noticed`.
+//!
+//! A 2xx is sent only after JetStream has stored the event (SPEC §5); when it cannot be stored
+//! in time the answer is 503. WooCommerce never retries, so a lost delivery is found again by
+//! the change-poller's order gap-fill. Exactly-once effects are the importer's job: the ingest
+//! only makes repeated deliveries collapse into one stored event (deterministic event ids and
+//! JetStream's duplicate window).
 #![forbid(unsafe_code)]
+
+mod body;
+pub mod config;
+mod json;
+mod notices;
+mod outcome;
+mod signature;
+mod woocommerce;
+
+use std::collections::HashMap;
+use std::future::IntoFuture;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use axum::routing::post;
+use axum::Router;
+use duellsync_bus::{Bus, BusOptions, Published};
+use duellsync_events::Event;
+use duellsync_settings::Stores;
+use duellsync_telemetry::Readiness;
+use tokio_util::sync::CancellationToken;
+
+pub use config::Config;
+
+use outcome::{Endpoint, EndpointMetrics, Outcome};
+use signature::Signer;
+
+pub const SERVICE: &str = "webhook-ingest";
+
+/// Route of WooCommerce deliveries.
+pub const WOOCOMMERCE_ROUTE: &str = "/webhooks/woocommerce/{store}";
+/// Route of DUELL change notices.
+pub const NOTICE_ROUTE: &str = "/notices/duell/{store}";
+
+/// Command-line arguments.
+#[derive(Debug, clap::Parser)]
+#[command(
+    name = "webhook-ingest",
+    about = "Receives WooCommerce webhooks and DUELL change notices and records them in JetStream"
+)]
+pub struct Args {
+    /// Service config file (TOML); `DUELLSYNC_*` environment variables override it.
+    #[arg(long, env = "DUELLSYNC_CONFIG")]
+    pub config: Option<std::path::PathBuf>,
+}
+
+impl Args {
+    pub fn load(&self, env: &[(String, String)]) -> anyhow::Result<(Config, Stores)> {
+        let (config, stores) =
+            duellsync_settings::service::load_service::<Config>(self.config.as_deref(), env)?;
+        config.validate()?;
+        Ok((config, stores))
+    }
+}
+
+/// What the ingest knows of one store.
+pub(crate) struct StoreEntry {
+    pub(crate) id: String,
+    /// `None`: the store has no webhook secret, so it takes no webhooks (404).
+    pub(crate) woo: Option<Signer>,
+    /// `None`: the store has no notice secret, so it takes no notices (404).
+    pub(crate) notice: Option<Signer>,
+    pub(crate) woo_metrics: EndpointMetrics,
+    pub(crate) notice_metrics: EndpointMetrics,
+}
+
+/// Shared, read-only state of the request handlers.
+pub(crate) struct Ingest {
+    pub(crate) stores: HashMap<String, StoreEntry>,
+    pub(crate) unknown_woo: EndpointMetrics,
+    pub(crate) unknown_notice: EndpointMetrics,
+    pub(crate) bus: Bus,
+    pub(crate) body_limit: usize,
+    pub(crate) publish_timeout: Duration,
+    pub(crate) read_timeout: Duration,
+}
+
+impl Ingest {
+    fn new(config: &config::IngestSection, stores: &Stores, bus: Bus) -> Ingest {
+        let stores = stores
+            .stores
+            .values()
+            .map(|s| {
+                let woo = s
+                    .woo
+                    .webhook_secret
+                    .is_set()
+                    .then(|| Signer::woocommerce(s.woo.webhook_secret.expose()));
+                let notice = s
+                    .duell
+                    .notice_secret
+                    .is_set()
+                    .then(|| Signer::new(s.duell.notice_secret.expose().as_bytes()));
+                if woo.is_none() {
+                    tracing::warn!(store = %s.id, "no woo.webhook_secret: WooCommerce deliveries for this store are refused with 404");
+                }
+                let entry = StoreEntry {
+                    id: s.id.clone(),
+                    woo,
+                    notice,
+                    woo_metrics: EndpointMetrics::new(&s.id, Endpoint::WooCommerce),
+                    notice_metrics: EndpointMetrics::new(&s.id, Endpoint::DuellNotice),
+                };
+                (s.id.clone(), entry)
+            })
+            .collect();
+        Ingest {
+            stores,
+            unknown_woo: EndpointMetrics::new("unknown", Endpoint::WooCommerce),
+            unknown_notice: EndpointMetrics::new("unknown", Endpoint::DuellNotice),
+            bus,
+            body_limit: config.body_limit,
+            publish_timeout: config.publish_timeout,
+            read_timeout: config.read_timeout,
+        }
+    }
+
+    /// Publishes and waits for JetStream's ack, bounded by `publish_timeout`. The error is the
+    /// outcome to answer with; its cause is logged here (never sent to the client).
+    pub(crate) async fn publish<E: Event>(
+        &self,
+        event: &E,
+        metrics: &EndpointMetrics,
+    ) -> Result<Published, Outcome> {
+        let started = Instant::now();
+        match tokio::time::timeout(self.publish_timeout, self.bus.publish(event)).await {
+            Ok(Ok(published)) => {
+                metrics.publish_latency(started.elapsed().as_secs_f64());
+                Ok(published)
+            }
+            Ok(Err(duellsync_bus::Error::Unavailable(reason))) => {
+                tracing::error!(error = %reason, event = E::NAME, "event not stored: JetStream unavailable");
+                Err(Outcome::Unavailable)
+            }
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, event = E::NAME, "event not stored");
+                Err(Outcome::Failed)
+            }
+            Err(_) => {
+                tracing::error!(
+                    timeout_ms = self.publish_timeout.as_millis() as u64,
+                    event = E::NAME,
+                    "event not stored: JetStream did not confirm in time"
+                );
+                Err(Outcome::Unavailable)
+            }
+        }
+    }
+
+    /// Reads the request body under the size limit and the read timeout.
+    pub(crate) async fn read_body(
+        &self,
+        headers: &axum::http::HeaderMap,
+        body: axum::body::Body,
+    ) -> Result<bytes::Bytes, Outcome> {
+        let declared = body::content_length(headers);
+        match tokio::time::timeout(
+            self.read_timeout,
+            body::read(body, declared, self.body_limit),
+        )
+        .await
+        {
+            Ok(Ok(bytes)) => Ok(bytes),
+            Ok(Err(body::BodyError::TooLarge)) => Err(Outcome::TooLarge),
+            Ok(Err(body::BodyError::Broken)) => Err(Outcome::Malformed),
+            Err(_) => Err(Outcome::Timeout),
+        }
+    }
+}
+
+/// Ends a request: counts it, records it on the request span, answers.
+pub(crate) fn finish(metrics: &EndpointMetrics, outcome: Outcome) -> axum::response::Response {
+    metrics.count(outcome);
+    let span = tracing::Span::current();
+    span.record("outcome", outcome.as_str());
+    span.record("http.response.status_code", outcome.status().as_u16());
+    if outcome.status().is_server_error() {
+        span.record("otel.status_code", "ERROR");
+    }
+    outcome.response()
+}
+
+/// The public routes.
+fn router(ingest: Arc<Ingest>) -> Router {
+    Router::new()
+        .route(WOOCOMMERCE_ROUTE, post(woocommerce::receive))
+        .route(NOTICE_ROUTE, post(notices::receive))
+        .with_state(ingest)
+}
+
+/// The built service, ready to run.
+pub struct App {
+    config: Config,
+    bus: Bus,
+    ingest: Arc<Ingest>,
+    listener: tokio::net::TcpListener,
+    admin: tokio::net::TcpListener,
+    /// Built in `build`, because building it installs the metrics recorder, which must exist
+    /// before the per-store metric handles are registered.
+    admin_router: Router,
+    readiness: Readiness,
+}
+
+impl App {
+    /// Connects to NATS, declares the streams and binds both listeners. Fails fast on anything
+    /// wrong, before accepting a single request.
+    pub async fn build(config: Config, stores: Stores) -> anyhow::Result<App> {
+        duellsync_telemetry::install_crypto_provider();
+        config.validate()?;
+        let mut bus_options = BusOptions::new(&config.nats.url, SERVICE);
+        bus_options.replicas = config.nats.replicas;
+        // The bus retries unconfirmed publishes internally; it must give up when the request
+        // does, so a request never outlives its answer by much.
+        bus_options.publish_deadline = config.ingest.publish_timeout;
+        let bus = Bus::connect(bus_options).await?;
+        bus.ensure_streams().await?;
+        let listener = tokio::net::TcpListener::bind(&config.ingest.listen)
+            .await
+            .with_context(|| format!("binding public address {}", config.ingest.listen))?;
+        let admin = tokio::net::TcpListener::bind(&config.admin.listen)
+            .await
+            .with_context(|| format!("binding admin address {}", config.admin.listen))?;
+        let readiness = Readiness::new();
+        readiness.add(Arc::new(BusReady(bus.clone())));
+        let admin_router = duellsync_telemetry::admin_router(readiness.clone());
+        let ingest = Arc::new(Ingest::new(&config.ingest, &stores, bus.clone()));
+        tracing::info!(
+            stores = ingest.stores.len(),
+            listen = %config.ingest.listen,
+            "webhook-ingest built"
+        );
+        Ok(App {
+            config,
+            bus,
+            ingest,
+            listener,
+            admin,
+            admin_router,
+            readiness,
+        })
+    }
+
+    /// The bound public address (port 0 in tests).
+    pub fn addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// Serves until `shutdown` resolves. Then: `/readyz` turns 503, after `drain_delay` the
+    /// listener closes, in-flight requests (and their publishes) finish within
+    /// `shutdown_grace`, buffered client writes are flushed, the admin server stops.
+    pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
+        let stop_admin = CancellationToken::new();
+        let stop_public = CancellationToken::new();
+        let stop = stop_admin.clone();
+        let admin = tokio::spawn(
+            axum::serve(self.admin, self.admin_router)
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .into_future(),
+        );
+        let stop = stop_public.clone();
+        let mut public = tokio::spawn(
+            axum::serve(self.listener, router(self.ingest.clone()))
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .into_future(),
+        );
+        tracing::info!(stores = self.ingest.stores.len(), "webhook-ingest running");
+        let served = tokio::select! {
+            _ = shutdown => None,
+            r = &mut public => Some(r),
+        };
+        self.readiness.drain();
+        let result = match served {
+            // The server stopped on its own: accept() failed for good.
+            Some(r) => flatten(r).context("public listener stopped"),
+            None => {
+                if !self.config.ingest.drain_delay.is_zero() {
+                    tokio::time::sleep(self.config.ingest.drain_delay).await;
+                }
+                stop_public.cancel();
+                match tokio::time::timeout(self.config.ingest.shutdown_grace, &mut public).await {
+                    Ok(r) => flatten(r).context("public listener"),
+                    Err(_) => {
+                        tracing::warn!(
+                            grace_s = self.config.ingest.shutdown_grace.as_secs(),
+                            "in-flight requests did not finish in time; exiting anyway"
+                        );
+                        public.abort();
+                        Ok(())
+                    }
+                }
+            }
+        };
+        self.bus.flush().await;
+        stop_admin.cancel();
+        let _ = admin.await;
+        tracing::info!("webhook-ingest stopped");
+        result
+    }
+}
+
+fn flatten(r: Result<std::io::Result<()>, tokio::task::JoinError>) -> anyhow::Result<()> {
+    r.map_err(anyhow::Error::from)?.map_err(anyhow::Error::from)
+}
+
+struct BusReady(Bus);
+
+impl duellsync_telemetry::ReadinessCheck for BusReady {
+    fn name(&self) -> &str {
+        "nats"
+    }
+    fn check(&self) -> futures::future::BoxFuture<'_, Result<(), String>> {
+        Box::pin(async move {
+            if !self.0.is_connected() {
+                return Err("not connected".into());
+            }
+            if !self.0.streams_present().await {
+                return Err("streams missing".into());
+            }
+            Ok(())
+        })
+    }
+}

@@ -1,0 +1,9 @@
+//! webhook-ingest against a private nats-server, in-process (zero2prod style: one test binary,
+//! one module per endpoint).
+
+mod helpers;
+mod notices;
+mod samples;
+mod shutdown;
+mod woo_sim;
+mod woocommerce;
