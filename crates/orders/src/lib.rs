@@ -21,8 +21,9 @@ pub mod status;
 pub use customer::{normalize_phone, valid_email, CustomerDraft, CustomerIdentity};
 pub use eligibility::{eligibility, takes_woo_stock, SkipReason};
 pub use lines::{
-    check_total, map_lines, mapped_total, parse_tolerance, round_half_away, same_total, LineSource,
-    MapError, MapOptions, MappedLine, TotalMismatch, SHIPPING_LINE_KEY,
+    check_total, map_lines, mapped_total, parse_tolerance, round_half_away, same_total,
+    taxes_computed_in, LineSource, MapError, MapOptions, MappedLine, TotalMismatch,
+    SHIPPING_LINE_KEY,
 };
 pub use status::{
     is_abandoned_status, is_final_status, normalize_status, plan_status_move, status_rank,

@@ -1,2 +1,495 @@
-//! The order-importer service
+//! order-importer: the sink that takes WooCommerce orders into DUELL (SPEC §3.2), exactly once.
+//!
+//! Per store it consumes
+//! - `woo.<store>.order.observed` (webhooks and the gap-fill poller; many times per order, out of
+//!   order, with different bodies) and its own `cmd.<store>.order.retry_requested`: imports the
+//!   order as a DUELL customer order, sales order or stock deduction (see [`import`]);
+//! - `duell.<store>.order_status.observed`: releases the stock hold of a drawn or cancelled
+//!   customer order;
+//! - `sync.<store>.product.applied` and `duell.<store>.product.observed`: learns product links
+//!   and retries orders parked for an unknown product.
+//!
+//! It appends `OrderImported`, `StockHoldChanged`, `OrderParked`, `OrderInDoubt`,
+//! `OrderSkipped` (sync stream) and `OrderRetryRequested` (cmd stream). Its sled state is the
+//! exactly-once ledger per WooCommerce order; see `docs/order-importer.md`.
 #![forbid(unsafe_code)]
+
+pub mod config;
+mod events;
+mod import;
+mod resolve;
+mod state;
+mod triggers;
+mod woo_side;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use anyhow::Context;
+use duellsync_bus::{Bus, BusOptions, Consumer, ConsumerSpec, Delivery, HandleError};
+use duellsync_events::{v1, Event, STREAM_CMD, STREAM_DUELL, STREAM_SYNC, STREAM_WOO};
+use duellsync_settings::{StoreSettings, Stores};
+use duellsync_store::{Store, StoreOptions};
+use duellsync_telemetry::Readiness;
+use rust_decimal::Decimal;
+use tokio::sync::{OwnedMutexGuard, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument as _;
+
+pub use config::Config;
+
+pub const SERVICE: &str = "order-importer";
+
+/// Command-line arguments.
+#[derive(Debug, clap::Parser)]
+#[command(
+    name = "order-importer",
+    about = "Imports WooCommerce orders into DUELL exactly once"
+)]
+pub struct Args {
+    /// Service config file (TOML); `DUELLSYNC_*` environment variables override it.
+    #[arg(long, env = "DUELLSYNC_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+impl Args {
+    pub fn load(&self, env: &[(String, String)]) -> anyhow::Result<(Config, Stores)> {
+        let (config, stores) =
+            duellsync_settings::service::load_service::<Config>(self.config.as_deref(), env)?;
+        config.validate()?;
+        Ok((config, stores))
+    }
+}
+
+/// One async lock per WooCommerce order: every trigger of one order runs alone.
+#[derive(Default)]
+pub(crate) struct Locks {
+    map: std::sync::Mutex<HashMap<i64, Weak<tokio::sync::Mutex<()>>>>,
+}
+
+impl Locks {
+    pub async fn lock(&self, id: i64) -> OwnedMutexGuard<()> {
+        let m = {
+            let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+            if map.len() > 4096 {
+                map.retain(|_, w| w.strong_count() > 0);
+            }
+            match map.get(&id).and_then(Weak::upgrade) {
+                Some(m) => m,
+                None => {
+                    let m = Arc::new(tokio::sync::Mutex::new(()));
+                    map.insert(id, Arc::downgrade(&m));
+                    m
+                }
+            }
+        };
+        m.lock_owned().await
+    }
+}
+
+/// Shared handles of one store's workers.
+#[derive(Clone)]
+pub(crate) struct StoreCtx {
+    pub settings: Arc<StoreSettings>,
+    pub bus: Bus,
+    pub state: Store,
+    pub t: state::Tables,
+    pub duell: duellsync_duell::DuellClient,
+    pub woo: duellsync_woo::WooClient,
+    pub config: Arc<config::ImporterSection>,
+    pub locks: Arc<Locks>,
+    /// Shop name in DUELL's reference comment.
+    pub site: String,
+    /// `orders.total_tolerance`.
+    pub tolerance: Decimal,
+}
+
+impl StoreCtx {
+    pub fn id(&self) -> &str {
+        &self.settings.id
+    }
+
+    pub fn key(&self, woo_order_id: i64) -> state::OrderKey {
+        (self.settings.id.clone(), woo_order_id)
+    }
+}
+
+/// The built service, ready to run.
+pub struct App {
+    config: Config,
+    stores: Stores,
+    bus: Bus,
+    state: Store,
+    admin: tokio::net::TcpListener,
+    readiness: Readiness,
+}
+
+impl App {
+    /// Connects to NATS, declares the streams, opens the state and binds the admin port. Fails
+    /// fast on anything wrong.
+    pub async fn build(config: Config, stores: Stores) -> anyhow::Result<App> {
+        duellsync_telemetry::install_crypto_provider();
+        config.validate()?;
+        let mut bus_options = BusOptions::new(&config.nats.url, SERVICE);
+        bus_options.replicas = config.nats.replicas;
+        let bus = Bus::connect(bus_options).await?;
+        bus.ensure_streams().await?;
+        std::fs::create_dir_all(&config.state_dir)
+            .with_context(|| format!("creating state dir {}", config.state_dir.display()))?;
+        let state = Store::open_with(StoreOptions::new(config.state_dir.join("sled")))?;
+        let admin = tokio::net::TcpListener::bind(&config.admin.listen)
+            .await
+            .with_context(|| format!("binding admin address {}", config.admin.listen))?;
+        let readiness = Readiness::new();
+        readiness.add(Arc::new(BusReady(bus.clone())));
+        Ok(App {
+            config,
+            stores,
+            bus,
+            state,
+            admin,
+            readiness,
+        })
+    }
+
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// Runs until `shutdown` resolves, then stops taking messages, lets in-flight imports
+    /// finish (bounded) and flushes the state.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let stop = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let failed = CancellationToken::new();
+        tracker.spawn(duellsync_telemetry::serve_admin(
+            self.admin,
+            self.readiness.clone(),
+            stop.clone(),
+        ));
+        let config = Arc::new(self.config.importer.clone());
+        for store in self.stores.stores.values() {
+            let mut duell_config =
+                duellsync_settings::clients::duell_config(store).map_err(anyhow::Error::msg)?;
+            duell_config.request_timeout = config.duell_timeout;
+            let duell = duellsync_duell::DuellClient::new(duell_config)
+                .map_err(|e| anyhow::anyhow!("store {}: duell client: {e}", store.id))?;
+            let site = if config.site_name.trim().is_empty() {
+                url_host(&store.woo.url)
+            } else {
+                config.site_name.trim().to_owned()
+            };
+            let ctx = StoreCtx {
+                settings: Arc::new(store.clone()),
+                bus: self.bus.clone(),
+                state: self.state.clone(),
+                t: state::Tables::new(&self.state),
+                duell,
+                woo: duellsync_settings::clients::woo_client(store).map_err(anyhow::Error::msg)?,
+                config: config.clone(),
+                locks: Arc::new(Locks::default()),
+                site,
+                tolerance: duellsync_orders::parse_tolerance(&store.orders.total_tolerance),
+            };
+            spawn_store(&tracker, ctx, stop.clone(), failed.clone()).await?;
+        }
+        tracker.close();
+        tracing::info!(stores = self.stores.stores.len(), "order-importer running");
+        tokio::select! {
+            _ = shutdown => {}
+            _ = failed.cancelled() => tracing::error!("a worker failed; stopping so the supervisor restarts us"),
+        }
+        self.readiness.drain();
+        stop.cancel();
+        // In-flight imports finish: a DUELL write is never abandoned between intent and outcome
+        // on a graceful stop. The bound is the DUELL timeout plus a margin.
+        let grace = config.duell_timeout + Duration::from_secs(10);
+        if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+            tracing::warn!(?grace, "workers did not stop in time");
+        }
+        self.state.flush().await?;
+        self.bus.flush().await;
+        if failed.is_cancelled() {
+            anyhow::bail!("a worker failed");
+        }
+        Ok(())
+    }
+}
+
+fn url_host(url: &str) -> String {
+    url::Url::parse(url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+struct BusReady(Bus);
+
+impl duellsync_telemetry::ReadinessCheck for BusReady {
+    fn name(&self) -> &str {
+        "nats"
+    }
+    fn check(&self) -> futures::future::BoxFuture<'_, Result<(), String>> {
+        Box::pin(async move {
+            if !self.0.is_connected() {
+                return Err("not connected".into());
+            }
+            if !self.0.streams_present().await {
+                return Err("streams missing".into());
+            }
+            Ok(())
+        })
+    }
+}
+
+fn spec(
+    ctx: &StoreCtx,
+    stream: &'static duellsync_events::StreamSpec,
+    suffix: &str,
+    subjects: Vec<String>,
+) -> ConsumerSpec {
+    let store = ctx.id();
+    let mut s = ConsumerSpec::new(
+        stream,
+        format!("{SERVICE}-{store}-{suffix}"),
+        subjects,
+        SERVICE,
+        store,
+    );
+    s.ack_wait = ctx.config.ack_wait;
+    s.max_deliveries = ctx.config.max_deliveries;
+    s.backoff_cap = ctx.config.backoff_cap;
+    s
+}
+
+async fn spawn_store(
+    tracker: &TaskTracker,
+    ctx: StoreCtx,
+    stop: CancellationToken,
+    failed: CancellationToken,
+) -> anyhow::Result<()> {
+    let store = ctx.id().to_owned();
+
+    // Attempts a crash left without outcome are settled first (their messages come back too).
+    let c = ctx.clone();
+    tracker.spawn(supervise(
+        format!("start-up recovery {store}"),
+        async move { import::recover_on_start(&c).await },
+        failed.clone(),
+    ));
+
+    let orders = ctx
+        .bus
+        .consumer(spec(
+            &ctx,
+            &STREAM_WOO,
+            "orders",
+            vec![v1::OrderObserved::subject(&store)],
+        ))
+        .await?;
+    let c = ctx.clone();
+    tracker.spawn(supervise(
+        format!("orders {store}"),
+        run_concurrent(
+            orders,
+            stop.clone(),
+            ctx.config.concurrency,
+            ctx.config.ack_wait,
+            move |d| {
+                let c = c.clone();
+                async move { on_order(&c, d).await }
+            },
+        ),
+        failed.clone(),
+    ));
+
+    let retries = ctx
+        .bus
+        .consumer(spec(
+            &ctx,
+            &STREAM_CMD,
+            "retry",
+            vec![v1::OrderRetryRequested::subject(&store)],
+        ))
+        .await?;
+    let c = ctx.clone();
+    tracker.spawn(supervise(
+        format!("retries {store}"),
+        run_concurrent(
+            retries,
+            stop.clone(),
+            ctx.config.concurrency,
+            ctx.config.ack_wait,
+            move |d| {
+                let c = c.clone();
+                async move { on_retry(&c, d).await }
+            },
+        ),
+        failed.clone(),
+    ));
+
+    let duell_facts = ctx
+        .bus
+        .consumer(spec(
+            &ctx,
+            &STREAM_DUELL,
+            "duell",
+            vec![
+                v1::OrderStatusObserved::subject(&store),
+                v1::ProductObserved::subject(&store),
+            ],
+        ))
+        .await?;
+    let c = ctx.clone();
+    let s = stop.clone();
+    tracker.spawn(supervise(
+        format!("duell facts {store}"),
+        async move {
+            duell_facts
+                .run(s, move |d| {
+                    let c = c.clone();
+                    async move {
+                        if d.is::<v1::OrderStatusObserved>() {
+                            triggers::on_status(&c, d.decode()?).await
+                        } else if d.is::<v1::ProductObserved>() {
+                            triggers::on_product_observed(&c, d.decode()?).await
+                        } else {
+                            Err(HandleError::permanent(format!(
+                                "unexpected subject {}",
+                                d.subject
+                            )))
+                        }
+                    }
+                })
+                .await?;
+            Ok(())
+        },
+        failed.clone(),
+    ));
+
+    let applied = ctx
+        .bus
+        .consumer(spec(
+            &ctx,
+            &STREAM_SYNC,
+            "applied",
+            vec![v1::ProductApplied::subject(&store)],
+        ))
+        .await?;
+    let c = ctx.clone();
+    tracker.spawn(supervise(
+        format!("product links {store}"),
+        async move {
+            applied
+                .run(stop, move |d| {
+                    let c = c.clone();
+                    async move { triggers::on_product_applied(&c, d.decode()?).await }
+                })
+                .await?;
+            Ok(())
+        },
+        failed,
+    ));
+    Ok(())
+}
+
+async fn on_order(ctx: &StoreCtx, d: Arc<Delivery>) -> Result<(), HandleError> {
+    let ev: v1::OrderObserved = d.decode()?;
+    let message_meta = ev
+        .meta
+        .clone()
+        .filter(|m| !m.event_id.is_empty())
+        .unwrap_or_else(|| duellsync_events::Meta {
+            store: ctx.id().to_owned(),
+            event_id: d.event_id().to_owned(),
+            correlation_id: duellsync_events::order_correlation(ctx.id(), ev.order_id),
+            ..Default::default()
+        });
+    import::handle(
+        ctx,
+        import::Incoming {
+            observed: ev,
+            message_meta,
+            replay: d.is_replay(),
+        },
+    )
+    .await
+}
+
+async fn on_retry(ctx: &StoreCtx, d: Arc<Delivery>) -> Result<(), HandleError> {
+    let cmd: v1::OrderRetryRequested = d.decode()?;
+    let Some(observed) = cmd.observed else {
+        return Err(HandleError::permanent(
+            "OrderRetryRequested without the order",
+        ));
+    };
+    let message_meta = cmd.meta.unwrap_or_default();
+    import::handle(
+        ctx,
+        import::Incoming {
+            observed,
+            message_meta,
+            replay: d.is_replay(),
+        },
+    )
+    .await
+}
+
+/// Handles deliveries of one consumer with up to `concurrency` at once (per-order locks keep
+/// one order to one task), telling JetStream that slow ones are still in progress. Returns when
+/// `stop` is cancelled and every in-flight delivery is finished.
+async fn run_concurrent<F, Fut>(
+    consumer: Consumer,
+    stop: CancellationToken,
+    concurrency: usize,
+    ack_wait: Duration,
+    handler: F,
+) -> anyhow::Result<()>
+where
+    F: Fn(Arc<Delivery>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), HandleError>> + Send + 'static,
+{
+    let mut rx = consumer.deliveries(stop);
+    let permits = Arc::new(Semaphore::new(concurrency.max(1)));
+    let tasks = TaskTracker::new();
+    let heartbeat = (ack_wait / 3).max(Duration::from_millis(300));
+    while let Some(d) = rx.recv().await {
+        let permit = permits.clone().acquire_owned().await?;
+        let d = Arc::new(d);
+        let handler = handler.clone();
+        tasks.spawn(async move {
+            let span = d.span.clone();
+            let work = handler(d.clone()).instrument(span);
+            tokio::pin!(work);
+            let result = loop {
+                tokio::select! {
+                    r = &mut work => break r,
+                    _ = tokio::time::sleep(heartbeat) => d.in_progress().await,
+                }
+            };
+            d.finish(result).await;
+            drop(permit);
+        });
+    }
+    tasks.close();
+    tasks.wait().await;
+    Ok(())
+}
+
+async fn supervise(
+    name: String,
+    task: impl Future<Output = anyhow::Result<()>>,
+    failed: CancellationToken,
+) {
+    if let Err(e) = task.await {
+        tracing::error!(task = %name, error = %format!("{e:#}"), "worker stopped with an error");
+        failed.cancel();
+    }
+}

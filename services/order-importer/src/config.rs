@@ -1,0 +1,139 @@
+//! order-importer configuration.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use duellsync_settings::service::{
+    AdminSection, LogFormat, NatsSection, ServiceConfig, TelemetrySection,
+};
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub nats: NatsSection,
+    pub telemetry: TelemetrySection,
+    pub admin: AdminSection,
+    /// Store settings: a file or a directory of `<store>.toml` files.
+    pub stores_path: PathBuf,
+    /// Stores this instance serves; empty = every store in `stores_path`. A store must be served
+    /// by exactly one instance: its exactly-once ledger lives in this instance's sled.
+    pub shard: Vec<String>,
+    /// Where the sled state lives.
+    pub state_dir: PathBuf,
+    pub importer: ImporterSection,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            nats: NatsSection::default(),
+            telemetry: TelemetrySection::default(),
+            admin: AdminSection::default(),
+            stores_path: PathBuf::from("/etc/duellsync/stores"),
+            shard: Vec::new(),
+            state_dir: PathBuf::from("/var/lib/duellsync/order-importer"),
+            importer: ImporterSection::default(),
+        }
+    }
+}
+
+impl ServiceConfig for Config {
+    fn stores_path(&self) -> &Path {
+        &self.stores_path
+    }
+    fn shard(&self) -> &[String] {
+        &self.shard
+    }
+}
+
+impl Config {
+    pub fn telemetry_options(&self) -> duellsync_telemetry::TelemetryOptions {
+        let mut o = duellsync_telemetry::TelemetryOptions::new(crate::SERVICE);
+        o.log_filter = self.telemetry.log_filter.clone();
+        o.json_logs = self.telemetry.log_format == LogFormat::Json;
+        o.otlp_endpoint = Some(self.telemetry.otlp_endpoint.clone()).filter(|e| !e.is_empty());
+        o
+    }
+
+    /// Checks the importer section; every problem at once.
+    pub fn validate(&self) -> Result<(), duellsync_settings::ConfigError> {
+        let i = &self.importer;
+        let mut problems = Vec::new();
+        let mut p = |key: &str, message: String| {
+            problems.push(duellsync_settings::Problem {
+                key: format!("importer.{key}"),
+                message,
+            })
+        };
+        if i.concurrency == 0 || i.concurrency > 64 {
+            p(
+                "concurrency",
+                format!("{} is out of range; use 1 to 64", i.concurrency),
+            );
+        }
+        if i.duell_timeout < Duration::from_millis(100) {
+            p(
+                "duell_timeout",
+                "is too short; DUELL answers in seconds (the default is \"30s\")".into(),
+            );
+        }
+        if i.ack_wait < Duration::from_secs(1) {
+            p(
+                "ack_wait",
+                "use at least \"1s\" (the default is \"30s\")".into(),
+            );
+        }
+        if i.max_deliveries == 0 {
+            p(
+                "max_deliveries",
+                "use at least 1 (the default is 10)".into(),
+            );
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(duellsync_settings::ConfigError { problems })
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ImporterSection {
+    /// Orders imported at once per store (different orders only: one order is always handled by
+    /// one task at a time).
+    pub concurrency: usize,
+    /// Whole-request timeout of DUELL calls. A write that times out has an unknown outcome.
+    #[serde(with = "duellsync_settings::duration")]
+    pub duell_timeout: Duration,
+    /// After a write's outcome became unknown, how long an empty order lookup is not yet trusted
+    /// as proof of absence (a slow DUELL may still apply the write).
+    #[serde(with = "duellsync_settings::duration")]
+    pub lookup_settle: Duration,
+    /// How long JetStream waits for an ack before redelivering; long handlers send progress.
+    #[serde(with = "duellsync_settings::duration")]
+    pub ack_wait: Duration,
+    /// Deliveries after which a message that keeps failing is dead-lettered.
+    pub max_deliveries: u64,
+    /// Longest redelivery backoff.
+    #[serde(with = "duellsync_settings::duration")]
+    pub backoff_cap: Duration,
+    /// Shop name in DUELL's `reference_comment` ("Ordre 1234 <site_name>"); empty = the host
+    /// of the store's WooCommerce URL.
+    pub site_name: String,
+}
+
+impl Default for ImporterSection {
+    fn default() -> Self {
+        ImporterSection {
+            concurrency: 4,
+            duell_timeout: Duration::from_secs(30),
+            lookup_settle: Duration::from_secs(60),
+            ack_wait: Duration::from_secs(30),
+            max_deliveries: 10,
+            backoff_cap: Duration::from_secs(60),
+            site_name: String::new(),
+        }
+    }
+}
