@@ -23,11 +23,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream;
-use async_nats::HeaderMap;
 use bytes::Bytes;
 use duellsync_events::{headers, Event, StreamSpec, ALL_STREAMS};
 use futures::StreamExt;
 
+pub use async_nats::HeaderMap;
 pub use consume::{Consumer, ConsumerSpec, Delivery, HandleError};
 pub use read::StoredMessage;
 

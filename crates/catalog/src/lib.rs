@@ -45,6 +45,10 @@ pub struct Source {
     pub stock_observed_ms: i64,
     /// Product withdrawn from the web shop (hidden or deleted).
     pub withdrawn: bool,
+    /// When the product facts were observed (Unix ms); older facts arriving late are ignored.
+    pub product_observed_ms: i64,
+    /// Event id of the last product fact applied (causation of the writes it leads to).
+    pub last_event_id: String,
 }
 
 /// The product fields the sync uses, in a serde-friendly form for the state store.
@@ -99,6 +103,16 @@ impl ProductData {
     }
 }
 
+/// The description WooCommerce shows: DUELL's, or the name when DUELL has none (as DUELL's own
+/// plugin did, so a product page is never blank).
+pub fn description_of(product: &ProductData) -> String {
+    if product.description.trim().is_empty() {
+        product.name.clone()
+    } else {
+        product.description.clone()
+    }
+}
+
 /// How a product exists in WooCommerce.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub enum Shape {
@@ -150,6 +164,9 @@ pub struct WooState {
     pub variant_option: Option<String>,
     /// Option list of the variant attribute on a variable product.
     pub variant_options: Vec<String>,
+    /// The DUELL id in the product's meta data, if any.
+    #[serde(default)]
+    pub duell_id: Option<i64>,
 }
 
 fn unix(dt: Option<time::PrimitiveDateTime>) -> Option<i64> {
@@ -202,6 +219,7 @@ impl WooState {
             attributes,
             variant_option,
             variant_options,
+            duell_id: WooState::duell_id_of(p),
         }
     }
 
@@ -254,7 +272,7 @@ pub fn desired(
     };
     if settings.update_products && shape != Shape::Variation {
         d.name = Some(product.name.clone());
-        d.description = Some(product.description.clone());
+        d.description = Some(description_of(product));
     }
     // Variable products carry no price or stock of their own in WooCommerce.
     if settings.sync_prices && shape != Shape::Variable {
@@ -435,11 +453,7 @@ pub fn create_write(
     }
     if desired.shape != Shape::Variation {
         w.status = Some(settings.new_product_status.as_str().to_owned());
-        w.description = Some(if product.description.trim().is_empty() {
-            product.name.clone()
-        } else {
-            product.description.clone()
-        });
+        w.description = Some(description_of(product));
     }
     if let Some(p) = desired.regular_price {
         w.regular_price = Some(Clearable::Set(p));

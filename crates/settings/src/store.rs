@@ -502,11 +502,13 @@ impl StoreSettings {
             ("poll_interval", self.poll_interval),
             ("stock_poll_interval", self.stock_poll_interval),
         ] {
-            if d < Duration::from_secs(1) {
+            // Sub-second polls are for tests and stores without change notices; DUELL's
+            // rate-limit headers still pace the client.
+            if d < Duration::from_millis(100) {
                 p(
                     key,
                     format!(
-                        "{} is too short; use at least \"1s\" (the default is \"30s\")",
+                        "{} is too short; use at least \"100ms\" (the default is \"30s\")",
                         crate::duration::format(d)
                     ),
                 );

@@ -325,10 +325,12 @@ async fn handle(
                 .collect(),
         ))
     };
+    // WooCommerce renders reads in `view` context unless `context=edit` asks for stored values.
+    let view = read && query.get("context") != Some("edit");
     let ctx = Ctx {
         home: home.clone(),
         version: version.clone(),
-        view: read,
+        view,
         offset: shared.cfg.site_utc_offset_secs,
         now: shared.now(),
     };

@@ -1,2 +1,198 @@
-//! The catalog-publisher service
+//! catalog-publisher: the sink that keeps WooCommerce's catalogue in step with DUELL (SPEC §3.1,
+//! §3.4). Per store it projects the DUELL facts (products, stock, withdrawals) and the units web
+//! orders hold, and writes to WooCommerce only what differs from what WooCommerce holds: new
+//! products, changed names, prices, campaigns, attributes, images (uploaded once), stock and
+//! visibility, in batches of up to 100, one product at most every `min_write_interval`.
+//!
+//! Full syncs (`syncctl sync`, the reconciliation timer) read all of WooCommerce after the
+//! poller's DUELL scan and correct drift, or only report it (`--dry-run`).
 #![forbid(unsafe_code)]
+
+pub mod config;
+mod fullsync;
+mod holds;
+mod plan;
+mod state;
+mod worker;
+mod write;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use duellsync_bus::{Bus, BusOptions, ConsumerSpec};
+use duellsync_settings::Stores;
+use duellsync_store::{Store, StoreOptions};
+use duellsync_telemetry::Readiness;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use config::Config;
+
+pub const SERVICE: &str = "catalog-publisher";
+
+/// Command-line arguments.
+#[derive(Debug, clap::Parser)]
+#[command(
+    name = "catalog-publisher",
+    about = "Writes DUELL's catalogue and stock to WooCommerce"
+)]
+pub struct Args {
+    /// Service config file (TOML); `DUELLSYNC_*` environment variables override it.
+    #[arg(long, env = "DUELLSYNC_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+impl Args {
+    pub fn load(&self, env: &[(String, String)]) -> anyhow::Result<(Config, Stores)> {
+        Ok(duellsync_settings::service::load_service::<Config>(
+            self.config.as_deref(),
+            env,
+        )?)
+    }
+}
+
+/// The built service, ready to run.
+pub struct App {
+    config: Config,
+    stores: Stores,
+    bus: Bus,
+    state: Store,
+    admin: tokio::net::TcpListener,
+    readiness: Readiness,
+}
+
+impl App {
+    /// Connects to NATS, declares the streams, opens the state and binds the admin port.
+    pub async fn build(config: Config, stores: Stores) -> anyhow::Result<App> {
+        duellsync_telemetry::install_crypto_provider();
+        let mut bus_options = BusOptions::new(&config.nats.url, SERVICE);
+        bus_options.replicas = config.nats.replicas;
+        let bus = Bus::connect(bus_options).await?;
+        bus.ensure_streams().await?;
+        std::fs::create_dir_all(&config.state_dir)
+            .with_context(|| format!("creating state dir {}", config.state_dir.display()))?;
+        let state = Store::open_with(StoreOptions::new(config.state_dir.join("sled")))?;
+        let admin = tokio::net::TcpListener::bind(&config.admin.listen)
+            .await
+            .with_context(|| format!("binding admin address {}", config.admin.listen))?;
+        let readiness = Readiness::new();
+        readiness.add(Arc::new(BusReady(bus.clone())));
+        Ok(App {
+            config,
+            stores,
+            bus,
+            state,
+            admin,
+            readiness,
+        })
+    }
+
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// Runs until `shutdown` resolves, then stops consuming, lets the current batch finish
+    /// (bounded) and flushes the state.
+    pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
+        let stop = CancellationToken::new();
+        let failed = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        tracker.spawn(duellsync_telemetry::serve_admin(
+            self.admin,
+            self.readiness.clone(),
+            stop.clone(),
+        ));
+        let cfg = Arc::new(self.config.publisher.clone());
+        let tables = state::Tables::new(&self.state);
+        for store in self.stores.stores.values() {
+            let woo = duellsync_settings::clients::woo_client(store).map_err(anyhow::Error::msg)?;
+            let ctx = worker::StoreCtx::new(
+                Arc::new(store.clone()),
+                self.bus.clone(),
+                woo,
+                tables.clone(),
+                cfg.clone(),
+            );
+            let (tx, rx) = mpsc::channel(1000);
+            for (stream, filters) in worker::subjects(&store.id) {
+                let mut spec = ConsumerSpec::new(
+                    stream,
+                    format!("{SERVICE}-{}-{}", store.id, stream.name.to_lowercase()),
+                    filters,
+                    SERVICE,
+                    &store.id,
+                );
+                spec.max_ack_pending = 5000;
+                spec.batch = 500;
+                let consumer = self.bus.consumer(spec).await?;
+                let mut deliveries = consumer.deliveries(stop.clone());
+                let tx = tx.clone();
+                tracker.spawn(async move {
+                    while let Some(d) = deliveries.recv().await {
+                        if tx.send(Arc::new(d)).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+            let w = worker::Worker::new(ctx);
+            let s = stop.clone();
+            let f = failed.clone();
+            let id = store.id.clone();
+            tracker.spawn(async move {
+                if let Err(e) = w.run(rx, s).await {
+                    tracing::error!(store = %id, error = %format!("{e:#}"), "publisher stopped with an error");
+                    f.cancel();
+                }
+            });
+        }
+        tracker.close();
+        tracing::info!(
+            stores = self.stores.stores.len(),
+            "catalog-publisher running"
+        );
+        tokio::select! {
+            _ = shutdown => {}
+            _ = failed.cancelled() => tracing::error!("a worker failed; stopping so the supervisor restarts us"),
+        }
+        self.readiness.drain();
+        stop.cancel();
+        if tokio::time::timeout(Duration::from_secs(20), tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("workers did not stop within 20 s");
+        }
+        self.state.flush().await?;
+        self.bus.flush().await;
+        if failed.is_cancelled() {
+            anyhow::bail!("a worker failed");
+        }
+        Ok(())
+    }
+}
+
+struct BusReady(Bus);
+
+impl duellsync_telemetry::ReadinessCheck for BusReady {
+    fn name(&self) -> &str {
+        "nats"
+    }
+    fn check(&self) -> futures::future::BoxFuture<'_, Result<(), String>> {
+        Box::pin(async move {
+            if !self.0.is_connected() {
+                return Err("not connected".into());
+            }
+            if !self.0.streams_present().await {
+                return Err("streams missing".into());
+            }
+            Ok(())
+        })
+    }
+}

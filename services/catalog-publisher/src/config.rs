@@ -1,0 +1,89 @@
+//! catalog-publisher configuration.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use duellsync_settings::service::{
+    AdminSection, LogFormat, NatsSection, ServiceConfig, TelemetrySection,
+};
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub nats: NatsSection,
+    pub telemetry: TelemetrySection,
+    pub admin: AdminSection,
+    /// Store settings: a file or a directory of `<store>.toml` files.
+    pub stores_path: PathBuf,
+    /// Stores this instance serves; empty = every store in `stores_path`.
+    pub shard: Vec<String>,
+    /// Where the sled state lives.
+    pub state_dir: PathBuf,
+    pub publisher: PublisherSection,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            nats: NatsSection::default(),
+            telemetry: TelemetrySection::default(),
+            admin: AdminSection::default(),
+            stores_path: PathBuf::from("/etc/duellsync/stores"),
+            shard: Vec::new(),
+            state_dir: PathBuf::from("/var/lib/duellsync/catalog-publisher"),
+            publisher: PublisherSection::default(),
+        }
+    }
+}
+
+impl ServiceConfig for Config {
+    fn stores_path(&self) -> &Path {
+        &self.stores_path
+    }
+    fn shard(&self) -> &[String] {
+        &self.shard
+    }
+}
+
+impl Config {
+    pub fn telemetry_options(&self) -> duellsync_telemetry::TelemetryOptions {
+        let mut o = duellsync_telemetry::TelemetryOptions::new(crate::SERVICE);
+        o.log_filter = self.telemetry.log_filter.clone();
+        o.json_logs = self.telemetry.log_format == LogFormat::Json;
+        o.otlp_endpoint = Some(self.telemetry.otlp_endpoint.clone()).filter(|e| !e.is_empty());
+        o
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PublisherSection {
+    /// A product written to WooCommerce is not written again sooner than this: a storm of
+    /// changes to one product becomes a few writes carrying the latest values.
+    #[serde(with = "duellsync_settings::duration")]
+    pub min_write_interval: Duration,
+    /// How long the first change waits for others to fill its batch.
+    #[serde(with = "duellsync_settings::duration")]
+    pub linger: Duration,
+    /// Items per batch request (WooCommerce's limit is 100).
+    pub batch_size: usize,
+    /// Items per batch when some of them make WooCommerce download an image: downloads run
+    /// inside the request and are what makes real stores time out.
+    pub image_batch_size: usize,
+    /// Wait before retrying writes after WooCommerce failed (grows to 10× this).
+    #[serde(with = "duellsync_settings::duration")]
+    pub retry_backoff: Duration,
+}
+
+impl Default for PublisherSection {
+    fn default() -> Self {
+        PublisherSection {
+            min_write_interval: Duration::from_millis(250),
+            linger: Duration::from_millis(10),
+            batch_size: 100,
+            image_batch_size: 100,
+            retry_backoff: Duration::from_secs(2),
+        }
+    }
+}

@@ -1,0 +1,15 @@
+//! catalog-publisher: keeps WooCommerce's catalogue, prices, campaigns, images and stock in
+//! step with the DUELL facts in JetStream.
+
+use clap::Parser;
+use duellsync_catalog_publisher::{App, Args};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let env = duellsync_settings::service::env_vars();
+    let (config, stores) = args.load(&env)?;
+    let _telemetry = duellsync_telemetry::init(&config.telemetry_options())?;
+    let app = App::build(config, stores).await?;
+    app.run(duellsync_telemetry::shutdown_signal()).await
+}

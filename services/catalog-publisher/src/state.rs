@@ -1,0 +1,336 @@
+//! The publisher's state for one store: the DUELL projection, the links to WooCommerce, the
+//! work still to do, and stock holds.
+
+use std::collections::BTreeMap;
+
+use duellsync_catalog::{Source, WooState};
+use duellsync_store::{Commit, Store, Table};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+pub(crate) type Key = (String, i64);
+pub(crate) type NameKey = (String, String);
+
+/// The WooCommerce side of a DUELL product.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub(crate) struct Link {
+    pub woo: WooState,
+    /// We set the product to the hidden status; restoring visibility is ours to do too.
+    pub hidden_by_us: bool,
+}
+
+/// What kind of write an intent announces.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub(crate) enum Op {
+    Create,
+    Update,
+    Trash,
+}
+
+/// A write that was sent (or is about to be) but whose result is not recorded yet. Written and
+/// flushed before the request goes out; after a crash the publisher reads WooCommerce to learn
+/// what happened instead of writing again.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub(crate) struct Pending {
+    pub op: Op,
+    pub sku: String,
+    pub woo_id: u64,
+    pub parent_woo_id: u64,
+    pub at_ms: i64,
+}
+
+/// Units web orders hold on products (see `StockHoldChanged`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub(crate) struct Hold {
+    /// 1 received, 2 imported but not drawn, 3 released.
+    pub phase: i32,
+    /// (DUELL product id, units).
+    pub lines: Vec<(i64, Decimal)>,
+    /// Stock observed before this instant does not reflect the release yet.
+    pub effective_at_ms: i64,
+}
+
+pub(crate) const RECEIVED: i32 = 1;
+pub(crate) const IMPORTED_UNDRAWN: i32 = 2;
+pub(crate) const RELEASED: i32 = 3;
+
+/// Handles to every table; cheap to clone.
+#[derive(Clone)]
+pub(crate) struct Tables {
+    pub store: Store,
+    pub source: Table<Key, Source>,
+    pub link: Table<Key, Link>,
+    /// WooCommerce product or variation id → DUELL product id.
+    pub rev: Table<Key, i64>,
+    /// Lower-cased SKU → DUELL product ids with that number (numbers are not unique in DUELL).
+    pub sku: Table<NameKey, Vec<i64>>,
+    /// DUELL parent id → its variants' ids.
+    pub children: Table<Key, Vec<i64>>,
+    /// Products whose WooCommerce state may differ from the desired one, with a generation
+    /// counter so a write that raced a newer change does not clear it.
+    pub dirty: Table<Key, u64>,
+    pub pending: Table<Key, Pending>,
+    /// Image source URL → attachment id in WooCommerce (never download the same image twice).
+    pub images: Table<NameKey, u64>,
+    /// Category path ("A > B") → WooCommerce term id.
+    pub categories: Table<NameKey, u64>,
+    pub holds: Table<Key, Hold>,
+}
+
+impl Tables {
+    pub fn new(store: &Store) -> Tables {
+        Tables {
+            store: store.clone(),
+            source: store.table("pub_source"),
+            link: store.table("pub_link"),
+            rev: store.table("pub_rev"),
+            sku: store.table("pub_sku"),
+            children: store.table("pub_children"),
+            dirty: store.table("pub_dirty"),
+            pending: store.table("pub_pending"),
+            images: store.table("pub_images"),
+            categories: store.table("pub_categories"),
+            holds: store.table("pub_holds"),
+        }
+    }
+}
+
+/// A `(store, id)` key.
+pub(crate) fn mk(store: &str, id: i64) -> Key {
+    (store.to_owned(), id)
+}
+
+/// Reads through to sled, with this batch's changes on top; `commit` writes them atomically.
+pub(crate) struct Staged<'a> {
+    pub t: &'a Tables,
+    pub store_id: &'a str,
+    pub commit: Commit,
+    source: BTreeMap<i64, Source>,
+    link: BTreeMap<i64, Option<Link>>,
+    dirty: BTreeMap<i64, Option<u64>>,
+    holds: BTreeMap<i64, Option<Hold>>,
+}
+
+impl<'a> Staged<'a> {
+    pub fn new(t: &'a Tables, store_id: &'a str) -> Self {
+        Staged {
+            t,
+            store_id,
+            commit: Commit::new(),
+            source: BTreeMap::new(),
+            link: BTreeMap::new(),
+            dirty: BTreeMap::new(),
+            holds: BTreeMap::new(),
+        }
+    }
+
+    pub fn source(&self, id: i64) -> anyhow::Result<Option<Source>> {
+        if let Some(s) = self.source.get(&id) {
+            return Ok(Some(s.clone()));
+        }
+        Ok(self.t.source.get(&mk(self.store_id, id))?)
+    }
+
+    pub fn set_source(&mut self, id: i64, s: Source) {
+        self.t
+            .source
+            .put(&mut self.commit, &mk(self.store_id, id), &s);
+        self.source.insert(id, s);
+    }
+
+    pub fn link(&self, id: i64) -> anyhow::Result<Option<Link>> {
+        if let Some(l) = self.link.get(&id) {
+            return Ok(l.clone());
+        }
+        Ok(self.t.link.get(&mk(self.store_id, id))?)
+    }
+
+    pub fn set_link(&mut self, id: i64, l: Link) -> anyhow::Result<()> {
+        if let Some(old) = self.link(id)? {
+            if old.woo.woo_id != l.woo.woo_id {
+                self.t
+                    .rev
+                    .remove(&mut self.commit, &mk(self.store_id, old.woo.woo_id as i64));
+            }
+        }
+        self.t.rev.put(
+            &mut self.commit,
+            &mk(self.store_id, l.woo.woo_id as i64),
+            &id,
+        );
+        self.t
+            .link
+            .put(&mut self.commit, &mk(self.store_id, id), &l);
+        self.link.insert(id, Some(l));
+        Ok(())
+    }
+
+    pub fn remove_link(&mut self, id: i64) -> anyhow::Result<()> {
+        if let Some(old) = self.link(id)? {
+            self.t
+                .rev
+                .remove(&mut self.commit, &mk(self.store_id, old.woo.woo_id as i64));
+        }
+        self.t.link.remove(&mut self.commit, &mk(self.store_id, id));
+        self.link.insert(id, None);
+        Ok(())
+    }
+
+    pub fn dirty_gen(&self, id: i64) -> anyhow::Result<Option<u64>> {
+        if let Some(d) = self.dirty.get(&id) {
+            return Ok(*d);
+        }
+        Ok(self.t.dirty.get(&mk(self.store_id, id))?)
+    }
+
+    /// Marks a product as needing a comparison with WooCommerce; returns the new generation.
+    pub fn mark_dirty(&mut self, id: i64) -> anyhow::Result<u64> {
+        let g = self.dirty_gen(id)?.unwrap_or(0) + 1;
+        self.t
+            .dirty
+            .put(&mut self.commit, &mk(self.store_id, id), &g);
+        self.dirty.insert(id, Some(g));
+        Ok(g)
+    }
+
+    /// Clears the dirty mark if it is still at generation `gen`.
+    pub fn clear_dirty(&mut self, id: i64, gen: u64) -> anyhow::Result<bool> {
+        if self.dirty_gen(id)? == Some(gen) {
+            self.t
+                .dirty
+                .remove(&mut self.commit, &mk(self.store_id, id));
+            self.dirty.insert(id, None);
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    pub fn hold(&self, order: i64) -> anyhow::Result<Option<Hold>> {
+        if let Some(h) = self.holds.get(&order) {
+            return Ok(h.clone());
+        }
+        Ok(self.t.holds.get(&mk(self.store_id, order))?)
+    }
+
+    pub fn set_hold(&mut self, order: i64, h: Hold) {
+        self.t
+            .holds
+            .put(&mut self.commit, &mk(self.store_id, order), &h);
+        self.holds.insert(order, Some(h));
+    }
+
+    pub fn remove_hold(&mut self, order: i64) {
+        self.t
+            .holds
+            .remove(&mut self.commit, &mk(self.store_id, order));
+        self.holds.insert(order, None);
+    }
+
+    pub fn add_sku(&mut self, sku: &str, id: i64) -> anyhow::Result<()> {
+        let k = (self.store_id.to_owned(), sku.trim().to_lowercase());
+        let mut ids = self.t.sku.get(&k)?.unwrap_or_default();
+        if !ids.contains(&id) {
+            ids.push(id);
+            ids.sort_unstable();
+            self.t.sku.put(&mut self.commit, &k, &ids);
+        }
+        Ok(())
+    }
+
+    pub fn remove_sku(&mut self, sku: &str, id: i64) -> anyhow::Result<()> {
+        let k = (self.store_id.to_owned(), sku.trim().to_lowercase());
+        let mut ids = self.t.sku.get(&k)?.unwrap_or_default();
+        ids.retain(|i| *i != id);
+        if ids.is_empty() {
+            self.t.sku.remove(&mut self.commit, &k);
+        } else {
+            self.t.sku.put(&mut self.commit, &k, &ids);
+        }
+        Ok(())
+    }
+
+    pub fn add_child(&mut self, parent: i64, child: i64) -> anyhow::Result<()> {
+        let k = mk(self.store_id, parent);
+        let mut ids = self.t.children.get(&k)?.unwrap_or_default();
+        if !ids.contains(&child) {
+            ids.push(child);
+            ids.sort_unstable();
+            self.t.children.put(&mut self.commit, &k, &ids);
+        }
+        Ok(())
+    }
+
+    pub async fn commit(self) -> anyhow::Result<()> {
+        self.t.store.commit(self.commit).await?;
+        Ok(())
+    }
+}
+
+/// DUELL ids of the products with this SKU.
+pub(crate) fn ids_for_sku(t: &Tables, store: &str, sku: &str) -> anyhow::Result<Vec<i64>> {
+    Ok(t.sku
+        .get(&(store.to_owned(), sku.trim().to_lowercase()))?
+        .unwrap_or_default())
+}
+
+/// Units held on `product` for stock observed at `observed_ms`.
+pub(crate) fn held_units(
+    holds: &[Hold],
+    product: i64,
+    observed_ms: i64,
+    subtract_undrawn: bool,
+) -> Decimal {
+    let mut n = Decimal::ZERO;
+    for h in holds {
+        let counts = match h.phase {
+            RECEIVED => true,
+            IMPORTED_UNDRAWN => subtract_undrawn,
+            // The stock read predates the moment DUELL applied the order.
+            _ => observed_ms < h.effective_at_ms,
+        };
+        if counts {
+            n += h
+                .lines
+                .iter()
+                .filter(|(p, _)| *p == product)
+                .map(|(_, q)| *q)
+                .sum::<Decimal>();
+        }
+    }
+    n
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rust_decimal_macros::dec;
+
+    fn hold(phase: i32, qty: Decimal, at: i64) -> Hold {
+        Hold {
+            phase,
+            lines: vec![(7, qty), (8, dec!(1))],
+            effective_at_ms: at,
+        }
+    }
+
+    #[test]
+    fn received_orders_always_hold_their_units() {
+        let holds = vec![hold(RECEIVED, dec!(2), 0), hold(RECEIVED, dec!(1), 0)];
+        assert_eq!(held_units(&holds, 7, 1_000, true), dec!(3));
+        assert_eq!(held_units(&holds, 9, 1_000, true), dec!(0));
+    }
+
+    #[test]
+    fn undrawn_customer_orders_hold_only_when_configured() {
+        let holds = vec![hold(IMPORTED_UNDRAWN, dec!(2), 0)];
+        assert_eq!(held_units(&holds, 7, 1_000, true), dec!(2));
+        assert_eq!(held_units(&holds, 7, 1_000, false), dec!(0));
+    }
+
+    #[test]
+    fn a_release_counts_only_for_stock_read_after_it() {
+        let holds = vec![hold(RELEASED, dec!(2), 5_000)];
+        assert_eq!(held_units(&holds, 7, 4_999, true), dec!(2));
+        assert_eq!(held_units(&holds, 7, 5_000, true), dec!(0));
+    }
+}
