@@ -1,0 +1,283 @@
+//! One WooCommerce order → at most one DUELL order and one stock deduction, whatever duplicates,
+//! redeliveries and unknown outcomes happen (DUELL processed the write but the answer was lost).
+
+mod common;
+
+use common::*;
+use duellsync_duell_sim::Fault;
+use duellsync_events::headers;
+use duellsync_events::v1;
+
+async fn in_doubt_events(app: &TestApp, id: i64) -> Vec<v1::OrderInDoubt> {
+    app.events::<v1::OrderInDoubt>()
+        .await
+        .into_iter()
+        .filter(|e| e.woo_order_id == id)
+        .collect()
+}
+
+async fn imported_events(app: &TestApp, id: i64) -> Vec<v1::OrderImported> {
+    app.events::<v1::OrderImported>()
+        .await
+        .into_iter()
+        .filter(|e| e.woo_order_id == id)
+        .collect()
+}
+
+#[tokio::test]
+async fn the_same_order_observed_many_times_with_different_bodies_creates_one_duell_order() {
+    let app = spawn_app().await;
+    app.product("A-1", "100.00");
+    let id = app.place(&[("A-1", 2)], |_| {});
+    let body = app.order_json(id);
+    let mut bodies = vec![body.clone()];
+    for n in 0..4 {
+        let mut b = body.clone();
+        // Webhook and poller bodies differ in fields nobody imports.
+        b["customer_note"] = format!("variant {n}").into();
+        bodies.push(b);
+    }
+    // All at once, and each twice: the importer's per-order ledger, not the event ids, decides.
+    let publishes = bodies
+        .iter()
+        .chain(bodies.iter())
+        .map(|b| app.observe_json(b));
+    futures::future::join_all(publishes).await;
+    eventually("a customer order", WAIT, || {
+        (!app.customer_orders_for(id).is_empty()).then_some(())
+    })
+    .await;
+    app.drained().await;
+    assert_eq!(app.customer_orders_for(id).len(), 1);
+    assert_eq!(imported_events(&app, id).await.len(), 1);
+    assert!(app.dead_letters().await.is_empty());
+
+    // A restart keeps the ledger: a later observation imports nothing more.
+    let mut app = app;
+    app.restart().await;
+    app.observe(id).await;
+    app.drained().await;
+    assert_eq!(app.customer_orders_for(id).len(), 1);
+}
+
+#[tokio::test]
+async fn without_the_lookup_a_lost_answer_leaves_one_order_and_an_in_doubt_flag() {
+    let app = spawn_app().await;
+    app.product("A-1", "100.00");
+    let id = app.place(&[("A-1", 1)], |_| {});
+    // DUELL saves the order, then the answer never comes: the client times out.
+    app.duell
+        .fail_next(Some("logistics/orders/save"), 1, Fault::HangAfterProcessing);
+    app.observe(id).await;
+
+    let doubt = eventually_async("OrderInDoubt", WAIT, || async {
+        in_doubt_events(&app, id).await.into_iter().next()
+    })
+    .await;
+    assert_eq!(doubt.operation, "customer_order");
+    assert_eq!(doubt.attempt_id, format!("{id}-1"));
+    let dead = eventually_async("the in-doubt dead letter", WAIT, || async {
+        app.dead_letters().await.into_iter().next()
+    })
+    .await;
+    let reason = dead
+        .header(headers::DLQ_REASON)
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        reason.contains("in doubt") && reason.contains(&format!("reference {id}")),
+        "{reason}"
+    );
+    assert_eq!(
+        app.customer_orders_for(id).len(),
+        1,
+        "DUELL did save it once"
+    );
+
+    // Later observations, redeliveries and a restart never send it again.
+    let mut body = app.order_json(id);
+    body["customer_note"] = "webhook again".into();
+    app.observe_json(&body).await;
+    app.drained().await;
+    let mut app = app;
+    app.restart().await;
+    app.observe(id).await;
+    app.drained().await;
+    assert_eq!(app.customer_orders_for(id).len(), 1);
+    assert!(imported_events(&app, id).await.is_empty());
+    assert_eq!(app.dead_letters().await.len(), 1, "dead-lettered once");
+    assert_eq!(in_doubt_events(&app, id).await.len(), 1);
+}
+
+#[tokio::test]
+async fn without_the_lookup_a_server_error_after_the_save_is_in_doubt_too() {
+    let app = spawn_app_with(|s| s.settings.push("create_customer_order = false".into())).await;
+    app.product("A-1", "100.00");
+    let id = app.place(&[("A-1", 1)], |_| {});
+    app.duell.fail_next(
+        Some("sale/orders/save"),
+        1,
+        Fault::ServerErrorAfterProcessing { status: 502 },
+    );
+    app.observe(id).await;
+    let doubt = eventually_async("OrderInDoubt", WAIT, || async {
+        in_doubt_events(&app, id).await.into_iter().next()
+    })
+    .await;
+    assert_eq!(doubt.operation, "sales_order");
+    app.drained().await;
+    assert_eq!(app.sales_orders_for(id).len(), 1);
+}
+
+#[tokio::test]
+async fn with_the_lookup_a_lost_answer_is_recovered_as_the_one_order() {
+    let app = spawn_app_with(|s| s.lookup_on()).await;
+    app.product("A-1", "100.00");
+    let id = app.place(&[("A-1", 1)], |_| {});
+    app.duell
+        .fail_next(Some("logistics/orders/save"), 1, Fault::HangAfterProcessing);
+    app.observe(id).await;
+    let ev = eventually_async("OrderImported", WAIT, || async {
+        imported_events(&app, id).await.into_iter().next()
+    })
+    .await;
+    assert!(ev.recovered_by_lookup);
+    let orders = app.customer_orders_for(id);
+    assert_eq!(orders.len(), 1);
+    assert_eq!(ev.duell_order_id as u64, orders[0].order_id);
+    app.drained().await;
+    assert_eq!(app.customer_orders_for(id).len(), 1);
+    assert!(app.dead_letters().await.is_empty());
+    assert!(in_doubt_events(&app, id).await.is_empty());
+    assert!(app.notes(id).await.iter().any(|n| n.contains("lookup")));
+}
+
+#[tokio::test]
+async fn with_the_lookup_a_server_error_after_the_save_is_recovered_for_sales_orders() {
+    let app = spawn_app_with(|s| {
+        s.lookup_on();
+        s.settings.push("create_customer_order = false".into());
+    })
+    .await;
+    app.product("A-1", "100.00");
+    let id = app.place(&[("A-1", 1)], |_| {});
+    app.duell.fail_next(
+        Some("sale/orders/save"),
+        1,
+        Fault::ServerErrorAfterProcessing { status: 500 },
+    );
+    app.observe(id).await;
+    let ev = eventually_async("OrderImported", WAIT, || async {
+        imported_events(&app, id).await.into_iter().next()
+    })
+    .await;
+    assert!(ev.recovered_by_lookup);
+    app.drained().await;
+    assert_eq!(app.sales_orders_for(id).len(), 1);
+}
+
+#[tokio::test]
+async fn with_the_lookup_an_order_duell_provably_lacks_is_sent_again_after_the_settle_time() {
+    let app = spawn_app_with(|s| s.lookup_on()).await;
+    app.product("A-1", "100.00");
+    let id = app.place(&[("A-1", 1)], |_| {});
+    // A 5xx before processing: the client cannot know, DUELL has nothing.
+    app.duell.fail_next(
+        Some("logistics/orders/save"),
+        1,
+        Fault::ServerError { status: 503 },
+    );
+    app.observe(id).await;
+    let ev = eventually_async("OrderImported", WAIT, || async {
+        imported_events(&app, id).await.into_iter().next()
+    })
+    .await;
+    assert!(!ev.recovered_by_lookup, "created by the second attempt");
+    app.drained().await;
+    assert_eq!(app.customer_orders_for(id).len(), 1);
+    assert_eq!(app.duell.request_count("logistics/orders/save"), 2);
+}
+
+#[tokio::test]
+async fn an_operator_replay_of_the_in_doubt_dead_letter_imports_the_order() {
+    let app = spawn_app().await;
+    app.product("A-1", "100.00");
+    let id = app.place(&[("A-1", 1)], |_| {});
+    // Nothing reached DUELL, but the importer cannot know that without a lookup.
+    app.duell.fail_next(
+        Some("logistics/orders/save"),
+        1,
+        Fault::ServerError { status: 503 },
+    );
+    app.observe(id).await;
+    let dead = eventually_async("the in-doubt dead letter", WAIT, || async {
+        app.dead_letters().await.into_iter().next()
+    })
+    .await;
+    app.drained().await;
+    assert!(app.customer_orders_for(id).is_empty());
+    // The operator checked DUELL: no order. Replaying is their decision.
+    app.replay(&dead).await;
+    eventually("the customer order", WAIT, || {
+        (app.customer_orders_for(id).len() == 1).then_some(())
+    })
+    .await;
+    app.drained().await;
+    assert_eq!(app.customer_orders_for(id).len(), 1);
+}
+
+#[tokio::test]
+async fn a_stock_deduction_with_a_lost_answer_is_in_doubt_even_with_the_lookup_on() {
+    let app = spawn_app_with(|s| {
+        s.lookup_on();
+        s.settings.push("create_customer_order = false".into());
+        s.settings.push("deduct_stock = true".into());
+    })
+    .await;
+    app.product("A-1", "100.00");
+    let id = app.place(&[("A-1", 3)], |_| {});
+    app.duell.fail_next(
+        Some("product/adjust-stock"),
+        1,
+        Fault::ServerErrorAfterProcessing { status: 502 },
+    );
+    app.observe(id).await;
+    let doubt = eventually_async("OrderInDoubt", WAIT, || async {
+        in_doubt_events(&app, id).await.into_iter().next()
+    })
+    .await;
+    assert_eq!(doubt.operation, "adjust_stock");
+    app.observe(id).await;
+    let mut body = app.order_json(id);
+    body["customer_note"] = "again".into();
+    app.observe_json(&body).await;
+    app.drained().await;
+    assert_eq!(
+        app.duell.stock_adjustments().len(),
+        1,
+        "deducted once, never again"
+    );
+}
+
+#[tokio::test]
+async fn duell_down_for_a_while_is_retried_without_doubling() {
+    let app = spawn_app().await;
+    app.product("A-1", "100.00");
+    let id = app.place(&[("A-1", 1)], |_| {});
+    // Connection-level refusals (429) are provably not applied: plain retries.
+    app.duell.fail_next(
+        Some("logistics/orders/save"),
+        6,
+        Fault::RateLimited {
+            retry_after_secs: 0,
+        },
+    );
+    app.observe(id).await;
+    eventually("the customer order", WAIT, || {
+        (app.customer_orders_for(id).len() == 1).then_some(())
+    })
+    .await;
+    app.drained().await;
+    assert_eq!(app.customer_orders_for(id).len(), 1);
+    assert!(in_doubt_events(&app, id).await.is_empty());
+}
