@@ -32,7 +32,7 @@ use crate::state::{OrderKey, Pending, Progress, Written};
 use crate::{StoreCtx, SERVICE};
 
 /// How a status event ended, a metric label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Outcome {
     Written,
     AlreadyWritten,
@@ -41,10 +41,15 @@ pub(crate) enum Outcome {
     NotCustomerOrder,
     Redelivered,
     Conflict(&'static str),
+    /// Needs a person: recorded as a conflict and dead-lettered with the reason.
+    Parked {
+        code: &'static str,
+        reason: String,
+    },
 }
 
 impl Outcome {
-    fn as_str(self) -> &'static str {
+    fn as_str(&self) -> &'static str {
         match self {
             Outcome::Written => "written",
             Outcome::AlreadyWritten => "already_written",
@@ -52,7 +57,7 @@ impl Outcome {
             Outcome::Unmapped => "unmapped",
             Outcome::NotCustomerOrder => "not_customer_order",
             Outcome::Redelivered => "redelivered",
-            Outcome::Conflict(code) => code,
+            Outcome::Conflict(code) | Outcome::Parked { code, .. } => code,
         }
     }
 }
@@ -146,7 +151,11 @@ pub(crate) async fn on_status(ctx: &StoreCtx, d: &Delivery) -> Result<(), Handle
         "outcome" => label
     )
     .increment(1);
-    result.map(|_| ())
+    match result? {
+        // Dead-lettering is how a parked order reaches `syncctl dlq` with its reason.
+        Outcome::Parked { reason, .. } => Err(HandleError::permanent(reason)),
+        _ => Ok(()),
+    }
 }
 
 struct Job<'a> {
@@ -275,8 +284,15 @@ impl Job<'_> {
             }
             StatusMove::Write => {
                 if target == "completed" {
-                    self.check_total(&imported.total, order.total, &current)
-                        .await?;
+                    if let Some(reason) = self
+                        .check_total(&imported.total, order.total, &current)
+                        .await?
+                    {
+                        return Ok(Outcome::Parked {
+                            code: code::TOTAL_MISMATCH,
+                            reason,
+                        });
+                    }
                 }
                 self.write(&current, &target, &mut progress).await?;
                 Ok(Outcome::Written)
@@ -285,16 +301,17 @@ impl Job<'_> {
     }
 
     /// Completing captures the payment, so it is only done for the order DUELL has: the same
-    /// total as at import. Otherwise the order is parked for a person.
+    /// total as at import. Otherwise the conflict is recorded and the reason returned: the
+    /// order is parked for a person.
     async fn check_total(
         &self,
         imported_total: &str,
         woo_total: Decimal,
         current: &str,
-    ) -> Result<(), HandleError> {
+    ) -> Result<Option<String>, HandleError> {
         let imported: Option<Decimal> = imported_total.trim().parse().ok();
         if imported == Some(woo_total) {
-            return Ok(());
+            return Ok(None);
         }
         let reason = match imported {
             Some(t) => format!(
@@ -308,7 +325,7 @@ impl Job<'_> {
         };
         self.conflict(current, "completed", code::TOTAL_MISMATCH, reason.clone())
             .await?;
-        Err(HandleError::permanent(reason))
+        Ok(Some(reason))
     }
 
     /// Records the intent, writes the status, notes it, publishes and commits.
