@@ -5,5 +5,6 @@ mod helpers;
 mod notices;
 mod samples;
 mod shutdown;
+mod throughput;
 mod woo_sim;
 mod woocommerce;
