@@ -284,6 +284,12 @@ async fn a_crash_after_duell_saved_the_order_is_recovered_by_the_lookup_as_the_o
     assert_eq!(w.customer_orders(id), 1);
     assert!(w.events::<v1::OrderInDoubt>().await.is_empty());
     assert!(w.dead_letters().await.is_empty());
+    let metrics = w.sandbox.metrics(IMPORTER);
+    assert!(
+        metrics.contains("duellsync_importer_orders_imported_total")
+            && metrics.contains("duellsync_importer_duell_call_duration_seconds"),
+        "{metrics}"
+    );
     w.assert_no_secret_in_logs();
 }
 
@@ -337,5 +343,8 @@ async fn a_crash_after_duell_saved_the_order_without_the_lookup_leaves_one_order
         .iter()
         .all(|e| e.woo_order_id != id));
     assert_eq!(w.dead_letters().await.len(), 1);
+    w.restart(IMPORTER);
+    w.drained().await;
+    assert_eq!(w.customer_orders(id), 1);
     w.assert_no_secret_in_logs();
 }

@@ -114,7 +114,9 @@ pub struct ImporterSection {
     /// How long JetStream waits for an ack before redelivering; long handlers send progress.
     #[serde(with = "duellsync_settings::duration")]
     pub ack_wait: Duration,
-    /// Deliveries after which a message that keeps failing is dead-lettered.
+    /// Deliveries after which a message that keeps failing is dead-lettered. With the backoff
+    /// below, the defaults ride out about two hours of DUELL being down before an order needs
+    /// a replay (or its next observation) to be imported.
     pub max_deliveries: u64,
     /// Longest redelivery backoff.
     #[serde(with = "duellsync_settings::duration")]
@@ -131,8 +133,8 @@ impl Default for ImporterSection {
             duell_timeout: Duration::from_secs(30),
             lookup_settle: Duration::from_secs(60),
             ack_wait: Duration::from_secs(30),
-            max_deliveries: 10,
-            backoff_cap: Duration::from_secs(60),
+            max_deliveries: 30,
+            backoff_cap: Duration::from_secs(300),
             site_name: String::new(),
         }
     }

@@ -468,7 +468,8 @@ async fn plan(
         } else {
             order.number.clone()
         },
-        total: order.total.normalize().to_string(),
+        // WooCommerce's own text ("200.00"): status write-back compares it before completing.
+        total: order.total.to_string(),
         lines,
         remarks,
     })

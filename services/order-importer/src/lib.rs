@@ -269,6 +269,21 @@ fn spec(
     s
 }
 
+/// A consumer whose handlers call DUELL: few messages are pulled at once, so that none waits in
+/// the local queue until its ack deadline passes (messages waiting for a redelivery stay on the
+/// server and do not count here).
+fn import_spec(
+    ctx: &StoreCtx,
+    stream: &'static duellsync_events::StreamSpec,
+    suffix: &str,
+    subjects: Vec<String>,
+) -> ConsumerSpec {
+    let mut s = spec(ctx, stream, suffix, subjects);
+    let n = ctx.config.concurrency.max(1);
+    s.batch = n * 2;
+    s
+}
+
 async fn spawn_store(
     tracker: &TaskTracker,
     ctx: StoreCtx,
@@ -287,7 +302,7 @@ async fn spawn_store(
 
     let orders = ctx
         .bus
-        .consumer(spec(
+        .consumer(import_spec(
             &ctx,
             &STREAM_WOO,
             "orders",
@@ -312,7 +327,7 @@ async fn spawn_store(
 
     let retries = ctx
         .bus
-        .consumer(spec(
+        .consumer(import_spec(
             &ctx,
             &STREAM_CMD,
             "retry",

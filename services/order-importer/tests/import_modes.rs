@@ -67,7 +67,7 @@ async fn imports_a_processing_order_as_one_locked_customer_order() {
     assert_eq!(ev.kind, Kind::CustomerOrder as i32);
     assert_eq!(ev.duell_order_id as u64, o.order_id);
     assert_eq!(ev.duell_order_number, o.order_number);
-    assert_eq!(ev.total, "200");
+    assert_eq!(ev.total, "200.00");
     assert!(!ev.recovered_by_lookup);
     assert_eq!(ev.lines.len(), 1);
     assert_eq!(
