@@ -139,7 +139,12 @@ impl World {
         json["customer_note"] = note.into();
         let payload = serde_json::to_vec(&json).expect("json");
         let sha = sha256_hex(&payload);
-        let text = |f: &str| json.get(f).and_then(|v| v.as_str()).unwrap_or("").to_owned();
+        let text = |f: &str| {
+            json.get(f)
+                .and_then(|v| v.as_str())
+                .unwrap_or("")
+                .to_owned()
+        };
         let ev = v1::OrderObserved {
             meta: Some(meta(
                 STORE,
@@ -276,7 +281,10 @@ async fn a_crash_after_duell_saved_the_order_is_recovered_by_the_lookup_as_the_o
             .find(|e| e.woo_order_id == id)
     })
     .await;
-    assert!(ev.recovered_by_lookup, "found by the lookup, not created again");
+    assert!(
+        ev.recovered_by_lookup,
+        "found by the lookup, not created again"
+    );
     w.drained().await;
     // Another delivery of the order changes nothing.
     w.observe(id, "late webhook").await;
