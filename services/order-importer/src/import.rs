@@ -229,12 +229,15 @@ async fn process(
             let mut c = Commit::new();
             ctx.t.bodies.put(&mut c, &key, &Body::of(&observed));
             if inc.replay {
-                ctx.t.orders.put(&mut c, &key, &st);
-                ctx.state.commit(c).await.map_err(store_err)?;
-                return Err(HandleError::permanent(format!(
-                    "{reason} (this is not the in-doubt dead letter: replay the one of event {})",
-                    d.dlq_event_id.as_deref().unwrap_or("?")
-                )));
+                if let Some(dlq) = d.dlq_event_id.as_deref() {
+                    ctx.t.orders.put(&mut c, &key, &st);
+                    ctx.state.commit(c).await.map_err(store_err)?;
+                    return Err(HandleError::permanent(format!(
+                        "{reason} (this is not the in-doubt dead letter: replay the one of event {dlq})"
+                    )));
+                }
+                // No in-doubt dead letter yet (flagged at start-up, its message not back yet):
+                // this replay was not a decision about the doubt, it becomes that dead letter.
             }
             if d.dlq_event_id.is_none() || is_dlq_message {
                 if let Some(x) = st.in_doubt.as_mut() {

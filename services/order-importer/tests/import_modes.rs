@@ -601,3 +601,61 @@ async fn a_malformed_observation_is_dead_lettered_with_the_reason() {
         .unwrap_or_default()
         .contains("not JSON"));
 }
+
+#[tokio::test]
+async fn a_line_without_sku_is_parked_until_the_catalogue_publisher_links_its_product() {
+    let app = spawn_app_with(|s| s.settings.push("create_missing_products = true".into())).await;
+    let woo_id = app
+        .woo
+        .admin_write_product(
+            None,
+            serde_json::json!({"name": "Uten SKU", "regular_price": "15.00"}),
+        )
+        .unwrap();
+    let id = app.place(&[], |o| {
+        o.lines = vec![duellsync_woo_sim::PlaceLine {
+            product_id: Some(woo_id),
+            sku: None,
+            quantity: 1,
+        }]
+    });
+    app.observe(id).await;
+    let parked = eventually_async("OrderParked", WAIT, || async {
+        app.events::<v1::OrderParked>()
+            .await
+            .into_iter()
+            .find(|e| e.woo_order_id == id)
+    })
+    .await;
+    assert_eq!(parked.code, "unknown_product");
+    assert!(
+        parked.reason.contains(&woo_id.to_string()),
+        "{}",
+        parked.reason
+    );
+    assert!(
+        app.duell
+            .product_ids_where(|p| p.product_name == "Uten SKU")
+            .is_empty(),
+        "nothing to create without a SKU"
+    );
+
+    let duell_id = app.duell_product("U-1", "15.00");
+    app.publish(&v1::ProductApplied {
+        meta: Some(meta(
+            STORE,
+            EventId::new("applied", STORE).int(woo_id as i64).finish(),
+            "test",
+            "c".into(),
+        )),
+        product_id: duell_id as i64,
+        sku: "U-1".into(),
+        woo_id: woo_id as i64,
+        action: v1::product_applied::Action::Linked as i32,
+        fields: vec![],
+        caused_by: vec![],
+    })
+    .await;
+    let o = one_customer_order(&app, id).await;
+    assert_eq!(o.lines[0].product_id, duell_id);
+}
