@@ -43,15 +43,21 @@ async fn stock_changes_reach_woocommerce_once_across_publisher_crashes() {
     let mut world = World::new(30, SETTINGS, "").await;
     world.start(&["change-poller", "catalog-publisher"]);
     let products = simple_products(&world, 3);
-    assert_eq!(products.len(), 3, "the generated catalogue has simple products");
+    assert_eq!(
+        products.len(),
+        3,
+        "the generated catalogue has simple products"
+    );
 
     // The initial full sync creates the catalogue.
     for (id, sku) in &products {
         let want = world.duell.stock(STOCK_DEPARTMENT, *id).physical.floor();
         let want = i64::try_from(want.max(Decimal::ZERO)).unwrap();
-        eventually(&format!("{sku} created with stock {want}"), Duration::from_secs(60), || async {
-            (woo_stock(&world, sku).await == Some(want)).then_some(())
-        })
+        eventually(
+            &format!("{sku} created with stock {want}"),
+            Duration::from_secs(60),
+            || async { (woo_stock(&world, sku).await == Some(want)).then_some(()) },
+        )
         .await;
     }
     // Let the first sync settle, then count from zero.
@@ -66,16 +72,21 @@ async fn stock_changes_reach_woocommerce_once_across_publisher_crashes() {
         if crash {
             // The write reaches WooCommerce, but the answer never comes back: the publisher is
             // killed after the write and before it could record it.
-            world
-                .woo
-                .add_fault(FaultRule::next("POST", "products/batch", 1, FaultKind::HangAfterApply));
+            world.woo.add_fault(FaultRule::next(
+                "POST",
+                "products/batch",
+                1,
+                FaultKind::HangAfterApply,
+            ));
         }
         world
             .duell
             .set_stock(STOCK_DEPARTMENT, *id, Decimal::from(value));
-        eventually(&format!("{sku} stock {value} in Woo"), Duration::from_secs(30), || async {
-            (woo_stock(&world, sku).await == Some(value)).then_some(())
-        })
+        eventually(
+            &format!("{sku} stock {value} in Woo"),
+            Duration::from_secs(30),
+            || async { (woo_stock(&world, sku).await == Some(value)).then_some(()) },
+        )
         .await;
         expected_writes += 1;
         if crash {
@@ -95,13 +106,21 @@ async fn stock_changes_reach_woocommerce_once_across_publisher_crashes() {
         expected_writes,
         "one batch write per stock change, none repeated after the crashes: {writes:?}"
     );
-    assert_eq!(world.woo_write_count(), expected_writes, "no other writes: {writes:?}");
+    assert_eq!(
+        world.woo_write_count(),
+        expected_writes,
+        "no other writes: {writes:?}"
+    );
     for (round, (_, sku)) in products.iter().enumerate() {
         let last = (0..8i64)
             .filter(|r| (*r as usize) % products.len() == round)
             .map(|r| 100 + r)
             .max()
             .unwrap();
-        assert_eq!(woo_stock(&world, sku).await, Some(last), "{sku} ends at its last value");
+        assert_eq!(
+            woo_stock(&world, sku).await,
+            Some(last),
+            "{sku} ends at its last value"
+        );
     }
 }

@@ -104,6 +104,7 @@ pub fn init(options: &TelemetryOptions) -> anyhow::Result<TelemetryGuard> {
         .map_err(|e| anyhow::anyhow!("log filter `{}`: {e}", options.log_filter))?;
     let fmt_layer = if options.json_logs {
         tracing_subscriber::fmt::layer()
+            .with_ansi(false)
             .event_format(logs::JsonWithTrace::new(&options.service_name))
             .boxed()
     } else {

@@ -25,13 +25,19 @@ pub const SERVICES: [&str; 5] = [
 /// first (a no-op when it is up to date), once per test process.
 pub fn binary(name: &str) -> PathBuf {
     static BUILT: Mutex<Vec<String>> = Mutex::new(Vec::new());
-    let exe = std::env::current_exe().expect("the test binary has a path");
-    // target/<profile>/deps/<test> → target/<profile>
-    let profile_dir = exe
+    let exe = std::env::current_exe().expect("the running binary has a path");
+    // Tests run from target/<profile>/deps/, binaries (the demo) from target/<profile>/.
+    let mut profile_dir = exe
         .parent()
-        .and_then(|p| p.parent())
-        .expect("test binaries live in target/<profile>/deps")
+        .expect("the running binary lives in a directory")
         .to_path_buf();
+    if profile_dir
+        .file_name()
+        .map(|n| n == "deps")
+        .unwrap_or(false)
+    {
+        profile_dir.pop();
+    }
     let profile = profile_dir
         .file_name()
         .map(|p| p.to_string_lossy().into_owned())

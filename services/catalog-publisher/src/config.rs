@@ -63,7 +63,7 @@ pub struct PublisherSection {
     /// changes to one product becomes a few writes carrying the latest values.
     #[serde(with = "duellsync_settings::duration")]
     pub min_write_interval: Duration,
-    /// How long the first change waits for others to fill its batch.
+    /// How long a change waits for others to fill its batch (full batches go at once).
     #[serde(with = "duellsync_settings::duration")]
     pub linger: Duration,
     /// Items per batch request (WooCommerce's limit is 100).
@@ -80,7 +80,7 @@ impl Default for PublisherSection {
     fn default() -> Self {
         PublisherSection {
             min_write_interval: Duration::from_millis(250),
-            linger: Duration::from_millis(10),
+            linger: Duration::from_millis(50),
             batch_size: 100,
             image_batch_size: 100,
             retry_backoff: Duration::from_secs(2),

@@ -144,7 +144,7 @@ pub(crate) async fn run(w: &mut Worker, scan: &v1::CatalogScanned) -> anyhow::Re
     plan.failures = failures;
     if !scan.dry_run {
         // Writes of this run may have left variants waiting for their new parents.
-        w.flush().await;
+        w.flush(true).await;
         crate::worker::prune_holds(&ctx)?;
     }
     let ev = v1::FullSyncCompleted {

@@ -260,6 +260,11 @@ impl<'a> Staged<'a> {
         Ok(())
     }
 
+    /// Whether this batch marked any product dirty.
+    pub fn dirtied(&self) -> bool {
+        self.dirty.values().any(|d| d.is_some())
+    }
+
     pub async fn commit(self) -> anyhow::Result<()> {
         self.t.store.commit(self.commit).await?;
         Ok(())

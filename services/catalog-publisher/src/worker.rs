@@ -129,10 +129,17 @@ impl Worker {
         if let Err(e) = self.recover().await {
             tracing::warn!(store = %self.ctx.id, error = %format!("{e:#}"), "cannot settle earlier writes yet; will retry");
         }
-        let mut next_flush: Option<tokio::time::Instant> = Some(tokio::time::Instant::now());
+        // Full batches go out as soon as they are full; a partial batch waits at most `linger`
+        // for company, so a bulk change costs ⌈N/100⌉ requests and a lone change is still
+        // written within milliseconds.
+        let mut next_flush: Option<Instant> = Some(Instant::now());
+        let mut partial_at: Option<Instant> = None;
         loop {
-            let sleep_until = next_flush
-                .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
+            let due = match (next_flush, partial_at) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let sleep_until = due.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
             tokio::select! {
                 _ = stop.cancelled() => return Ok(()),
                 first = rx.recv() => {
@@ -144,28 +151,33 @@ impl Worker {
                             Err(_) => break,
                         }
                     }
-                    let scans = self.apply(batch).await;
+                    let (scans, dirtied) = self.apply(batch).await;
                     for scan in scans {
-                        self.flush().await;
+                        self.flush(true).await;
                         if let Err(e) = crate::fullsync::run(&mut self, &scan).await {
                             tracing::error!(store = %self.ctx.id, run_id = %scan.run_id, error = %format!("{e:#}"), "full sync failed");
                             crate::fullsync::report_failure(&self.ctx, &scan, &format!("{e:#}")).await;
                         }
                     }
-                    if next_flush.is_none() {
-                        next_flush = Some(tokio::time::Instant::now() + self.ctx.cfg.linger);
+                    if dirtied {
+                        partial_at.get_or_insert_with(|| Instant::now() + self.ctx.cfg.linger);
+                        if let Some(n) = self.flush(false).await {
+                            next_flush = Some(next_flush.map_or(n, |x| x.min(n)));
+                        }
                     }
                 }
-                _ = tokio::time::sleep_until(sleep_until), if next_flush.is_some() => {
-                    next_flush = self.flush().await.map(tokio::time::Instant::from_std);
+                _ = tokio::time::sleep_until(tokio::time::Instant::from_std(sleep_until)), if due.is_some() => {
+                    partial_at = None;
+                    next_flush = self.flush(true).await;
                 }
             }
         }
     }
 
     /// Applies a batch of deliveries to the projection, commits, then acks them. Returns the
-    /// full-sync markers among them, to run after the commit.
-    async fn apply(&mut self, batch: Vec<Arc<Delivery>>) -> Vec<v1::CatalogScanned> {
+    /// full-sync markers among them, to run after the commit, and whether any product became
+    /// dirty.
+    async fn apply(&mut self, batch: Vec<Arc<Delivery>>) -> (Vec<v1::CatalogScanned>, bool) {
         let ctx = self.ctx.clone();
         let ledger = ctx.t.store.ledger();
         let mut st = Staged::new(&ctx.t, &ctx.id);
@@ -195,6 +207,7 @@ impl Worker {
                 Err(e) => failed.push((d, e)),
             }
         }
+        let dirtied = st.dirtied();
         if let Err(e) = st.commit().await {
             tracing::error!(store = %ctx.id, error = %format!("{e:#}"), "cannot commit; messages will be redelivered");
             for d in done {
@@ -205,7 +218,7 @@ impl Worker {
                 d.finish(Err(HandleError::retry("state commit failed")))
                     .await;
             }
-            return Vec::new();
+            return (Vec::new(), false);
         }
         for d in done {
             d.ack().await;
@@ -213,11 +226,12 @@ impl Worker {
         for (d, e) in failed {
             d.finish(Err(e)).await;
         }
-        scans
+        (scans, dirtied)
     }
 
-    /// Writes what is dirty and ready. Returns when the next flush is due, if any work remains.
-    pub async fn flush(&mut self) -> Option<Instant> {
+    /// Writes what is dirty and ready (only full batches unless `partial`). Returns when the
+    /// next flush is due, if any work remains.
+    pub async fn flush(&mut self, partial: bool) -> Option<Instant> {
         if !self.ctx.settings.automatic {
             return None;
         }
@@ -226,7 +240,7 @@ impl Worker {
                 return Some(at);
             }
         }
-        match crate::write::flush_dirty(self).await {
+        match crate::write::flush_dirty(self, partial).await {
             Ok(next) => {
                 self.failures_in_row = 0;
                 self.retry_at = None;

@@ -130,7 +130,7 @@ fn variant_options_of(
 }
 
 /// Writes the dirty products that are ready; returns when to flush next.
-pub(crate) async fn flush_dirty(w: &mut Worker) -> anyhow::Result<Option<Instant>> {
+pub(crate) async fn flush_dirty(w: &mut Worker, partial: bool) -> anyhow::Result<Option<Instant>> {
     let ctx = w.ctx.clone();
     let mut rounds = 0;
     loop {
@@ -154,12 +154,20 @@ pub(crate) async fn flush_dirty(w: &mut Worker) -> anyhow::Result<Option<Instant
                 break;
             }
         }
+        if !partial {
+            // Only whole batches now; the rest waits for company (at most `linger`).
+            let size = ctx.cfg.batch_size.clamp(1, 100);
+            ready.truncate(ready.len() / size * size);
+        }
         if ready.is_empty() {
             return Ok(next);
         }
         let holds = ctx.holds()?;
         let items = plan_items(&ctx, &ready, &holds)?;
         let outcome = execute(&ctx, items, &mut |_, _| {}).await?;
+        if !partial {
+            return Ok(next);
+        }
         let at = Instant::now();
         for id in &outcome.written {
             w.last_write.insert(*id, at);
