@@ -354,5 +354,9 @@ async fn a_crash_after_duell_saved_the_order_without_the_lookup_leaves_one_order
     w.restart(IMPORTER);
     w.drained().await;
     assert_eq!(w.customer_orders(id), 1);
+    // SIGTERM: a graceful stop exits 0.
+    let code =
+        tokio::task::block_in_place(|| w.sandbox.terminate(IMPORTER, Duration::from_secs(30)));
+    assert_eq!(code, Some(0), "{}", w.sandbox.logs(IMPORTER));
     w.assert_no_secret_in_logs();
 }

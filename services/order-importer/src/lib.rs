@@ -26,6 +26,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -127,6 +128,8 @@ pub struct App {
     state: Store,
     admin: tokio::net::TcpListener,
     readiness: Readiness,
+    /// Every store's consumers are declared and running.
+    started: Arc<AtomicBool>,
 }
 
 impl App {
@@ -147,6 +150,8 @@ impl App {
             .with_context(|| format!("binding admin address {}", config.admin.listen))?;
         let readiness = Readiness::new();
         readiness.add(Arc::new(BusReady(bus.clone())));
+        let started = Arc::new(AtomicBool::new(false));
+        readiness.add(Arc::new(Started(started.clone())));
         Ok(App {
             config,
             stores,
@@ -154,6 +159,7 @@ impl App {
             state,
             admin,
             readiness,
+            started,
         })
     }
 
@@ -201,6 +207,7 @@ impl App {
             spawn_store(&tracker, ctx, stop.clone(), failed.clone()).await?;
         }
         tracker.close();
+        self.started.store(true, Ordering::SeqCst);
         tracing::info!(stores = self.stores.stores.len(), "order-importer running");
         tokio::select! {
             _ = shutdown => {}
@@ -228,6 +235,25 @@ fn url_host(url: &str) -> String {
         .ok()
         .and_then(|u| u.host_str().map(str::to_owned))
         .unwrap_or_default()
+}
+
+/// Not ready until every store's consumers run (a readiness probe, or a test, that sees 200
+/// can rely on messages being taken).
+struct Started(Arc<AtomicBool>);
+
+impl duellsync_telemetry::ReadinessCheck for Started {
+    fn name(&self) -> &str {
+        "consumers"
+    }
+    fn check(&self) -> futures::future::BoxFuture<'_, Result<(), String>> {
+        Box::pin(async move {
+            if self.0.load(Ordering::SeqCst) {
+                Ok(())
+            } else {
+                Err("starting".into())
+            }
+        })
+    }
 }
 
 struct BusReady(Bus);

@@ -6,10 +6,19 @@ use duellsync_order_importer::{App, Args};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // Listen for SIGTERM/SIGINT from the first moment: a signal that arrives while the app is
+    // still building must stop it gracefully, not kill it with the default action.
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let signalled = shutdown.clone();
+    tokio::spawn(async move {
+        duellsync_telemetry::shutdown_signal().await;
+        signalled.cancel();
+    });
+    tokio::task::yield_now().await;
     let args = Args::parse();
     let env = duellsync_settings::service::env_vars();
     let (config, stores) = args.load(&env)?;
     let _telemetry = duellsync_telemetry::init(&config.telemetry_options())?;
     let app = App::build(config, stores).await?;
-    app.run(duellsync_telemetry::shutdown_signal()).await
+    app.run(shutdown.cancelled_owned()).await
 }
