@@ -842,6 +842,11 @@ async fn imported(
     });
     st.parked = None;
     st.in_doubt = None;
+    // `Imported` keeps the lines; the attempts' copies are no longer needed.
+    for a in st.attempts.iter_mut() {
+        a.plan.lines.clear();
+        a.plan.remarks.clear();
+    }
     let mut c = Commit::new();
     ctx.t.orders.put(&mut c, key, st);
     ctx.t.open.remove(&mut c, key);

@@ -104,6 +104,9 @@ pub(crate) struct StoreCtx {
     pub woo: duellsync_woo::WooClient,
     pub config: Arc<config::ImporterSection>,
     pub locks: Arc<Locks>,
+    /// Find-or-create of one customer, product or category runs alone, so that two orders
+    /// imported at once do not both create it (keyed by a hash of the `Tables::known` key).
+    pub creation_locks: Arc<Locks>,
     /// Shop name in DUELL's reference comment.
     pub site: String,
     /// `orders.total_tolerance`.
@@ -201,6 +204,7 @@ impl App {
                 woo: duellsync_settings::clients::woo_client(store).map_err(anyhow::Error::msg)?,
                 config: config.clone(),
                 locks: Arc::new(Locks::default()),
+                creation_locks: Arc::new(Locks::default()),
                 site,
                 tolerance: duellsync_orders::parse_tolerance(&store.orders.total_tolerance),
             };

@@ -112,6 +112,14 @@ fn id_i64(id: u64) -> i64 {
 }
 
 impl StoreCtx {
+    /// Serialises find-or-create of one thing (a `known` key) across concurrent imports.
+    async fn creating(&self, key: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        key.hash(&mut h);
+        self.creation_locks.lock(h.finish() as i64).await
+    }
+
     fn known_key(&self, k: String) -> (String, String) {
         (self.id().to_owned(), k)
     }
@@ -136,6 +144,7 @@ impl StoreCtx {
         let placeholder = self.settings.orders.placeholder_phone.clone();
         if ident.is_anonymous() {
             let key = format!("customer:placeholder:{placeholder}");
+            let _creating = self.creating(&key).await;
             if let Some(id) = self.known(&key)? {
                 return Ok(id);
             }
@@ -172,6 +181,11 @@ impl StoreCtx {
             .email
             .as_ref()
             .map(|e| format!("customer:email:{}", e.to_lowercase()));
+        // Identified by phone first, so the phone (else the e-mail) is the creation key.
+        let _creating = match phone_key.as_ref().or(email_key.as_ref()) {
+            Some(k) => Some(self.creating(k).await),
+            None => None,
+        };
         for key in phone_key.iter().chain(email_key.iter()) {
             if let Some(id) = self.known(key)? {
                 return Ok(id);
@@ -230,6 +244,7 @@ impl StoreCtx {
     async fn category(&self) -> Result<CategoryId, Stop> {
         let name = self.settings.orders.missing_product_category.clone();
         let key = format!("category:{name}");
+        let _creating = self.creating(&key).await;
         if let Some(id) = self.known(&key)? {
             return Ok(CategoryId(id.max(0) as u64));
         }
@@ -329,6 +344,7 @@ impl StoreCtx {
     /// The dedicated product for shipping or fee lines: found or created once, then remembered.
     pub(crate) async fn special_product(&self, number: &str, name: &str) -> Result<i64, Stop> {
         let key = format!("special:{number}");
+        let _creating = self.creating(&key).await;
         if let Some(id) = self.known(&key)? {
             return Ok(id);
         }
@@ -417,10 +433,20 @@ impl StoreCtx {
                 ),
             ));
         };
+        let key = format!("product:{sku}");
+        let _creating = self.creating(&key).await;
+        // Another order may have created it while this one waited.
+        if let Some(id) = self.known(&key)? {
+            return Ok(Resolved {
+                duell_product_id: id,
+                product_number: sku,
+                remark: None,
+            });
+        }
         let id = self
             .create_product(&sku, &line.name, line.price_inc_vat, line.vat_rate)
             .await?;
-        self.remember(&[format!("product:{sku}")], id).await?;
+        self.remember(&[key], id).await?;
         Ok(Resolved {
             duell_product_id: id,
             product_number: sku,

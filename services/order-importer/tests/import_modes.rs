@@ -659,3 +659,40 @@ async fn a_line_without_sku_is_parked_until_the_catalogue_publisher_links_its_pr
     let o = one_customer_order(&app, id).await;
     assert_eq!(o.lines[0].product_id, duell_id);
 }
+
+#[tokio::test]
+async fn orders_imported_at_once_share_one_new_customer_and_one_shipping_product() {
+    let app = spawn_app().await;
+    app.product("A-1", "100.00");
+    let ids: Vec<i64> = (0..6)
+        .map(|_| {
+            app.place(&[("A-1", 1)], |o| {
+                o.shipping_line = Some(PlaceShipping {
+                    method_id: "flat_rate".into(),
+                    method_title: "Posten".into(),
+                    total: "49.00".into(),
+                })
+            })
+        })
+        .collect();
+    let bodies: Vec<_> = ids.iter().map(|id| app.order_json(*id)).collect();
+    futures::future::join_all(bodies.iter().map(|b| app.observe_json(b))).await;
+    for id in &ids {
+        one_customer_order(&app, *id).await;
+    }
+    assert_eq!(app.duell.customers().len(), 1);
+    assert_eq!(
+        app.duell
+            .product_ids_where(|p| p.product_number == "SHIPPING")
+            .len(),
+        1
+    );
+    assert_eq!(
+        app.duell
+            .categories()
+            .iter()
+            .filter(|c| c.category_name == "DIVERSE")
+            .count(),
+        1
+    );
+}
