@@ -47,10 +47,11 @@ pub fn eligibility(order: &Order, settings: &StoreSettings) -> Result<(), SkipRe
     if !settings.sync_orders {
         return Err(SkipReason::SyncOff);
     }
+    let status = crate::status::normalize_status(&order.status);
     if !settings
         .fetch_statuses
         .iter()
-        .any(|s| s.trim().eq_ignore_ascii_case(order.status.trim()))
+        .any(|s| crate::status::normalize_status(s) == status)
     {
         return Err(SkipReason::Status {
             status: order.status.clone(),
@@ -141,7 +142,7 @@ client_number = "012345"
 
     #[test]
     fn statuses_outside_fetch_statuses_are_skipped_with_the_setting_named() {
-        let s = settings(r#"fetch_statuses = ["processing", "on-hold"]"#);
+        let s = settings(r#"fetch_statuses = ["processing", "wc-on-hold"]"#);
         assert_eq!(eligibility(&order("on-hold", "1", 1, None), &s), Ok(()));
         let err = eligibility(&order("pending", "1", 1, None), &s).unwrap_err();
         assert_eq!(err.code(), "status");
