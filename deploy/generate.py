@@ -1,0 +1,1331 @@
+#!/usr/bin/env python3
+"""Renders the Kubernetes manifests in deploy/k8s/ from deploy/deployment.toml and the store
+files in deploy/stores/, and prints operator runbooks that need exact object names.
+
+    python3 deploy/generate.py                 # (re)write deploy/k8s/ and deploy/secrets-example/
+    python3 deploy/generate.py --check         # exit 1 when the committed files are stale (CI)
+    python3 deploy/generate.py move-store STORE TO_SHARD
+                                               # the ordered steps to move a store (printed)
+    python3 deploy/generate.py rebuild-job --shard S --service SVC --store ID
+                                               # a Job that runs `syncctl state rebuild`
+
+Standard library only (Python 3.11+: tomllib), so it runs wherever the repository is checked
+out. The output is plain YAML, committed, so `kubectl apply -f` needs no templating tool.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import re
+import sys
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DEPLOY = Path(__file__).resolve().parent
+OUT = DEPLOY / "k8s"
+SECRETS_OUT = DEPLOY / "secrets-example"
+
+ADMIN_PORT = 9090
+INGEST_PORT = 8080
+# distroless `nonroot`: the image's USER (deploy/Dockerfile).
+UID = 65532
+STORES_PATH = "/etc/duellsync/stores"
+STATE_ROOT = "/var/lib/duellsync"
+PART_OF = "duellsync"
+
+# The stateful services of a shard, in start order (sources before sinks; not required, the
+# bus decouples them, but it reads well in `kubectl get`).
+SHARD_SERVICES = ["change-poller", "catalog-publisher", "order-importer", "status-writeback"]
+
+# Durable consumers per service: `<service>-<store>-<suffix>` on `stream`. The names are made
+# in the services (services/*/src/lib.rs, catalog-publisher's worker::subjects); CI's
+# deploy/check_manifests.py compares this table with the Rust sources.
+CONSUMERS: dict[str, list[tuple[str, str]]] = {
+    "change-poller": [("CMD", "cmd"), ("DUELL", "notice"), ("SYNC", "imported")],
+    "catalog-publisher": [("DUELL", "duell"), ("SYNC", "sync"), ("WOO", "woo")],
+    "order-importer": [("WOO", "orders"), ("CMD", "retry"), ("DUELL", "duell"), ("SYNC", "applied")],
+    "status-writeback": [("SYNC", "imported"), ("DUELL", "status")],
+}
+
+# Which sinks may sleep (KEDA 0..1 on consumer lag) in a shard with `sleep_when_idle`:
+# - order-importer and status-writeback do all their work inside a delivery (a message being
+#   retried stays un-acked, so it counts as lag), so "no lag" really means "nothing to do".
+# - catalog-publisher acks facts before it writes them (dirty marks in sled, retried on a
+#   timer while WooCommerce is down, full syncs running after the ack): no lag does NOT mean
+#   idle, and putting it to sleep would strand writes until the next event. It stays up.
+# - change-poller is a source: it polls DUELL and WooCommerce on timers. It stays up.
+SLEEPERS = ["order-importer", "status-writeback"]
+
+# Grace the services need at SIGTERM (see each service's lib.rs), rounded up with margin for
+# the trace flush (5 s). terminationGracePeriodSeconds must be at least this.
+SHUTDOWN_GRACE = {
+    "webhook-ingest": 45,     # drain_delay 5 s + shutdown_grace 30 s + flush
+    "change-poller": 30,      # workers stop within 20 s
+    "catalog-publisher": 30,  # current batch finishes within 20 s
+    "order-importer": 60,     # duell_timeout 30 s + 10 s: a DUELL call is never cut off
+    "status-writeback": 45,   # consumers stop within 30 s
+}
+
+COMPONENT = {
+    "webhook-ingest": "source",
+    "change-poller": "source",
+    "catalog-publisher": "sink",
+    "order-importer": "sink",
+    "status-writeback": "sink",
+}
+
+SECRET_KEYS = [
+    ("woo", "consumer_key"),
+    ("woo", "consumer_secret"),
+    ("woo", "webhook_secret"),
+    ("duell", "client_token"),
+    ("duell", "stock_department"),
+    ("duell", "order_department"),
+    ("duell", "notice_secret"),
+]
+
+# ---------------------------------------------------------------------------------------------
+# A small YAML writer that keeps comments (PyYAML cannot), so the committed manifests explain
+# themselves. Mappings keep insertion order.
+
+
+class C:
+    """A value with a comment written above its key (or list item)."""
+
+    def __init__(self, value: Any, comment: str):
+        self.value = value
+        self.comment = comment
+
+
+_PLAIN = re.compile(r"^[A-Za-z_/$][A-Za-z0-9_./$@-]*$")
+_SPECIAL = {"y", "n", "yes", "no", "on", "off", "true", "false", "null", "~"}
+
+
+def _scalar(v: Any) -> str:
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return str(v)
+    s = str(v)
+    if _PLAIN.match(s) and s.lower() not in _SPECIAL:
+        return s
+    if '"' in s and "'" not in s and "\n" not in s and "\\" not in s:
+        return f"'{s}'"
+    return json.dumps(s, ensure_ascii=False)
+
+
+def _comment_lines(text: str, pad: str) -> list[str]:
+    return [f"{pad}# {line}".rstrip() for line in text.strip("\n").split("\n")]
+
+
+def _emit(v: Any, indent: int, out: list[str]) -> None:
+    """Appends the lines of a mapping or list body at `indent` spaces."""
+    pad = " " * indent
+    if isinstance(v, dict):
+        for k, val in v.items():
+            if isinstance(val, C):
+                out.extend(_comment_lines(val.comment, pad))
+                val = val.value
+            _emit_entry(f"{pad}{_scalar(k)}:", val, indent, out)
+    elif isinstance(v, list):
+        for item in v:
+            if isinstance(item, C):
+                out.extend(_comment_lines(item.comment, pad))
+                item = item.value
+            if isinstance(item, dict) and item:
+                sub: list[str] = []
+                _emit(item, indent + 2, sub)
+                first = sub[0]
+                # Comments of the first key go above the dash.
+                while first.lstrip().startswith("#"):
+                    out.append(pad + first.lstrip())
+                    sub.pop(0)
+                    first = sub[0]
+                out.append(f"{pad}- {first[indent + 2:]}")
+                out.extend(sub[1:])
+            else:
+                _emit_entry(f"{pad}-", item, indent, out)
+    else:
+        raise TypeError(f"not a collection: {v!r}")
+
+
+def _emit_entry(head: str, val: Any, indent: int, out: list[str]) -> None:
+    if isinstance(val, dict):
+        if not val:
+            out.append(f"{head} {{}}")
+        else:
+            out.append(head)
+            _emit(val, indent + 2, out)
+    elif isinstance(val, list):
+        if not val:
+            out.append(f"{head} []")
+        elif head.endswith("-"):
+            out.append(head)
+            _emit(val, indent + 2, out)
+        else:
+            out.append(head)
+            _emit(val, indent, out)
+    elif isinstance(val, str) and "\n" in val:
+        chomp = "" if val.endswith("\n") else "-"
+        out.append(f"{head} |{chomp}")
+        for line in val.rstrip("\n").split("\n"):
+            out.append(f"{' ' * (indent + 2)}{line}".rstrip() if line else "")
+    else:
+        out.append(f"{head} {_scalar(val)}")
+
+
+def to_yaml(docs: list[tuple[str | None, dict]], header: str) -> str:
+    lines = _comment_lines(header, "")
+    for comment, doc in docs:
+        lines.append("---")
+        if comment:
+            lines.extend(_comment_lines(comment, ""))
+        _emit(doc, 0, lines)
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# Inputs
+
+
+@dataclass
+class Store:
+    id: str
+    path: Path
+    text: str
+    settings: dict
+    # settings key (e.g. "woo.consumer_key") -> env name, for every `{ env = ... }` secret
+    env_secrets: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Shard:
+    name: str
+    stores: list[str]
+    sleep_when_idle: bool
+    idle_after_seconds: int
+    state_volume: str
+    cpu_request: str
+    cpu_limit: str
+    memory_request: str
+    memory_limit: str
+
+
+@dataclass
+class Inputs:
+    image: str
+    namespace: str
+    shared: dict
+    ingest: dict
+    shards: list[Shard]
+    stores: dict[str, Store]
+
+
+class InputError(Exception):
+    pass
+
+
+def env_name_for(store_id: str, section: str, key: str) -> str:
+    """The env name convention for a store's secret (what new store files should use)."""
+    sid = re.sub(r"[^A-Z0-9]", "_", store_id.upper())
+    return f"STORE_{sid}_{section.upper()}_{key.upper()}"
+
+
+def load_inputs(deploy: Path = DEPLOY) -> Inputs:
+    raw = tomllib.loads((deploy / "deployment.toml").read_text())
+    stores: dict[str, Store] = {}
+    for path in sorted((deploy / "stores").glob("*.toml")):
+        text = path.read_text()
+        settings = tomllib.loads(text)
+        sid = settings.get("id", path.stem)
+        if sid != path.stem:
+            raise InputError(f"{path}: id `{sid}` differs from the file name")
+        if not re.fullmatch(r"[a-z0-9_-]{1,32}", sid):
+            raise InputError(f"{path}: `{sid}` is not a valid store id (1-32 of a-z 0-9 - _)")
+        st = Store(sid, path, text, settings)
+        for section, key in SECRET_KEYS:
+            v = settings.get(section, {}).get(key)
+            if isinstance(v, dict) and "env" in v:
+                st.env_secrets[f"{section}.{key}"] = v["env"]
+            elif isinstance(v, str):
+                raise InputError(f"{path}: {section}.{key} is written in the file; use {{ env = \"...\" }}")
+        stores[sid] = st
+    shards = []
+    for s in raw.get("shards", []):
+        shards.append(
+            Shard(
+                name=s["name"],
+                stores=list(s["stores"]),
+                sleep_when_idle=bool(s.get("sleep_when_idle", False)),
+                idle_after_seconds=int(s.get("idle_after_seconds", 900)),
+                state_volume=s.get("state_volume", "2Gi"),
+                cpu_request=s.get("cpu_request", "50m"),
+                cpu_limit=s.get("cpu_limit", "1"),
+                memory_request=s.get("memory_request", "64Mi"),
+                memory_limit=s.get("memory_limit", "256Mi"),
+            )
+        )
+    inputs = Inputs(
+        image=raw["image"],
+        namespace=raw["namespace"],
+        shared=raw["shared"],
+        ingest=raw["ingest"],
+        shards=shards,
+        stores=stores,
+    )
+    check_inputs(inputs)
+    return inputs
+
+
+def check_inputs(inp: Inputs) -> None:
+    problems = []
+    seen: dict[str, str] = {}
+    for sh in inp.shards:
+        if not re.fullmatch(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?", sh.name) or len(sh.name) > 30:
+            problems.append(f"shard `{sh.name}`: use lowercase letters, digits and '-' (at most 30)")
+        if not sh.stores:
+            problems.append(f"shard `{sh.name}` lists no store")
+        for st in sh.stores:
+            if st not in inp.stores:
+                problems.append(f"shard `{sh.name}` lists `{st}`, which has no deploy/stores/{st}.toml")
+            if st in seen:
+                problems.append(
+                    f"store `{st}` is in shards `{seen[st]}` and `{sh.name}`: a store must have exactly "
+                    "one writer per service (its ledgers live in that process's sled)"
+                )
+            seen[st] = sh.name
+    for sid in inp.stores:
+        if sid not in seen:
+            problems.append(f"store `{sid}` (deploy/stores/{sid}.toml) is in no shard: nothing would sync it")
+    for sid, st in inp.stores.items():
+        for key, env in st.env_secrets.items():
+            if env.startswith("DUELLSYNC_"):
+                problems.append(
+                    f"{st.path.name}: {key} reads `{env}`; names starting with DUELLSYNC_ are read as "
+                    "service settings and rejected as unknown keys - use e.g. "
+                    f"{env_name_for(sid, *key.split('.'))}"
+                )
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", env):
+                problems.append(f"{st.path.name}: {key} reads `{env}`, which is not an environment variable name")
+    if problems:
+        raise InputError("\n".join(problems))
+
+
+# ---------------------------------------------------------------------------------------------
+# Objects
+
+
+def labels(service: str, shard: str | None = None) -> dict:
+    out = {
+        "app.kubernetes.io/name": service,
+        "app.kubernetes.io/instance": f"{service}-{shard}" if shard else service,
+        "app.kubernetes.io/component": COMPONENT[service],
+        "app.kubernetes.io/part-of": PART_OF,
+    }
+    if shard:
+        out["duellsync.io/shard"] = shard
+    return out
+
+
+def selector(service: str, shard: str | None = None) -> dict:
+    return {
+        "app.kubernetes.io/name": service,
+        "app.kubernetes.io/instance": f"{service}-{shard}" if shard else service,
+    }
+
+
+def meta(name: str, ns: str, lbl: dict, annotations: dict | None = None) -> dict:
+    m: dict = {"name": name, "namespace": ns, "labels": lbl}
+    if annotations:
+        m["annotations"] = annotations
+    return m
+
+
+def config_hash(inp: Inputs, store_ids: list[str]) -> str:
+    h = hashlib.sha256()
+    h.update(json.dumps(shared_env(inp), sort_keys=True).encode())
+    for sid in store_ids:
+        h.update(sid.encode())
+        h.update(inp.stores[sid].text.encode())
+    return h.hexdigest()[:16]
+
+
+def shared_env(inp: Inputs) -> dict:
+    s = inp.shared
+    return {
+        "DUELLSYNC_NATS__URL": s["nats_url"],
+        "DUELLSYNC_NATS__REPLICAS": str(s["nats_replicas"]),
+        "DUELLSYNC_TELEMETRY__OTLP_ENDPOINT": s["otlp_endpoint"],
+        "DUELLSYNC_TELEMETRY__LOG_FORMAT": s["log_format"],
+        "DUELLSYNC_TELEMETRY__LOG_FILTER": s["log_filter"],
+        "DUELLSYNC_ADMIN__LISTEN": f"0.0.0.0:{ADMIN_PORT}",
+        "DUELLSYNC_STORES_PATH": STORES_PATH,
+    }
+
+
+def pod_security_context() -> dict:
+    return C(
+        {
+            "runAsNonRoot": True,
+            "runAsUser": UID,
+            "runAsGroup": UID,
+            # The state volume is writable by the service's group.
+            "fsGroup": UID,
+            "fsGroupChangePolicy": "OnRootMismatch",
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "Meets the `restricted` Pod Security Standard (the namespace enforces it).",
+    )
+
+
+def container_security_context() -> dict:
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": UID,
+        "runAsGroup": UID,
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def probes(service: str) -> dict:
+    http = lambda path: {"path": path, "port": "admin"}  # noqa: E731
+    return {
+        "startupProbe": C(
+            {
+                "httpGet": http("/healthz"),
+                "periodSeconds": 5,
+                "timeoutSeconds": 3,
+                "failureThreshold": 60,
+            },
+            "The admin listener answers once App::build is done: NATS connected, streams and\n"
+            "consumers declared, sled opened (and, for order-importer, crashed attempts settled).\n"
+            "Up to 5 minutes (a NATS outage at start) before liveness takes over.",
+        ),
+        "livenessProbe": C(
+            {
+                "httpGet": http("/healthz"),
+                "periodSeconds": 10,
+                "timeoutSeconds": 3,
+                "failureThreshold": 3,
+            },
+            "Alive = the process serves HTTP. A service whose task died exits by itself.",
+        ),
+        "readinessProbe": C(
+            {
+                "httpGet": http("/readyz"),
+                "periodSeconds": 5,
+                "timeoutSeconds": 3,
+                "failureThreshold": 2 if service == "webhook-ingest" else 3,
+            },
+            "Ready = NATS connected, streams present, not draining (503 from SIGTERM on).",
+        ),
+    }
+
+
+def resources(cpu_req: str, cpu_lim: str, mem_req: str, mem_lim: str) -> C:
+    return C(
+        {
+            "requests": {"cpu": cpu_req, "memory": mem_req},
+            "limits": {"cpu": cpu_lim, "memory": mem_lim},
+        },
+        f"SPEC §8: each service stays under 64 MB RSS with 100k products of state. The request\n"
+        f"({mem_req}) is that steady state, so the scheduler packs pods by what they really use; the\n"
+        f"limit ({mem_lim}) is headroom for bursts (a full sync's 500-message pulls and 100-item\n"
+        f"batches, 2 MiB webhook bodies in flight) before the OOM killer. A pod near its limit is a\n"
+        f"bug to look at (docs/operations.md), not a reason to raise it. CPU is mostly waiting on\n"
+        f"HTTP and NATS: a small request, a limit that only stops a runaway loop.",
+    )
+
+
+def common_env(service: str, shard: str | None) -> list:
+    env: list = [
+        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+    ]
+    attrs = "k8s.namespace.name=$(POD_NAMESPACE),k8s.pod.name=$(POD_NAME)"
+    if shard:
+        attrs += f",duellsync.shard={shard}"
+    env.append(
+        C(
+            {"name": "OTEL_RESOURCE_ATTRIBUTES", "value": attrs},
+            "Added to every span's resource (the SDK's env detector), so Jaeger shows pod and shard.",
+        )
+    )
+    return env
+
+
+def env_from(store_ids: list[str]) -> list:
+    out: list = [{"configMapRef": {"name": "duellsync-env"}}]
+    for sid in store_ids:
+        out.append({"secretRef": {"name": f"store-{sid}"}})
+    return out
+
+
+def stores_volume(store_ids: list[str]) -> dict:
+    return {
+        "name": "stores",
+        "projected": {
+            "defaultMode": 0o444,
+            "sources": [
+                {"configMap": {"name": f"store-{sid}", "items": [{"key": f"{sid}.toml", "path": f"{sid}.toml"}]}}
+                for sid in store_ids
+            ],
+        },
+    }
+
+
+def pod_annotations(inp: Inputs, store_ids: list[str]) -> dict:
+    return {
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": str(ADMIN_PORT),
+        "prometheus.io/path": "/metrics",
+        "duellsync.io/config-hash": config_hash(inp, store_ids),
+    }
+
+
+def pod_spec(service: str, containers: list, volumes: list, grace: int) -> dict:
+    return {
+        "serviceAccountName": "duellsync",
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": C(
+            False,
+            "No <SERVICE>_PORT variables: a Service named duellsync-* would inject DUELLSYNC_* names\n"
+            "that the config loader rejects as unknown settings.",
+        ),
+        "terminationGracePeriodSeconds": C(
+            grace,
+            f"{service} needs up to {SHUTDOWN_GRACE[service]} s after SIGTERM: readiness off, intake stopped,\n"
+            "in-flight work finished and acked, state and traces flushed.",
+        ),
+        "securityContext": pod_security_context(),
+        "containers": containers,
+        "volumes": volumes,
+    }
+
+
+def container(inp: Inputs, service: str, shard: Shard | None, store_ids: list[str]) -> dict:
+    env = common_env(service, shard.name if shard else None)
+    ports = []
+    if service == "webhook-ingest":
+        ports.append({"name": "http", "containerPort": INGEST_PORT, "protocol": "TCP"})
+        env += [
+            {"name": "DUELLSYNC_INGEST__LISTEN", "value": f"0.0.0.0:{INGEST_PORT}"},
+            C(
+                {"name": "DUELLSYNC_INGEST__DRAIN_DELAY", "value": "5s"},
+                "/readyz turns 503 at SIGTERM; the listener stays open this long so endpoints and\n"
+                "the Ingress stop sending first.",
+            ),
+            {"name": "DUELLSYNC_INGEST__SHUTDOWN_GRACE", "value": "30s"},
+        ]
+        res = resources(
+            inp.ingest["cpu_request"], inp.ingest["cpu_limit"], inp.ingest["memory_request"], inp.ingest["memory_limit"]
+        )
+    else:
+        assert shard is not None
+        env += [
+            C(
+                {"name": "DUELLSYNC_SHARD", "value": json.dumps(shard.stores, separators=(",", ":"))},
+                "The stores this shard serves, as a TOML array (a bare `a,b` is refused).",
+            ),
+            {"name": "DUELLSYNC_STATE_DIR", "value": f"{STATE_ROOT}/{service}"},
+        ]
+        res = resources(shard.cpu_request, shard.cpu_limit, shard.memory_request, shard.memory_limit)
+    ports.append({"name": "admin", "containerPort": ADMIN_PORT, "protocol": "TCP"})
+    mounts = [{"name": "stores", "mountPath": STORES_PATH, "readOnly": True}]
+    if shard:
+        mounts.append({"name": "state", "mountPath": STATE_ROOT})
+    mounts.append({"name": "tmp", "mountPath": "/tmp"})
+    c = {
+        "name": service,
+        "image": inp.image,
+        "imagePullPolicy": "IfNotPresent",
+        "command": [f"/usr/local/bin/{service}"],
+        "ports": ports,
+        "envFrom": C(
+            env_from(store_ids),
+            "Shared settings, then one Secret per store: its keys are the env names the store file\n"
+            "reads ({ env = \"...\" }). Every store file mounted below needs its Secret here: the\n"
+            "loader checks every store's secrets at start.",
+        ),
+        "env": env,
+        "resources": res,
+        "securityContext": container_security_context(),
+    }
+    c.update(probes(service))
+    c["volumeMounts"] = mounts
+    return c
+
+
+def tmp_volume() -> C:
+    return C(
+        {"name": "tmp", "emptyDir": {"sizeLimit": "16Mi"}},
+        "The root filesystem is read-only; nothing is meant to write /tmp, but a library that\n"
+        "does must not fail.",
+    )
+
+
+def ingest_objects(inp: Inputs) -> list[tuple[str | None, dict]]:
+    ns = inp.namespace
+    svc = "webhook-ingest"
+    all_ids = sorted(inp.stores)
+    lbl = labels(svc)
+    ing = inp.ingest
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": meta(svc, ns, lbl),
+        "spec": {
+            "revisionHistoryLimit": 5,
+            "selector": {"matchLabels": selector(svc)},
+            "strategy": C(
+                {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+                "Never fewer ready pods than the HPA wants while rolling: a refused delivery is lost\n"
+                "(WooCommerce never retries) until the poller's gap fill finds the order.",
+            ),
+            "template": {
+                "metadata": {"labels": lbl, "annotations": pod_annotations(inp, all_ids)},
+                "spec": {
+                    **pod_spec(
+                        svc,
+                        [container(inp, svc, None, all_ids)],
+                        [
+                            C(stores_volume(all_ids), "Every store: the ingest answers for all of them."),
+                            tmp_volume(),
+                        ],
+                        SHUTDOWN_GRACE[svc],
+                    ),
+                    "topologySpreadConstraints": [
+                        {
+                            "maxSkew": 1,
+                            "topologyKey": "kubernetes.io/hostname",
+                            "whenUnsatisfiable": "ScheduleAnyway",
+                            "labelSelector": {"matchLabels": selector(svc)},
+                        }
+                    ],
+                },
+            },
+        },
+    }
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": meta(svc, ns, lbl),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector(svc),
+            "ports": [
+                {"name": "http", "port": INGEST_PORT, "targetPort": "http", "protocol": "TCP"},
+                {"name": "admin", "port": ADMIN_PORT, "targetPort": "admin", "protocol": "TCP"},
+            ],
+        },
+    }
+    hpa = {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": meta(svc, ns, lbl),
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": svc},
+            "minReplicas": C(ing["min_replicas"], "At least two, on different nodes where possible."),
+            "maxReplicas": ing["max_replicas"],
+            "metrics": [
+                {
+                    "type": "Resource",
+                    "resource": {
+                        "name": "cpu",
+                        "target": {"type": "Utilization", "averageUtilization": ing["cpu_target_percent"]},
+                    },
+                }
+            ],
+            "behavior": {
+                "scaleDown": {
+                    "stabilizationWindowSeconds": 300,
+                    "policies": [{"type": "Pods", "value": 1, "periodSeconds": 60}],
+                }
+            },
+        },
+    }
+    pdb = {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": meta(svc, ns, lbl),
+        "spec": {
+            "maxUnavailable": 1,
+            "selector": {"matchLabels": selector(svc)},
+        },
+    }
+    ingress = {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": meta(
+            svc,
+            ns,
+            lbl,
+            {
+                "nginx.ingress.kubernetes.io/proxy-body-size": "4m",
+                "nginx.ingress.kubernetes.io/proxy-read-timeout": "60",
+            },
+        ),
+        "spec": {
+            "ingressClassName": ing["ingress_class"],
+            "tls": [{"hosts": [ing["public_host"]], "secretName": ing["tls_secret"]}],
+            "rules": [
+                {
+                    "host": ing["public_host"],
+                    "http": {
+                        "paths": [
+                            {
+                                "path": p,
+                                "pathType": "Prefix",
+                                "backend": {"service": {"name": svc, "port": {"name": "http"}}},
+                            }
+                            for p in ("/webhooks/woocommerce/", "/notices/duell/")
+                        ]
+                    },
+                }
+            ],
+        },
+    }
+    return [
+        (
+            "Stateless and store-agnostic: every replica answers for every store. No `replicas`\n"
+            "here: the HorizontalPodAutoscaler below owns the count (minReplicas 2), and a\n"
+            "`replicas` in the manifest would reset it on every apply.",
+            deployment,
+        ),
+        ("The public port (8080) and the admin port (9090, scraped by Prometheus).", service),
+        ("Scales the ingest on CPU: signature checks and publishes are CPU and NATS round trips.", hpa),
+        ("Drains take one pod at a time; the other keeps answering WooCommerce.", pdb),
+        (
+            "WooCommerce delivers only to ports 80, 443 and 8080: TLS on 443 here. Only the two\n"
+            "public routes; the admin port stays inside the cluster. The body limit is above\n"
+            "ingest.body_limit (2 MiB) so the ingest, not the proxy, answers 413.",
+            ingress,
+        ),
+    ]
+
+
+def shard_objects(inp: Inputs, shard: Shard) -> list[tuple[str | None, dict]]:
+    ns = inp.namespace
+    docs: list[tuple[str | None, dict]] = []
+    for svc in SHARD_SERVICES:
+        name = f"{svc}-{shard.name}"
+        lbl = labels(svc, shard.name)
+        sleeps = shard.sleep_when_idle and svc in SLEEPERS
+        spec: dict = {}
+        if not sleeps:
+            spec["replicas"] = C(
+                1,
+                "One writer per store: never more than 1 (its ledgers are in this pod's sled volume).",
+            )
+        spec.update(
+            {
+                "serviceName": name,
+                "revisionHistoryLimit": 5,
+                "podManagementPolicy": "OrderedReady",
+                "updateStrategy": {"type": "RollingUpdate"},
+                "persistentVolumeClaimRetentionPolicy": C(
+                    {"whenDeleted": "Retain", "whenScaled": "Retain"},
+                    "The state survives scaling to 0 (KEDA) and deleting the StatefulSet.",
+                ),
+                "selector": {"matchLabels": selector(svc, shard.name)},
+                "template": {
+                    "metadata": {"labels": lbl, "annotations": pod_annotations(inp, shard.stores)},
+                    "spec": pod_spec(
+                        svc,
+                        [container(inp, svc, shard, shard.stores)],
+                        [
+                            C(stores_volume(shard.stores), "Only this shard's stores."),
+                            tmp_volume(),
+                        ],
+                        max(SHUTDOWN_GRACE[svc], 30),
+                    ),
+                },
+                "volumeClaimTemplates": [
+                    C(
+                        {
+                            "metadata": {"name": "state", "labels": lbl},
+                            "spec": {
+                                "accessModes": ["ReadWriteOnce"],
+                                "resources": {"requests": {"storage": shard.state_volume}},
+                            },
+                        },
+                        f"sled state ({STATE_ROOT}/{svc}). The cluster's default StorageClass; set\n"
+                        "storageClassName for an SSD class where there is a choice.",
+                    )
+                ],
+            }
+        )
+        sts_comment = f"{svc} for {', '.join(shard.stores)}."
+        if sleeps:
+            sts_comment += (
+                "\nNo `replicas`: KEDA's ScaledObject (k8s/keda/) moves it between 0 and 1 on consumer lag."
+            )
+        docs.append(
+            (
+                sts_comment,
+                {"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": meta(name, ns, lbl), "spec": spec},
+            )
+        )
+        docs.append(
+            (
+                "Headless: the StatefulSet's network identity and the admin/metrics port.",
+                {
+                    "apiVersion": "v1",
+                    "kind": "Service",
+                    "metadata": meta(name, ns, lbl),
+                    "spec": {
+                        "clusterIP": "None",
+                        "selector": selector(svc, shard.name),
+                        "ports": [{"name": "admin", "port": ADMIN_PORT, "targetPort": "admin", "protocol": "TCP"}],
+                    },
+                },
+            )
+        )
+        docs.append(
+            (
+                "A single writer cannot stay up through a drain, and must not block one (minAvailable: 1\n"
+                "would stall every node drain). Events wait in JetStream while the pod moves; the\n"
+                "eviction honours terminationGracePeriodSeconds, so in-flight work finishes.",
+                {
+                    "apiVersion": "policy/v1",
+                    "kind": "PodDisruptionBudget",
+                    "metadata": meta(name, ns, lbl),
+                    "spec": {
+                        "maxUnavailable": 1,
+                        "unhealthyPodEvictionPolicy": "AlwaysAllow",
+                        "selector": {"matchLabels": selector(svc, shard.name)},
+                    },
+                },
+            )
+        )
+    return docs
+
+
+def keda_objects(inp: Inputs, shard: Shard) -> list[tuple[str | None, dict]]:
+    ns = inp.namespace
+    docs = []
+    for svc in SLEEPERS:
+        name = f"{svc}-{shard.name}"
+        triggers = []
+        for sid in shard.stores:
+            for stream, suffix in CONSUMERS[svc]:
+                triggers.append(
+                    {
+                        "type": "nats-jetstream",
+                        "metadata": {
+                            "natsServerMonitoringEndpoint": inp.shared["nats_monitoring_endpoint"],
+                            "account": inp.shared["nats_account"],
+                            "stream": stream,
+                            "consumer": f"{svc}-{sid}-{suffix}",
+                            "lagThreshold": "100",
+                            "activationLagThreshold": "0",
+                        },
+                    }
+                )
+        docs.append(
+            (
+                f"{svc} of {shard.name} sleeps when none of its consumers has work: lag = pending +\n"
+                "un-acked (a message waiting for a retry is un-acked, so it keeps the pod up). A\n"
+                "consumer that does not exist yet (first start, after `syncctl state rebuild`) reads\n"
+                "as the whole stream, which wakes the pod to create it. maxReplicaCount 1: a store\n"
+                "has one writer; more capacity = another shard.",
+                {
+                    "apiVersion": "keda.sh/v1alpha1",
+                    "kind": "ScaledObject",
+                    "metadata": meta(name, ns, labels(svc, shard.name)),
+                    "spec": {
+                        "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "StatefulSet", "name": name},
+                        "pollingInterval": 15,
+                        "cooldownPeriod": shard.idle_after_seconds,
+                        "minReplicaCount": 0,
+                        "maxReplicaCount": 1,
+                        "triggers": triggers,
+                    },
+                },
+            )
+        )
+    return docs
+
+
+def monitoring_objects(inp: Inputs) -> list[tuple[str | None, dict]]:
+    ns = inp.namespace
+    lbl = {"app.kubernetes.io/part-of": PART_OF}
+    smon = {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "ServiceMonitor",
+        "metadata": meta("duellsync", ns, lbl),
+        "spec": {
+            "selector": {"matchLabels": {"app.kubernetes.io/part-of": PART_OF}},
+            "namespaceSelector": {"matchNames": [ns]},
+            "endpoints": [
+                {
+                    "port": "admin",
+                    "path": "/metrics",
+                    "interval": "30s",
+                    "relabelings": [
+                        {"sourceLabels": ["__meta_kubernetes_pod_label_duellsync_io_shard"], "targetLabel": "shard"}
+                    ],
+                }
+            ],
+        },
+    }
+    consumers = "(change-poller|catalog-publisher|order-importer|status-writeback)-.+"
+    rules = [
+        (
+            "DuellsyncConsumerLagHigh",
+            f'max by (consumer_name) (nats_consumer_num_pending{{is_consumer_leader="true",consumer_name=~"{consumers}"}}) > 1000',
+            "10m",
+            "warning",
+            "{{ $labels.consumer_name }} has {{ $value }} events waiting",
+            "A sink falls behind (or is down). Check the pod of the consumer's service and shard, its "
+            "outside calls (duellsync_*_duration_seconds) and WooCommerce/DUELL health. A store that is "
+            "always behind needs its own shard.",
+        ),
+        (
+            "DuellsyncConsumerStuck",
+            f'max by (consumer_name) (nats_consumer_num_pending{{is_consumer_leader="true",consumer_name=~"{consumers}"}}) > 0 '
+            f'and max by (consumer_name) (delta(nats_consumer_ack_floor_stream_seq{{is_consumer_leader="true",consumer_name=~"{consumers}"}}[15m])) == 0',
+            "15m",
+            "critical",
+            "{{ $labels.consumer_name }} has work but acked nothing for 15 minutes",
+            "Nothing serves the consumer (pod down, store missing from every DUELLSYNC_SHARD, KEDA not "
+            "waking a sleeping shard) or every message fails and is being retried.",
+        ),
+        (
+            "DuellsyncDeadLetters",
+            'sum by (consumer) (increase(duellsync_bus_handled_total{outcome="dead_letter"}[15m])) > 0',
+            "0m",
+            "warning",
+            "{{ $labels.consumer }} dead-lettered {{ $value }} messages",
+            "Items failed for good (reason in the header). `syncctl dlq list`, fix the cause, then "
+            "`syncctl dlq replay` or `skip`.",
+        ),
+        (
+            "DuellsyncDlqGrowing",
+            'max(delta(nats_stream_last_seq{stream_name="DLQ"}[1h])) > 20',
+            "0m",
+            "warning",
+            "{{ $value }} new dead letters in the last hour",
+            "Many items fail the same way: a store setting, an expired token, an outside API change.",
+        ),
+        (
+            "DuellsyncOrderInDoubt",
+            "sum by (store) (increase(duellsync_importer_orders_in_doubt_total[30m])) > 0",
+            "0m",
+            "critical",
+            "an order of {{ $labels.store }} may or may not be in DUELL",
+            "An import's outcome is unknown and cannot be looked up. Check DUELL for the Woo order id, "
+            "then `syncctl dlq skip` (it is there) or `syncctl dlq replay` (it is not). "
+            "docs/order-importer.md.",
+        ),
+        (
+            "DuellsyncOrdersParked",
+            "sum by (store, code) (increase(duellsync_importer_orders_parked_total[30m])) > 0",
+            "0m",
+            "warning",
+            "orders of {{ $labels.store }} need attention ({{ $labels.code }})",
+            "`syncctl log --store S --failed` names the order and the reason.",
+        ),
+        (
+            "DuellsyncWooWritesFailing",
+            "sum by (store) (increase(duellsync_publisher_write_failures_total[15m])) > 3",
+            "10m",
+            "critical",
+            "catalogue writes to {{ $labels.store }}'s WooCommerce keep failing",
+            "The shop is down, slow or refuses the keys. `syncctl test --store S`.",
+        ),
+        (
+            "DuellsyncProductsFailing",
+            "sum by (store, code) (increase(duellsync_publisher_products_failed_total[1h])) > 0",
+            "0m",
+            "warning",
+            "products of {{ $labels.store }} were refused by WooCommerce ({{ $labels.code }})",
+            "`syncctl log --store S --failed`; a SKU clash is fixed in DUELL or WooCommerce.",
+        ),
+        (
+            "DuellsyncPollerFailing",
+            "sum by (store, cycle) (increase(duellsync_poller_cycle_failures_total[15m])) > 3",
+            "15m",
+            "critical",
+            "{{ $labels.store }}: the {{ $labels.cycle }} poll keeps failing",
+            "Nothing new is observed for this store. Check DUELL/WooCommerce credentials with "
+            "`syncctl test --store S`.",
+        ),
+        (
+            "DuellsyncStatusConflicts",
+            'sum by (store, outcome) (increase(duellsync_writeback_status_events_total{outcome=~"backwards|final_status_set_by_person|total_mismatch|failed"}[1h])) > 0',
+            "0m",
+            "info",
+            "{{ $labels.store }}: status write-back refused ({{ $labels.outcome }})",
+            "The engine did not move a Woo order (a person decided, or the total changed). See the sync log.",
+        ),
+        (
+            "DuellsyncIngestRejecting",
+            'sum by (store) (rate(duellsync_ingest_requests_total{status=~"401|503|500"}[5m])) > 0.05',
+            "10m",
+            "warning",
+            "webhook-ingest refuses deliveries for {{ $labels.store }}",
+            "401: WooCommerce signs with another secret (after a rotation run `syncctl webhooks ensure`). "
+            "5xx: NATS is unreachable. WooCommerce disables a webhook after failures; the poller's gap "
+            "fill still finds the orders.",
+        ),
+        (
+            "DuellsyncDuellSlow",
+            "histogram_quantile(0.99, sum by (le, store) (rate(duellsync_importer_duell_call_duration_seconds_bucket[10m]))) > 10",
+            "15m",
+            "warning",
+            "DUELL answers {{ $labels.store }}'s order imports slowly (p99 {{ $value }}s)",
+            "Slow answers end as timeouts, which become unknown outcomes. Check DUELL's status.",
+        ),
+    ]
+    rule = {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "PrometheusRule",
+        "metadata": meta("duellsync", ns, lbl),
+        "spec": {
+            "groups": [
+                {
+                    "name": "duellsync",
+                    "rules": [
+                        {
+                            "alert": alert,
+                            "expr": expr,
+                            "for": for_,
+                            "labels": {"severity": sev},
+                            "annotations": {"summary": summary, "description": desc},
+                        }
+                        for alert, expr, for_, sev, summary, desc in rules
+                    ],
+                }
+            ]
+        },
+    }
+    return [
+        (
+            "Scrapes every duellsync Service's admin port. Needs the Prometheus Operator; without it the\n"
+            "pods' prometheus.io/* annotations serve annotation-based scrape configs.",
+            smon,
+        ),
+        (
+            "Alerts; docs/operations.md explains each. nats_* series come from the NATS chart's\n"
+            "prometheus-nats-exporter (promExporter in deploy/nats/values.yaml, prefix `nats`).",
+            rule,
+        ),
+    ]
+
+
+def base_objects(inp: Inputs) -> dict[str, list[tuple[str | None, dict]]]:
+    ns = inp.namespace
+    files: dict[str, list] = {}
+    files["00-namespace.yaml"] = [
+        (
+            "Pods here must meet the `restricted` Pod Security Standard.",
+            {
+                "apiVersion": "v1",
+                "kind": "Namespace",
+                "metadata": {
+                    "name": ns,
+                    "labels": {
+                        "app.kubernetes.io/part-of": PART_OF,
+                        "pod-security.kubernetes.io/enforce": "restricted",
+                        "pod-security.kubernetes.io/enforce-version": "latest",
+                    },
+                },
+            },
+        ),
+        (
+            "The services call no Kubernetes API: no token is mounted.",
+            {
+                "apiVersion": "v1",
+                "kind": "ServiceAccount",
+                "metadata": meta("duellsync", ns, {"app.kubernetes.io/part-of": PART_OF}),
+                "automountServiceAccountToken": False,
+            },
+        ),
+        (
+            "Settings every service shares (services/*/src/config.rs; env prefix DUELLSYNC_, `__` nests).",
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": meta("duellsync-env", ns, {"app.kubernetes.io/part-of": PART_OF}),
+                "data": shared_env(inp),
+            },
+        ),
+    ]
+    store_docs = []
+    for sid, st in sorted(inp.stores.items()):
+        store_docs.append(
+            (
+                f"Store `{sid}` (from deploy/stores/{sid}.toml). Its secrets: Secret store-{sid}.",
+                {
+                    "apiVersion": "v1",
+                    "kind": "ConfigMap",
+                    "metadata": meta(f"store-{sid}", ns, {"app.kubernetes.io/part-of": PART_OF, "duellsync.io/store": sid}),
+                    "data": {f"{sid}.toml": st.text},
+                },
+            )
+        )
+    files["10-stores.yaml"] = store_docs
+    files["20-webhook-ingest.yaml"] = ingest_objects(inp)
+    for i, sh in enumerate(inp.shards):
+        files[f"{30 + i:02d}-{sh.name}.yaml"] = shard_objects(inp, sh)
+    return files
+
+
+def secret_example(inp: Inputs, st: Store) -> list[tuple[str | None, dict]]:
+    data = {}
+    for key, env in st.env_secrets.items():
+        data[env] = C("REPLACE_ME", f"{key}")
+    return [
+        (
+            f"Secret of store `{st.id}`: keys are the env names deploy/stores/{st.id}.toml reads.\n"
+            "An EXAMPLE, never applied as it is and never committed with real values. Create the real\n"
+            "one from your secret store, e.g.\n"
+            f"  kubectl -n {inp.namespace} create secret generic store-{st.id} --from-env-file={st.id}.env\n"
+            "DUELL tokens are longer than 30 characters; the webhook secret uses only letters,\n"
+            "digits, '-' and '_'.",
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": meta(f"store-{st.id}", inp.namespace, {"app.kubernetes.io/part-of": PART_OF, "duellsync.io/store": st.id}),
+                "type": "Opaque",
+                "stringData": data,
+            },
+        )
+    ]
+
+
+HEADER = "Generated by deploy/generate.py from deploy/deployment.toml and deploy/stores/. Do not edit;\nedit the inputs and run `python3 deploy/generate.py`."
+
+
+def render(inp: Inputs) -> dict[Path, str]:
+    out: dict[Path, str] = {}
+    for name, docs in base_objects(inp).items():
+        out[OUT / "base" / name] = to_yaml(docs, HEADER)
+    for sh in inp.shards:
+        if sh.sleep_when_idle:
+            out[OUT / "keda" / f"{sh.name}.yaml"] = to_yaml(keda_objects(inp, sh), HEADER)
+    out[OUT / "monitoring" / "prometheus.yaml"] = to_yaml(monitoring_objects(inp), HEADER)
+    for sid, st in sorted(inp.stores.items()):
+        out[SECRETS_OUT / f"store-{sid}.yaml"] = to_yaml(secret_example(inp, st), HEADER)
+    return out
+
+
+def managed_files() -> set[Path]:
+    found = set()
+    for d in (OUT, SECRETS_OUT):
+        if d.exists():
+            found |= {p for p in d.rglob("*.yaml")}
+    return found
+
+
+# ---------------------------------------------------------------------------------------------
+# Runbooks
+
+
+def shard_of(inp: Inputs, store: str) -> Shard:
+    for sh in inp.shards:
+        if store in sh.stores:
+            return sh
+    raise InputError(f"store `{store}` is in no shard")
+
+
+def rebuild_job(inp: Inputs, shard: str, service: str, store: str) -> str:
+    if service not in SHARD_SERVICES:
+        raise InputError(f"--service must be one of {', '.join(SHARD_SERVICES)}")
+    sh = next((s for s in inp.shards if s.name == shard), None)
+    if sh is None:
+        raise InputError(f"no shard `{shard}` in deploy/deployment.toml")
+    name = f"{service}-{shard}"
+    job = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": meta(f"rebuild-{service}-{store}", inp.namespace, {"app.kubernetes.io/part-of": PART_OF}),
+        "spec": {
+            "backoffLimit": 0,
+            "ttlSecondsAfterFinished": 86400,
+            "template": {
+                "metadata": {"labels": {"app.kubernetes.io/part-of": PART_OF}},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "serviceAccountName": "duellsync",
+                    "automountServiceAccountToken": False,
+                    "enableServiceLinks": False,
+                    "securityContext": pod_security_context(),
+                    "containers": [
+                        {
+                            "name": "syncctl",
+                            "image": inp.image,
+                            "command": [
+                                "/usr/local/bin/syncctl",
+                                "state",
+                                "rebuild",
+                                "--service",
+                                service,
+                                "--store",
+                                store,
+                                "--state-dir",
+                                f"{STATE_ROOT}/{service}",
+                            ],
+                            "envFrom": env_from(sh.stores if store in sh.stores else sh.stores + [store]),
+                            "resources": {
+                                "requests": {"cpu": "50m", "memory": "64Mi"},
+                                "limits": {"cpu": "1", "memory": "256Mi"},
+                            },
+                            "securityContext": container_security_context(),
+                            "volumeMounts": [
+                                {"name": "stores", "mountPath": STORES_PATH, "readOnly": True},
+                                {"name": "state", "mountPath": STATE_ROOT},
+                            ],
+                        }
+                    ],
+                    "volumes": [
+                        stores_volume(sorted(set(sh.stores) | {store})),
+                        C(
+                            {"name": "state", "persistentVolumeClaim": {"claimName": f"state-{name}-0"}},
+                            f"The volume of {name}-0, which must be scaled to 0 first (sled locks its files).",
+                        ),
+                    ],
+                },
+            },
+        },
+    }
+    return to_yaml(
+        [(f"Rebuild {service}'s state of store `{store}` in {shard}. Apply, wait, delete.", job)],
+        "Printed by `deploy/generate.py rebuild-job`; not committed.",
+    )
+
+
+def move_store(inp: Inputs, store: str, to: str) -> str:
+    src = shard_of(inp, store)
+    dst = next((s for s in inp.shards if s.name == to), None)
+    if dst is None:
+        raise InputError(f"no shard `{to}` in deploy/deployment.toml")
+    if dst is src:
+        raise InputError(f"`{store}` is already in {to}")
+    ns = inp.namespace
+    k = f"kubectl -n {ns}"
+    lines = [
+        f"# Move store `{store}` from {src.name} to {dst.name} (docs/operations.md, 'Moving a store').",
+        "# Until step 4 no process serves the store: its events wait in JetStream (webhooks are",
+        "# still taken by webhook-ingest, which serves every store).",
+        "",
+        "# 0. Fence orders older than the streams (30 days): a rebuilt importer ledger only knows",
+        "#    the imports still in the SYNC stream. In deploy/stores/" + store + ".toml set",
+        "#    orders_from_date to a date at most 29 days ago (unless it is later already).",
+        "",
+        f"# 1. Stop serving it in {src.name}: in deploy/deployment.toml remove `{store}` from",
+        f"#    {src.name}'s stores and add it to {dst.name}'s; regenerate and apply the OLD shard only.",
+        "python3 deploy/generate.py",
+        f"{k} apply -f deploy/k8s/base/10-stores.yaml",
+        f"{k} apply -f deploy/k8s/base/*-{src.name}.yaml",
+    ]
+    for svc in SHARD_SERVICES:
+        lines.append(f"{k} rollout status statefulset/{svc}-{src.name} --timeout=5m")
+    lines += [
+        "",
+        f"# 2. In {dst.name}, for each stateful service: stop it, rebuild the store's state",
+        "#    (deletes the store's rows and durable consumers, so they replay from the streams),",
+        "#    start it again. KEDA-managed sinks: pause KEDA first so it does not wake them.",
+    ]
+    if dst.sleep_when_idle:
+        for svc in SLEEPERS:
+            lines.append(
+                f"{k} annotate scaledobject/{svc}-{dst.name} autoscaling.keda.sh/paused-replicas=0 --overwrite"
+            )
+    for svc in SHARD_SERVICES:
+        job = f"rebuild-{svc}-{store}"
+        lines += [
+            f"{k} scale statefulset/{svc}-{dst.name} --replicas=0",
+            f"{k} wait --for=delete pod/{svc}-{dst.name}-0 --timeout=2m",
+            f"python3 deploy/generate.py rebuild-job --shard {dst.name} --service {svc} --store {store} | {k} apply -f -",
+            f"{k} wait --for=condition=complete job/{job} --timeout=30m && {k} logs job/{job}",
+            f"{k} delete job/{job}",
+        ]
+    lines += [
+        "",
+        f"# 3. Serve it in {dst.name}: apply the new shard (its DUELLSYNC_SHARD now lists `{store}`).",
+        f"{k} apply -f deploy/k8s/base/*-{dst.name}.yaml",
+    ]
+    if dst.sleep_when_idle:
+        lines.append(f"{k} apply -f deploy/k8s/keda/{dst.name}.yaml")
+        for svc in SLEEPERS:
+            lines.append(f"{k} annotate scaledobject/{svc}-{dst.name} autoscaling.keda.sh/paused-replicas-")
+    for svc in SHARD_SERVICES:
+        if not (dst.sleep_when_idle and svc in SLEEPERS):
+            lines.append(f"{k} scale statefulset/{svc}-{dst.name} --replicas=1")
+        lines.append(f"{k} rollout status statefulset/{svc}-{dst.name} --timeout=10m")
+    if src.sleep_when_idle:
+        lines.append(f"{k} apply -f deploy/k8s/keda/{src.name}.yaml   # the old shard's triggers, without `{store}`")
+    lines += [
+        "",
+        "# 4. Check: the store's consumers catch up and nothing is left behind.",
+        f"{k} exec deploy/webhook-ingest -- syncctl status --store {store}",
+        f"{k} exec deploy/webhook-ingest -- syncctl log --store {store} --failed",
+        "# Commit deploy/ (inputs and regenerated manifests).",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--check", action="store_true", help="fail when the committed output is stale")
+    sub = ap.add_subparsers(dest="cmd")
+    mv = sub.add_parser("move-store", help="print the steps to move a store to another shard")
+    mv.add_argument("store")
+    mv.add_argument("to_shard")
+    rj = sub.add_parser("rebuild-job", help="print a Job that runs `syncctl state rebuild`")
+    rj.add_argument("--shard", required=True)
+    rj.add_argument("--service", required=True)
+    rj.add_argument("--store", required=True)
+    args = ap.parse_args(argv)
+    try:
+        inp = load_inputs()
+        if args.cmd == "move-store":
+            sys.stdout.write(move_store(inp, args.store, args.to_shard))
+            return 0
+        if args.cmd == "rebuild-job":
+            sys.stdout.write(rebuild_job(inp, args.shard, args.service, args.store))
+            return 0
+        rendered = render(inp)
+    except (InputError, KeyError, tomllib.TOMLDecodeError) as e:
+        print(f"deploy/generate.py: {e}", file=sys.stderr)
+        return 1
+    stale = []
+    for path, text in rendered.items():
+        if not path.exists() or path.read_text() != text:
+            stale.append(path)
+    extra = managed_files() - set(rendered)
+    if args.check:
+        for p in stale:
+            print(f"stale: {p.relative_to(DEPLOY.parent)}", file=sys.stderr)
+        for p in sorted(extra):
+            print(f"not generated (remove it): {p.relative_to(DEPLOY.parent)}", file=sys.stderr)
+        if stale or extra:
+            print("run `python3 deploy/generate.py` and commit the result", file=sys.stderr)
+            return 1
+        return 0
+    for path in stale:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(rendered[path])
+        print(f"wrote {path.relative_to(DEPLOY.parent)}")
+    for p in sorted(extra):
+        p.unlink()
+        print(f"removed {p.relative_to(DEPLOY.parent)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
