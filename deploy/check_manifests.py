@@ -1,0 +1,549 @@
+#!/usr/bin/env python3
+"""Validates deploy/: run by scripts/validate-deploy (which provides the pinned tools).
+
+1. The committed manifests are what deploy/generate.py makes of its inputs.
+2. Every object validates against the Kubernetes JSON schemas of a pinned version
+   (kubernetes-validate, offline, strict: unknown fields fail); the CRDs we use (KEDA
+   ScaledObject, ServiceMonitor, PrometheusRule) against deploy/schemas/*.json.
+3. Policy on every workload: probes, requests and limits, non-root and the rest of the
+   restricted security context, grace period, no service links, no token.
+4. Our own contracts, read from the Rust sources so they cannot drift silently:
+   - every DUELLSYNC_* variable a container gets is a setting of that service's Config;
+   - every store file parses and uses only keys the store settings know (deny_unknown_fields);
+   - every env name a store file reads is a key of the store's Secret, and every workload
+     that mounts the store's file also gets that Secret;
+   - each store is served by exactly one instance of each stateful service, DUELLSYNC_SHARD
+     matches the store files mounted, and webhook-ingest sees every store;
+   - the KEDA triggers name consumers the services really create;
+   - the Dockerfile ships every service binary.
+5. hadolint on deploy/Dockerfile; deploy/nats/values.yaml has JetStream on file storage,
+   3 replicas and the monitoring port that KEDA reads.
+
+Exit 1 with one line per problem.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import tomllib
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+DEPLOY = ROOT / "deploy"
+sys.path.insert(0, str(DEPLOY))
+import generate  # noqa: E402
+
+KUBE_VERSION = os.environ.get("DUELLSYNC_KUBE_VERSION", "1.31.0")
+CRD_SCHEMAS = {
+    ("keda.sh/v1alpha1", "ScaledObject"): "scaledobject.json",
+    ("monitoring.coreos.com/v1", "ServiceMonitor"): "servicemonitor.json",
+    ("monitoring.coreos.com/v1", "PrometheusRule"): "prometheusrule.json",
+}
+WORKLOAD_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob"}
+
+
+class Report:
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+        self.checks = 0
+
+    def check(self, ok: bool, where: str, message: str) -> bool:
+        self.checks += 1
+        if not ok:
+            self.problems.append(f"{where}: {message}")
+        return ok
+
+
+# ---------------------------------------------------------------------------------------------
+# Rust sources: config structs and consumer names
+
+
+STRUCT_RE = re.compile(r"pub struct (\w+)\s*\{(.*?)\n\}", re.S)
+FIELD_RE = re.compile(r"^\s*pub (\w+):\s*(.+?),\s*$", re.M)
+ENUM_RE = re.compile(r"#\[serde\(rename_all = \"(\w+)\"\)\]\s*pub enum (\w+)\s*\{(.*?)\n\}", re.S)
+
+
+def rust_structs(*paths: Path) -> dict[str, dict[str, str]]:
+    out: dict[str, dict[str, str]] = {}
+    for p in paths:
+        for name, body in STRUCT_RE.findall(p.read_text()):
+            out[name] = {f: t.strip() for f, t in FIELD_RE.findall(body)}
+    return out
+
+
+def snake(name: str) -> str:
+    return re.sub(r"(?<!^)([A-Z])", r"_\1", name).lower()
+
+
+def rust_enums(path: Path) -> dict[str, set[str]]:
+    out = {}
+    for style, name, body in ENUM_RE.findall(path.read_text()):
+        variants = re.findall(r"^\s*(?:#\[[^\]]*\]\s*)*([A-Z]\w*),?\s*$", body, re.M)
+        conv = (lambda v: v.lower()) if style == "lowercase" else snake
+        out[name] = {conv(v) for v in variants}
+    return out
+
+
+def service_config(service: str) -> dict[str, dict[str, str]]:
+    return rust_structs(
+        ROOT / "services" / service / "src" / "config.rs",
+        ROOT / "crates" / "settings" / "src" / "service.rs",
+    )
+
+
+def check_env_path(structs: dict, root: str, path: list[str]) -> str | None:
+    """None when `path` names a leaf setting of struct `root`, else why not."""
+    fields = structs[root]
+    for i, key in enumerate(path):
+        if key not in fields:
+            return f"`{'.'.join(path[: i + 1])}` is not a setting (known: {', '.join(sorted(fields))})"
+        ty = fields[key]
+        if ty in structs:
+            if i == len(path) - 1:
+                return f"`{'.'.join(path)}` is a section, not a value"
+            fields = structs[ty]
+        elif i != len(path) - 1:
+            return f"`{'.'.join(path[: i + 1])}` is a value, not a section"
+    return None
+
+
+def rust_consumers() -> dict[str, set[tuple[str, str]]]:
+    """(stream, suffix) of the durable consumers each service creates, read from its source."""
+    out: dict[str, set[tuple[str, str]]] = {}
+    pat = re.compile(
+        r"&(?:duellsync_events::)?STREAM_(\w+),\s*(?:format!\(\"\{SERVICE\}-\{store\}-([a-z_]+)\"\)|\"([a-z_]+)\")"
+    )
+    for svc in ("change-poller", "order-importer", "status-writeback"):
+        src = (ROOT / "services" / svc / "src" / "lib.rs").read_text()
+        out[svc] = {(s, a or b) for s, a, b in pat.findall(src)}
+    # catalog-publisher: one consumer per stream of worker::subjects, named after the stream.
+    worker = (ROOT / "services" / "catalog-publisher" / "src" / "worker.rs").read_text()
+    lib = (ROOT / "services" / "catalog-publisher" / "src" / "lib.rs").read_text()
+    m = re.search(r"fn subjects\(.*?\n\}", worker, re.S)
+    if m and 'format!("{SERVICE}-{}-{}", store.id, stream.name.to_lowercase())' in lib:
+        streams = re.findall(r"STREAM_(\w+)", m.group(0))
+        out["catalog-publisher"] = {(s, s.lower()) for s in streams}
+    else:
+        out["catalog-publisher"] = set()
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def load_docs(paths: list[Path], report: Report) -> list[tuple[Path, dict]]:
+    docs = []
+    for p in paths:
+        try:
+            for d in yaml.safe_load_all(p.read_text()):
+                if d is not None:
+                    docs.append((p, d))
+        except yaml.YAMLError as e:
+            report.check(False, str(p.relative_to(ROOT)), f"not YAML: {e}")
+    return docs
+
+
+def name_of(p: Path, d: dict) -> str:
+    return f"{p.relative_to(ROOT)}: {d.get('kind')}/{d.get('metadata', {}).get('name')}"
+
+
+def schema_checks(docs: list[tuple[Path, dict]], report: Report) -> None:
+    import kubernetes_validate
+
+    crd = {k: json.loads((DEPLOY / "schemas" / f).read_text()) for k, f in CRD_SCHEMAS.items()}
+    for p, d in docs:
+        where = name_of(p, d)
+        key = (d.get("apiVersion"), d.get("kind"))
+        if key in crd:
+            errors = sorted(jsonschema.Draft202012Validator(crd[key]).iter_errors(d), key=lambda e: list(e.path))
+            report.check(
+                not errors,
+                where,
+                "; ".join(f"{'.'.join(map(str, e.path)) or '(root)'}: {e.message}" for e in errors[:3]),
+            )
+            continue
+        try:
+            kubernetes_validate.validate(d, KUBE_VERSION, strict=True)
+            report.check(True, where, "")
+        except kubernetes_validate.ValidationError as e:
+            path = ".".join(str(x) for x in e.path)
+            report.check(False, where, f"Kubernetes {KUBE_VERSION} schema: {path}: {e.message}")
+        except kubernetes_validate.SchemaNotFoundError as e:
+            report.check(False, where, f"no schema: {e.message} (add one under deploy/schemas/)")
+
+
+def pod_spec_of(d: dict) -> dict:
+    spec = d["spec"]
+    if d["kind"] == "CronJob":
+        spec = spec["jobTemplate"]["spec"]
+    return spec["template"]["spec"]
+
+
+def workload_checks(docs: list[tuple[Path, dict]], report: Report) -> None:
+    by_kind: dict[str, list[tuple[Path, dict]]] = {}
+    for p, d in docs:
+        by_kind.setdefault(d.get("kind"), []).append((p, d))
+
+    def selects(sel: dict, lbl: dict) -> bool:
+        return all(lbl.get(k) == v for k, v in sel.items())
+
+    for p, d in docs:
+        if d.get("kind") not in WORKLOAD_KINDS:
+            continue
+        where = name_of(p, d)
+        pod = pod_spec_of(d)
+        tmpl_meta = d["spec"]["template"].get("metadata", {})
+        psc = pod.get("securityContext", {})
+        report.check(pod.get("automountServiceAccountToken") is False, where, "automountServiceAccountToken must be false")
+        report.check(pod.get("enableServiceLinks") is False, where, "enableServiceLinks must be false (DUELLSYNC_* service links)")
+        ann = tmpl_meta.get("annotations", {})
+        report.check(
+            ann.get("prometheus.io/scrape") == "true" and ann.get("prometheus.io/port") == str(generate.ADMIN_PORT),
+            where,
+            "pod template needs prometheus.io/scrape and prometheus.io/port annotations",
+        )
+        for c in pod.get("containers", []) + pod.get("initContainers", []):
+            cw = f"{where} container {c['name']}"
+            svc = c["name"]
+            grace = generate.SHUTDOWN_GRACE.get(svc, 30)
+            report.check(
+                pod.get("terminationGracePeriodSeconds", 30) >= grace,
+                cw,
+                f"terminationGracePeriodSeconds must be >= {grace} (the service's shutdown grace)",
+            )
+            image = c.get("image", "")
+            report.check(":" in image.rsplit("/", 1)[-1] and not image.endswith(":latest"), cw, f"image `{image}` needs a fixed tag")
+            for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+                pr = c.get(probe)
+                ok = report.check(pr is not None, cw, f"no {probe}")
+                if ok and "httpGet" in pr:
+                    report.check(
+                        pr["httpGet"].get("path") == path and pr["httpGet"].get("port") in ("admin", generate.ADMIN_PORT),
+                        cw,
+                        f"{probe} must GET {path} on the admin port",
+                    )
+            res = c.get("resources", {})
+            for kind in ("requests", "limits"):
+                for r in ("cpu", "memory"):
+                    report.check(r in res.get(kind, {}), cw, f"resources.{kind}.{r} missing")
+            sc = c.get("securityContext", {})
+            report.check(sc.get("runAsNonRoot", psc.get("runAsNonRoot")) is True, cw, "runAsNonRoot must be true")
+            uid = sc.get("runAsUser", psc.get("runAsUser"))
+            report.check(isinstance(uid, int) and uid > 0, cw, "runAsUser must be a non-zero number")
+            report.check(sc.get("readOnlyRootFilesystem") is True, cw, "readOnlyRootFilesystem must be true")
+            report.check(sc.get("allowPrivilegeEscalation") is False, cw, "allowPrivilegeEscalation must be false")
+            report.check(sc.get("capabilities", {}).get("drop") == ["ALL"], cw, "capabilities.drop must be [ALL]")
+            seccomp = sc.get("seccompProfile", psc.get("seccompProfile", {}))
+            report.check(seccomp.get("type") == "RuntimeDefault", cw, "seccompProfile must be RuntimeDefault")
+            report.check(c.get("command", [""])[0] == f"/usr/local/bin/{svc}", cw, f"command must start /usr/local/bin/{svc}")
+
+        lbl = tmpl_meta.get("labels", {})
+        if d["kind"] in ("Deployment", "StatefulSet"):
+            pdbs = [x for _, x in by_kind.get("PodDisruptionBudget", []) if selects(x["spec"]["selector"]["matchLabels"], lbl)]
+            report.check(len(pdbs) == 1, where, f"needs exactly one PodDisruptionBudget, found {len(pdbs)}")
+            svcs = [x for _, x in by_kind.get("Service", []) if selects(x["spec"].get("selector", {}), lbl)]
+            report.check(
+                any(any(pt.get("port") == generate.ADMIN_PORT for pt in s["spec"]["ports"]) for s in svcs),
+                where,
+                "no Service exposes its admin port 9090 (metrics)",
+            )
+        if d["kind"] == "StatefulSet":
+            name = d["metadata"]["name"]
+            report.check(d["spec"].get("replicas", 1) == 1, where, "a stateful sink runs exactly 1 replica (one writer per store)")
+            headless = [s for s in svcs if s["metadata"]["name"] == d["spec"]["serviceName"]]
+            report.check(
+                len(headless) == 1 and headless[0]["spec"].get("clusterIP") == "None",
+                where,
+                "serviceName must name a headless Service selecting its pods",
+            )
+            vcts = [v["metadata"]["name"] for v in d["spec"].get("volumeClaimTemplates", [])]
+            report.check("state" in vcts, where, "needs volumeClaimTemplates `state` for the sled state")
+            scaled = [x for _, x in by_kind.get("ScaledObject", []) if x["spec"]["scaleTargetRef"]["name"] == name]
+            if scaled:
+                report.check("replicas" not in d["spec"], where, "KEDA owns the replica count: leave `replicas` out")
+        if d["kind"] == "Deployment":
+            name = d["metadata"]["name"]
+            hpas = [
+                x
+                for _, x in by_kind.get("HorizontalPodAutoscaler", [])
+                if x["spec"]["scaleTargetRef"]["name"] == name and x["spec"]["scaleTargetRef"]["kind"] == "Deployment"
+            ]
+            report.check(len(hpas) == 1, where, "needs a HorizontalPodAutoscaler")
+            if hpas:
+                report.check(hpas[0]["spec"].get("minReplicas", 1) >= 2, where, "HPA minReplicas must be >= 2")
+                report.check("replicas" not in d["spec"], where, "the HPA owns the replica count: leave `replicas` out")
+
+    for p, d in by_kind.get("ScaledObject", []):
+        where = name_of(p, d)
+        target = d["spec"]["scaleTargetRef"]
+        sts = [x for _, x in by_kind.get("StatefulSet", []) if x["metadata"]["name"] == target["name"]]
+        if target.get("kind") == "StatefulSet":
+            report.check(bool(sts), where, f"targets StatefulSet {target['name']}, which does not exist")
+            report.check(d["spec"].get("maxReplicaCount", 100) <= 1, where, "a stateful sink scales to at most 1 (one writer per store)")
+    for p, d in by_kind.get("ServiceAccount", []):
+        report.check(d.get("automountServiceAccountToken") is False, name_of(p, d), "automountServiceAccountToken must be false")
+
+
+def env_of(container: dict, configmaps: dict[str, dict]) -> tuple[dict[str, str], list[str]]:
+    env: dict[str, str] = {}
+    secrets = []
+    for src in container.get("envFrom", []):
+        if "configMapRef" in src:
+            env.update(configmaps.get(src["configMapRef"]["name"], {}).get("data", {}))
+        if "secretRef" in src:
+            secrets.append(src["secretRef"]["name"])
+    for e in container.get("env", []):
+        env[e["name"]] = e.get("value", "<from field>")
+    return env, secrets
+
+
+def mounted_stores(pod: dict, container: dict, stores_path: str) -> list[str] | None:
+    vol = next((m["name"] for m in container.get("volumeMounts", []) if m["mountPath"] == stores_path), None)
+    if vol is None:
+        return None
+    v = next(v for v in pod["volumes"] if v["name"] == vol)
+    out = []
+    for s in v.get("projected", {}).get("sources", []):
+        cm = s.get("configMap")
+        if cm:
+            out.append(cm["name"])
+    return out
+
+
+def store_checks(docs: list[tuple[Path, dict]], report: Report) -> None:
+    configmaps = {d["metadata"]["name"]: d for _, d in docs if d.get("kind") == "ConfigMap"}
+    secrets = {d["metadata"]["name"]: d for _, d in docs if d.get("kind") == "Secret"}
+    structs = rust_structs(ROOT / "crates" / "settings" / "src" / "store.rs")
+    enums = rust_enums(ROOT / "crates" / "settings" / "src" / "store.rs")
+    secret_types = {"Secret"}
+
+    def check_table(where: str, table: dict, struct: str, prefix: str = "") -> list[tuple[str, str]]:
+        """Checks keys against the struct; returns (key, env name) of env secrets."""
+        found = []
+        fields = structs[struct]
+        for key, value in table.items():
+            full = f"{prefix}{key}"
+            if not report.check(key in fields, where, f"unknown setting `{full}` (deny_unknown_fields; known here: {', '.join(sorted(fields))})"):
+                continue
+            ty = fields[key]
+            if ty in structs:
+                if report.check(isinstance(value, dict), where, f"`{full}` must be a [table]"):
+                    found += check_table(where, value, ty, f"{full}.")
+            elif ty in secret_types:
+                if isinstance(value, dict):
+                    report.check(set(value) in ({"env"}, {"file"}), where, f"`{full}` must be {{ env = \"NAME\" }} or {{ file = \"/path\" }}")
+                    if "env" in value:
+                        found.append((full, value["env"]))
+                else:
+                    report.check(False, where, f"`{full}` is a literal secret; keep it in the store's Secret ({{ env = \"NAME\" }})")
+            elif ty in enums:
+                report.check(value in enums[ty], where, f"`{full}` = {value!r}; use one of {', '.join(sorted(enums[ty]))}")
+            elif ty == "bool":
+                report.check(isinstance(value, bool), where, f"`{full}` must be true or false")
+        return found
+
+    store_envs: dict[str, set[str]] = {}
+    for name, cm in configmaps.items():
+        if not name.startswith("store-"):
+            continue
+        sid = name[len("store-") :]
+        where = f"ConfigMap/{name}"
+        data = cm.get("data", {})
+        if not report.check(list(data) == [f"{sid}.toml"], where, f"must hold exactly one key `{sid}.toml`"):
+            continue
+        try:
+            table = tomllib.loads(data[f"{sid}.toml"])
+        except tomllib.TOMLDecodeError as e:
+            report.check(False, where, f"{sid}.toml is not TOML: {e}")
+            continue
+        report.check(table.get("id", sid) == sid, where, "`id` differs from the store's name")
+        for req in ("woo", "duell"):
+            report.check(req in table, where, f"[{req}] is required")
+        report.check(bool(table.get("woo", {}).get("url")), where, "woo.url is required")
+        cn = table.get("duell", {}).get("client_number")
+        report.check(isinstance(cn, str) and re.fullmatch(r"\d{6}", cn or "") is not None, where, "duell.client_number must be a quoted 6-digit string")
+        report.check(
+            not (table.get("deduct_stock") and table.get("create_customer_order", True)),
+            where,
+            "deduct_stock = true needs create_customer_order = false",
+        )
+        envs = check_table(where, table, "StoreSettings")
+        store_envs[sid] = {e for _, e in envs}
+        for key, env in envs:
+            report.check(not env.startswith("DUELLSYNC_"), where, f"{key} reads {env}; DUELLSYNC_* names are service settings")
+        secret = secrets.get(f"store-{sid}")
+        if report.check(secret is not None, where, f"no Secret store-{sid} (deploy/secrets-example/)"):
+            keys = set(secret.get("stringData", {})) | set(secret.get("data", {}))
+            for key, env in envs:
+                report.check(env in keys, f"Secret/store-{sid}", f"lacks `{env}`, which {sid}.toml reads for {key}")
+            for extra in sorted(keys - {e for _, e in envs}):
+                report.check(False, f"Secret/store-{sid}", f"`{extra}` is read by no setting of {sid}.toml")
+    all_stores = set(store_envs)
+
+    # Workloads: secrets for every mounted store, DUELLSYNC_SHARD consistent, one writer per store.
+    served: dict[tuple[str, str], list[str]] = {}
+    structs_by_service = {svc: service_config(svc) for svc in generate.COMPONENT}
+    for p, d in docs:
+        if d.get("kind") not in ("Deployment", "StatefulSet"):
+            continue
+        pod = pod_spec_of(d)
+        for c in pod["containers"]:
+            where = f"{name_of(p, d)} container {c['name']}"
+            svc = c["name"]
+            env, secret_refs = env_of(c, configmaps)
+            stores_path = env.get("DUELLSYNC_STORES_PATH", generate.STORES_PATH)
+            mounted = mounted_stores(pod, c, stores_path)
+            if not report.check(mounted is not None, where, f"nothing mounted at the stores path {stores_path}"):
+                continue
+            ids = [m[len("store-") :] for m in mounted]
+            for sid in ids:
+                report.check(sid in all_stores, where, f"mounts ConfigMap store-{sid}, which does not exist")
+                report.check(f"store-{sid}" in secret_refs, where, f"mounts store {sid} but not its Secret store-{sid} (envFrom)")
+            # Settings: only what this service's Config knows.
+            structs = structs_by_service.get(svc)
+            if structs:
+                for k, v in env.items():
+                    if k.startswith("DUELLSYNC_STORES__"):
+                        sid = k.split("__")[1].lower()
+                        report.check(sid in ids, where, f"{k} overrides a store this workload does not load")
+                        continue
+                    if not k.startswith("DUELLSYNC_"):
+                        continue
+                    path = [x.lower() for x in k[len("DUELLSYNC_") :].split("__") if x]
+                    why = check_env_path(structs, "Config", path)
+                    report.check(why is None, where, f"{k}: {why}")
+            shard_raw = env.get("DUELLSYNC_SHARD")
+            if svc == "webhook-ingest":
+                report.check(shard_raw is None, where, "webhook-ingest serves every store: no DUELLSYNC_SHARD")
+                report.check(set(ids) == all_stores, where, f"must mount every store, missing {sorted(all_stores - set(ids))}")
+                continue
+            if not report.check(shard_raw is not None, where, "a stateful service needs DUELLSYNC_SHARD (else it serves every store)"):
+                continue
+            try:
+                shard = tomllib.loads(f"v = {shard_raw}")["v"]
+                ok = isinstance(shard, list) and all(isinstance(s, str) for s in shard)
+            except tomllib.TOMLDecodeError:
+                ok = False
+            if not report.check(ok, where, f"DUELLSYNC_SHARD={shard_raw!r} must be a TOML array of strings, e.g. [\"a\",\"b\"]"):
+                continue
+            report.check(sorted(shard) == sorted(ids), where, f"DUELLSYNC_SHARD {shard} differs from the mounted stores {ids}")
+            report.check(
+                env.get("DUELLSYNC_STATE_DIR", "").startswith(generate.STATE_ROOT + "/"),
+                where,
+                f"DUELLSYNC_STATE_DIR must be on the state volume ({generate.STATE_ROOT}/...)",
+            )
+            for sid in shard:
+                served.setdefault((svc, sid), []).append(d["metadata"]["name"])
+    for svc in generate.SHARD_SERVICES:
+        for sid in sorted(all_stores):
+            who = served.get((svc, sid), [])
+            report.check(len(who) == 1, f"store {sid}", f"{svc} must serve it exactly once, served by {who or 'nobody'}")
+
+
+def keda_checks(docs: list[tuple[Path, dict]], report: Report) -> None:
+    code = rust_consumers()
+    for svc, table in generate.CONSUMERS.items():
+        report.check(
+            set(table) == code.get(svc, set()),
+            "deploy/generate.py CONSUMERS",
+            f"{svc}: table {sorted(table)} but the source creates {sorted(code.get(svc, set()))}",
+        )
+    sts = {d["metadata"]["name"]: d for _, d in docs if d.get("kind") == "StatefulSet"}
+    for p, d in docs:
+        if d.get("kind") != "ScaledObject":
+            continue
+        where = name_of(p, d)
+        target = sts.get(d["spec"]["scaleTargetRef"]["name"])
+        if target is None:
+            continue
+        c = pod_spec_of(target)["containers"][0]
+        svc = c["name"]
+        shard = json.loads(next(e["value"] for e in c["env"] if e["name"] == "DUELLSYNC_SHARD"))
+        want = {(s, f"{svc}-{sid}-{suffix}") for sid in shard for s, suffix in code.get(svc, set())}
+        have = {(t["metadata"]["stream"], t["metadata"]["consumer"]) for t in d["spec"]["triggers"] if t["type"] == "nats-jetstream"}
+        report.check(have == want, where, f"triggers differ from the consumers of {svc} for {shard}: missing {sorted(want - have)}, extra {sorted(have - want)}")
+
+
+def dockerfile_checks(report: Report, hadolint: str | None) -> None:
+    df = DEPLOY / "Dockerfile"
+    text = df.read_text()
+    bins = set()
+    for cargo in (ROOT / "services").glob("*/Cargo.toml"):
+        bins |= set(re.findall(r"\[\[bin\]\]\s*name\s*=\s*\"([^\"]+)\"", cargo.read_text()))
+    m = re.search(r"for bin in ([^;]+);", text)
+    shipped = set(m.group(1).split()) if m else set()
+    for b in sorted(bins | {"syncctl"}):
+        report.check(b in shipped, "deploy/Dockerfile", f"does not ship the `{b}` binary")
+    report.check("--locked" in text and "cargo build --release" in text, "deploy/Dockerfile", "must build with cargo build --release --locked")
+    report.check(re.search(r"^USER \d+:\d+$", text, re.M) is not None, "deploy/Dockerfile", "needs a numeric non-root USER")
+    if hadolint:
+        r = subprocess.run([hadolint, "--no-color", str(df)], capture_output=True, text=True)
+        report.check(r.returncode == 0, "deploy/Dockerfile", "hadolint: " + (r.stdout + r.stderr).strip().replace("\n", " | "))
+
+
+def nats_checks(report: Report) -> None:
+    where = "deploy/nats/values.yaml"
+    v = yaml.safe_load((DEPLOY / "nats" / "values.yaml").read_text())
+    cfg = v.get("config", {})
+    js = cfg.get("jetstream", {})
+    report.check(js.get("enabled") is True, where, "config.jetstream.enabled must be true")
+    fs = js.get("fileStore", {})
+    report.check(fs.get("enabled") is True and fs.get("pvc", {}).get("enabled") is True, where, "JetStream needs fileStore on a PVC")
+    replicas = cfg.get("cluster", {}).get("replicas", 1) if cfg.get("cluster", {}).get("enabled") else 1
+    inp = generate.load_inputs()
+    report.check(
+        inp.shared["nats_replicas"] <= replicas,
+        where,
+        f"streams want {inp.shared['nats_replicas']} replicas but the cluster has {replicas} servers",
+    )
+    report.check(cfg.get("monitor", {}).get("enabled") is True, where, "config.monitor must be on (KEDA, exporter)")
+    port = cfg.get("monitor", {}).get("port", 8222)
+    report.check(inp.shared["nats_monitoring_endpoint"].endswith(f":{port}"), "deploy/deployment.toml", "nats_monitoring_endpoint must use the monitor port")
+    report.check(v.get("promExporter", {}).get("enabled") is True, where, "promExporter must be on (lag and DLQ metrics)")
+
+
+def main() -> int:
+    started = time.monotonic()
+    report = Report()
+    hadolint = sys.argv[1] if len(sys.argv) > 1 else None
+
+    # 1. Fresh?
+    try:
+        rendered = generate.render(generate.load_inputs())
+    except generate.InputError as e:
+        print(f"deploy inputs: {e}", file=sys.stderr)
+        return 1
+    for path, text in rendered.items():
+        report.check(path.exists() and path.read_text() == text, str(path.relative_to(ROOT)), "stale: run `python3 deploy/generate.py`")
+    for extra in sorted(generate.managed_files() - set(rendered)):
+        report.check(False, str(extra.relative_to(ROOT)), "not generated by deploy/generate.py: remove it")
+
+    paths = sorted((DEPLOY / "k8s").rglob("*.yaml")) + sorted((DEPLOY / "secrets-example").rglob("*.yaml"))
+    docs = load_docs(paths, report)
+    schema_checks(docs, report)
+    workload_checks(docs, report)
+    store_checks(docs, report)
+    keda_checks(docs, report)
+    dockerfile_checks(report, hadolint)
+    nats_checks(report)
+
+    took = time.monotonic() - started
+    for line in report.problems:
+        print(f"FAIL {line}")
+    print(
+        f"validate-deploy: {len(docs)} objects in {len(paths)} files, {report.checks} checks, "
+        f"{len(report.problems)} problems (Kubernetes {KUBE_VERSION} schemas, {took:.1f}s)"
+    )
+    return 1 if report.problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
