@@ -472,6 +472,35 @@ def keda_checks(docs: list[tuple[Path, dict]], report: Report) -> None:
         report.check(have == want, where, f"triggers differ from the consumers of {svc} for {shard}: missing {sorted(want - have)}, extra {sorted(have - want)}")
 
 
+def runbook_checks(docs: list[tuple[Path, dict]], report: Report) -> None:
+    """The printed procedures (move a store, rebuild a store's state) name real objects, and the
+    rebuild Job is a valid Job that mounts the right volume."""
+    import kubernetes_validate
+
+    names = {(d["kind"].lower(), d["metadata"]["name"]) for _, d in docs}
+    inp = generate.load_inputs()
+    for sh in inp.shards:
+        for other in inp.shards:
+            if other is sh:
+                continue
+            store = sh.stores[0]
+            where = f"deploy/generate.py move-store {store} {other.name}"
+            text = generate.move_store(inp, store, other.name)
+            for kind, name in re.findall(r"\b(statefulset|scaledobject|deployment|deploy)/([a-z0-9-]+)(?![/.\w])", text):
+                kind = {"deploy": "deployment"}.get(kind, kind)
+                report.check((kind, name) in names, where, f"names {kind}/{name}, which the manifests do not define")
+            for svc in generate.SHARD_SERVICES:
+                job = yaml.safe_load(generate.rebuild_job(inp, other.name, svc, store))
+                jw = f"deploy/generate.py rebuild-job --shard {other.name} --service {svc}"
+                try:
+                    kubernetes_validate.validate(job, KUBE_VERSION, strict=True)
+                except kubernetes_validate.ValidationError as e:
+                    report.check(False, jw, f"Job does not validate: {e.message}")
+                claim = job["spec"]["template"]["spec"]["volumes"][1]["persistentVolumeClaim"]["claimName"]
+                sts = f"{svc}-{other.name}"
+                report.check(("statefulset", sts) in names and claim == f"state-{sts}-0", jw, f"mounts {claim}, not the state of {sts}")
+
+
 def dockerfile_checks(report: Report, hadolint: str | None) -> None:
     df = DEPLOY / "Dockerfile"
     text = df.read_text()
@@ -532,6 +561,7 @@ def main() -> int:
     workload_checks(docs, report)
     store_checks(docs, report)
     keda_checks(docs, report)
+    runbook_checks(docs, report)
     dockerfile_checks(report, hadolint)
     nats_checks(report)
 

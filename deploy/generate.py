@@ -1229,6 +1229,8 @@ def move_store(inp: Inputs, store: str, to: str) -> str:
         f"{k} apply -f deploy/k8s/base/10-stores.yaml",
         f"{k} apply -f deploy/k8s/base/*-{src.name}.yaml",
     ]
+    if src.sleep_when_idle:
+        lines.append(f"{k} apply -f deploy/k8s/keda/{src.name}.yaml   # its triggers, without `{store}`")
     for svc in SHARD_SERVICES:
         lines.append(f"{k} rollout status statefulset/{svc}-{src.name} --timeout=5m")
     lines += [
@@ -1264,8 +1266,6 @@ def move_store(inp: Inputs, store: str, to: str) -> str:
         if not (dst.sleep_when_idle and svc in SLEEPERS):
             lines.append(f"{k} scale statefulset/{svc}-{dst.name} --replicas=1")
         lines.append(f"{k} rollout status statefulset/{svc}-{dst.name} --timeout=10m")
-    if src.sleep_when_idle:
-        lines.append(f"{k} apply -f deploy/k8s/keda/{src.name}.yaml   # the old shard's triggers, without `{store}`")
     lines += [
         "",
         "# 4. Check: the store's consumers catch up and nothing is left behind.",
