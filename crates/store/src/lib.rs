@@ -10,6 +10,7 @@
 //! DUELL/WooCommerce where they are the truth), so [`Store::clear`] is safe.
 #![forbid(unsafe_code)]
 
+use std::collections::BTreeMap;
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 
@@ -171,6 +172,39 @@ impl Store {
     /// Bytes used on disk.
     pub fn size_on_disk(&self) -> Result<u64> {
         Ok(self.db.size_on_disk()?)
+    }
+
+    /// Removes every row of `group` (a store id) from every table keyed by a [`GroupKey`], and
+    /// returns how many rows went, by table. This drops one store's share of the state (state
+    /// rebuild, moving a store to another shard) while the other stores' rows stay.
+    ///
+    /// Tables keyed by a plain string or number (the [`Ledger`], checkpoints) are not grouped
+    /// and are left alone: their keys hold no NUL after the group, so they never match. A
+    /// group that is empty or holds a NUL byte cannot be a store id and matches nothing.
+    pub fn remove_group(&self, group: &str) -> Result<BTreeMap<String, usize>> {
+        let mut removed: BTreeMap<String, usize> = BTreeMap::new();
+        if group.is_empty() || group.as_bytes().contains(&0) {
+            return Ok(removed);
+        }
+        let mut needle = group.as_bytes().to_vec();
+        needle.push(0);
+        let mut batch = sled::Batch::default();
+        for row in self.tree.iter().keys() {
+            let key = row?;
+            let Some(nul) = key.iter().position(|b| *b == 0) else {
+                continue;
+            };
+            if key[nul + 1..].starts_with(&needle) {
+                let table = String::from_utf8_lossy(&key[..nul]).into_owned();
+                *removed.entry(table).or_default() += 1;
+                batch.remove(key);
+            }
+        }
+        if !removed.is_empty() {
+            self.tree.apply_batch(batch)?;
+            self.db.flush()?;
+        }
+        Ok(removed)
     }
 }
 
@@ -437,6 +471,12 @@ impl Ledger {
             .put(commit, &event_id.to_owned(), &LedgerEntry { at_ms });
     }
 
+    /// Stages forgetting one event, so that its redelivery is handled again (state rebuild:
+    /// the rebuilt projection must not skip the events it is rebuilt from).
+    pub fn forget(&self, commit: &mut Commit, event_id: &str) {
+        self.table.remove(commit, &event_id.to_owned());
+    }
+
     /// Forgets entries older than `max_age_ms`. Events older than the streams' retention cannot
     /// be redelivered, so their entries are dead weight.
     pub async fn prune(&self, store: &Store, max_age_ms: i64) -> Result<usize> {
@@ -577,6 +617,56 @@ mod tests {
         assert_eq!(s1, vec![-1, 2]);
         assert_eq!(t.iter_group("s10").count(), 1);
         assert_eq!(t.get(&("s2".into(), 5)).unwrap(), Some(5));
+    }
+
+    #[tokio::test]
+    async fn remove_group_drops_one_groups_rows_in_every_table_and_keeps_the_rest() {
+        let store = Store::temporary().unwrap();
+        let a: Table<(String, i64), i64> = store.table("a");
+        let b: Table<(String, String), i64> = store.table("b");
+        let plain: Table<String, i64> = store.table("plain");
+        let mut c = Commit::new();
+        for (g, k) in [("s1", 1), ("s1", 2), ("s10", 1), ("s2", 1)] {
+            a.put(&mut c, &(g.to_owned(), k), &k);
+        }
+        b.put(&mut c, &("s1".to_owned(), "x".to_owned()), &1);
+        b.put(&mut c, &("s1-x".to_owned(), "x".to_owned()), &1);
+        plain.put(&mut c, &"s1".to_owned(), &1);
+        store.ledger().record(&mut c, "ev-of-s1");
+        store.commit(c).await.unwrap();
+
+        let removed = store.remove_group("s1").unwrap();
+        assert_eq!(removed.get("a"), Some(&2));
+        assert_eq!(removed.get("b"), Some(&1));
+        assert_eq!(removed.len(), 2, "{removed:?}");
+        assert_eq!(a.iter_group("s1").count(), 0);
+        assert_eq!(a.iter_group("s10").count(), 1);
+        assert_eq!(a.iter_group("s2").count(), 1);
+        assert_eq!(b.iter_group("s1-x").count(), 1);
+        assert_eq!(plain.get(&"s1".to_owned()).unwrap(), Some(1));
+        assert!(store.ledger().seen("ev-of-s1").unwrap());
+        assert!(
+            store.remove_group("s1").unwrap().is_empty(),
+            "a second run finds nothing"
+        );
+        assert!(store.remove_group("").unwrap().is_empty());
+        assert!(store.remove_group("s\0").unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_forgotten_event_is_no_longer_seen() {
+        let store = Store::temporary().unwrap();
+        let ledger = store.ledger();
+        let mut c = Commit::new();
+        ledger.record(&mut c, "a");
+        ledger.record(&mut c, "b");
+        store.commit(c).await.unwrap();
+        let mut c = Commit::new();
+        ledger.forget(&mut c, "a");
+        ledger.forget(&mut c, "never-seen");
+        store.commit(c).await.unwrap();
+        assert!(!ledger.seen("a").unwrap());
+        assert!(ledger.seen("b").unwrap());
     }
 
     proptest! {
