@@ -15,6 +15,7 @@
 #![forbid(unsafe_code)]
 
 mod consume;
+mod inspect;
 mod read;
 mod trace;
 
@@ -29,6 +30,7 @@ use futures::StreamExt;
 
 pub use async_nats::HeaderMap;
 pub use consume::{Consumer, ConsumerSpec, Delivery, HandleError};
+pub use inspect::{ConsumerState, StartAt};
 pub use read::StoredMessage;
 
 /// Errors from the bus. `Unavailable` means "the broker could not be reached in time; try again

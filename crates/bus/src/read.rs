@@ -31,7 +31,7 @@ impl StoredMessage {
     }
 }
 
-fn to_stored(stream: &str, msg: &jetstream::Message) -> StoredMessage {
+pub(crate) fn to_stored(stream: &str, msg: &jetstream::Message) -> StoredMessage {
     let (sequence, published_ms) = match msg.info() {
         Ok(i) => (
             i.stream_sequence,
@@ -199,24 +199,7 @@ impl Bus {
                 reason: e.to_string(),
             })?;
         match s.get_raw_message(sequence).await {
-            Ok(raw) => {
-                let headers = raw
-                    .headers
-                    .iter()
-                    .flat_map(|(k, vs)| {
-                        vs.iter()
-                            .map(move |v| (k.to_string(), v.as_str().to_owned()))
-                    })
-                    .collect();
-                Ok(Some(StoredMessage {
-                    stream: stream.to_owned(),
-                    subject: raw.subject.to_string(),
-                    sequence: raw.sequence,
-                    published_ms: (raw.time.unix_timestamp_nanos() / 1_000_000) as i64,
-                    headers,
-                    payload: raw.payload,
-                }))
-            }
+            Ok(raw) => Ok(Some(stored_from_raw(stream, raw))),
             Err(e)
                 if {
                     let s = e.to_string().to_lowercase();
@@ -230,5 +213,28 @@ impl Bus {
                 reason: e.to_string(),
             }),
         }
+    }
+}
+
+/// A message fetched by sequence or by subject, as a [`StoredMessage`].
+pub(crate) fn stored_from_raw(
+    stream: &str,
+    raw: async_nats::jetstream::message::StreamMessage,
+) -> StoredMessage {
+    let headers = raw
+        .headers
+        .iter()
+        .flat_map(|(k, vs)| {
+            vs.iter()
+                .map(move |v| (k.to_string(), v.as_str().to_owned()))
+        })
+        .collect();
+    StoredMessage {
+        stream: stream.to_owned(),
+        subject: raw.subject.to_string(),
+        sequence: raw.sequence,
+        published_ms: (raw.time.unix_timestamp_nanos() / 1_000_000) as i64,
+        headers,
+        payload: raw.payload,
     }
 }
