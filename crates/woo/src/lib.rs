@@ -10,6 +10,8 @@
 //!   keep money in [`rust_decimal::Decimal`], sent as strings.
 //! * [`webhook_signature`] signs and verifies `X-WC-Webhook-Signature`; [`oauth`] is the
 //!   signing core, shared with the simulator.
+//! * [`WooClient::ensure_order_webhooks`] keeps the order webhooks present and active (the
+//!   change-poller's reconciliation and `syncctl webhooks ensure`).
 //!
 //! Every request runs in a `woo.request` tracing span with `endpoint`, `status`, `attempts`
 //! and `duration_ms` fields, the hook for metrics.
@@ -19,6 +21,7 @@ mod client;
 pub mod de;
 mod error;
 pub mod oauth;
+mod order_webhooks;
 mod orders;
 mod products;
 mod settings;
@@ -31,6 +34,7 @@ pub use client::{
 };
 pub use error::{ApiError, Error, ErrorKind, Result};
 pub use oauth::SignatureMethod;
+pub use order_webhooks::{EnsureReport, TopicWebhooks, WebhookHealth, ORDER_WEBHOOK_TOPICS};
 pub use orders::{
     Address, CouponLine, FeeLine, LineItem, NewFeeLine, NewLineItem, NewOrder, NewShippingLine,
     Order, OrderNote, OrderQuery, Refund, ShippingLine,
