@@ -185,6 +185,7 @@ macro_rules! event {
 event!(ProductObserved, source::DUELL, "product", "observed");
 event!(ProductWithdrawn, source::DUELL, "product", "withdrawn");
 event!(StockObserved, source::DUELL, "stock", "observed");
+event!(CatalogScanStarted, source::DUELL, "catalog", "scan_started");
 event!(CatalogScanned, source::DUELL, "catalog", "scanned");
 event!(ChangeNoticed, source::DUELL, "change", "noticed");
 event!(
@@ -243,6 +244,7 @@ pub fn event_name_for_subject(subject: &str) -> Option<&'static str> {
         ProductObserved,
         ProductWithdrawn,
         StockObserved,
+        CatalogScanStarted,
         CatalogScanned,
         ChangeNoticed,
         OrderStatusObserved,

@@ -481,6 +481,20 @@ impl WooSim {
         server::product_json(&self.shared, id)
     }
 
+    /// Every attachment in the media library as (id, file name); each image download makes one.
+    pub fn attachments(&self) -> Vec<(u64, String)> {
+        self.shared
+            .state
+            .lock()
+            .map(|s| {
+                s.attachments
+                    .values()
+                    .map(|a| (a.id, a.file_name.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// An order as the REST API would show it, if it exists.
     pub fn order_json(&self, id: u64) -> Option<serde_json::Value> {
         server::order_json(&self.shared, id)

@@ -79,7 +79,7 @@ pub struct PublisherSection {
 impl Default for PublisherSection {
     fn default() -> Self {
         PublisherSection {
-            min_write_interval: Duration::from_millis(250),
+            min_write_interval: Duration::from_millis(300),
             linger: Duration::from_millis(50),
             batch_size: 100,
             image_batch_size: 100,

@@ -6,10 +6,12 @@ use duellsync_catalog_publisher::{App, Args};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // Signal handlers first: a SIGTERM during start-up still stops the service gracefully.
+    let shutdown = duellsync_telemetry::shutdown_signal();
     let args = Args::parse();
     let env = duellsync_settings::service::env_vars();
     let (config, stores) = args.load(&env)?;
     let _telemetry = duellsync_telemetry::init(&config.telemetry_options())?;
     let app = App::build(config, stores).await?;
-    app.run(duellsync_telemetry::shutdown_signal()).await
+    app.run(shutdown).await
 }

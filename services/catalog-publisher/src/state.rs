@@ -109,6 +109,10 @@ pub(crate) struct Staged<'a> {
     link: BTreeMap<i64, Option<Link>>,
     dirty: BTreeMap<i64, Option<u64>>,
     holds: BTreeMap<i64, Option<Hold>>,
+    skus: BTreeMap<String, Vec<i64>>,
+    children: BTreeMap<i64, Vec<i64>>,
+    /// (order, product): stock read before a release must be read again (see `set_hold`).
+    pub refresh: Vec<(i64, i64)>,
 }
 
 impl<'a> Staged<'a> {
@@ -121,6 +125,9 @@ impl<'a> Staged<'a> {
             link: BTreeMap::new(),
             dirty: BTreeMap::new(),
             holds: BTreeMap::new(),
+            skus: BTreeMap::new(),
+            children: BTreeMap::new(),
+            refresh: Vec::new(),
         }
     }
 
@@ -226,36 +233,64 @@ impl<'a> Staged<'a> {
         self.holds.insert(order, None);
     }
 
-    pub fn add_sku(&mut self, sku: &str, id: i64) -> anyhow::Result<()> {
-        let k = (self.store_id.to_owned(), sku.trim().to_lowercase());
-        let mut ids = self.t.sku.get(&k)?.unwrap_or_default();
-        if !ids.contains(&id) {
-            ids.push(id);
-            ids.sort_unstable();
-            self.t.sku.put(&mut self.commit, &k, &ids);
+    fn sku_ids(&self, sku: &str) -> anyhow::Result<Vec<i64>> {
+        if let Some(ids) = self.skus.get(sku) {
+            return Ok(ids.clone());
         }
-        Ok(())
+        Ok(self
+            .t
+            .sku
+            .get(&(self.store_id.to_owned(), sku.to_owned()))?
+            .unwrap_or_default())
     }
 
-    pub fn remove_sku(&mut self, sku: &str, id: i64) -> anyhow::Result<()> {
-        let k = (self.store_id.to_owned(), sku.trim().to_lowercase());
-        let mut ids = self.t.sku.get(&k)?.unwrap_or_default();
-        ids.retain(|i| *i != id);
+    fn put_sku_ids(&mut self, sku: String, ids: Vec<i64>) {
+        let k = (self.store_id.to_owned(), sku.clone());
         if ids.is_empty() {
             self.t.sku.remove(&mut self.commit, &k);
         } else {
             self.t.sku.put(&mut self.commit, &k, &ids);
         }
+        self.skus.insert(sku, ids);
+    }
+
+    pub fn add_sku(&mut self, sku: &str, id: i64) -> anyhow::Result<()> {
+        let sku = sku.trim().to_lowercase();
+        let mut ids = self.sku_ids(&sku)?;
+        if !ids.contains(&id) {
+            ids.push(id);
+            ids.sort_unstable();
+            self.put_sku_ids(sku, ids);
+        }
+        Ok(())
+    }
+
+    pub fn remove_sku(&mut self, sku: &str, id: i64) -> anyhow::Result<()> {
+        let sku = sku.trim().to_lowercase();
+        let mut ids = self.sku_ids(&sku)?;
+        if ids.contains(&id) {
+            ids.retain(|i| *i != id);
+            self.put_sku_ids(sku, ids);
+        }
         Ok(())
     }
 
     pub fn add_child(&mut self, parent: i64, child: i64) -> anyhow::Result<()> {
-        let k = mk(self.store_id, parent);
-        let mut ids = self.t.children.get(&k)?.unwrap_or_default();
+        let mut ids = match self.children.get(&parent) {
+            Some(ids) => ids.clone(),
+            None => self
+                .t
+                .children
+                .get(&mk(self.store_id, parent))?
+                .unwrap_or_default(),
+        };
         if !ids.contains(&child) {
             ids.push(child);
             ids.sort_unstable();
-            self.t.children.put(&mut self.commit, &k, &ids);
+            self.t
+                .children
+                .put(&mut self.commit, &mk(self.store_id, parent), &ids);
+            self.children.insert(parent, ids);
         }
         Ok(())
     }
@@ -316,6 +351,20 @@ mod tests {
             lines: vec![(7, qty), (8, dec!(1))],
             effective_at_ms: at,
         }
+    }
+
+    #[tokio::test]
+    async fn staged_indexes_see_their_own_earlier_changes() {
+        let store = Store::temporary().unwrap();
+        let t = Tables::new(&store);
+        let mut st = Staged::new(&t, "s1");
+        st.add_sku("SAME", 1).unwrap();
+        st.add_sku("same ", 2).unwrap();
+        st.add_child(10, 11).unwrap();
+        st.add_child(10, 12).unwrap();
+        st.commit().await.unwrap();
+        assert_eq!(ids_for_sku(&t, "s1", "Same").unwrap(), vec![1, 2]);
+        assert_eq!(t.children.get(&mk("s1", 10)).unwrap(), Some(vec![11, 12]));
     }
 
     #[test]

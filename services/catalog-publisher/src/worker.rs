@@ -87,7 +87,13 @@ pub(crate) struct Worker {
     /// After a failed write: no new attempt before this.
     pub retry_at: Option<Instant>,
     pub failures_in_row: u32,
+    /// A full DUELL scan is running (since when): new products wait for its full sync, which
+    /// creates them in full batches.
+    pub scanning: Option<Instant>,
 }
+
+/// A scan whose end marker never came (the poller died) stops holding creates back after this.
+const SCAN_HOLD: Duration = Duration::from_secs(600);
 
 fn now_unix() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
@@ -100,6 +106,7 @@ impl Worker {
             last_write: HashMap::new(),
             retry_at: None,
             failures_in_row: 0,
+            scanning: None,
         }
     }
 
@@ -151,8 +158,16 @@ impl Worker {
                             Err(_) => break,
                         }
                     }
-                    let (scans, dirtied) = self.apply(batch).await;
+                    let (scans, started, dirtied) = self.apply(batch).await;
+                    if let Some(started) = started {
+                        if !started.dry_run {
+                            self.scanning = Some(Instant::now());
+                        }
+                    }
                     for scan in scans {
+                        if !scan.dry_run {
+                            self.scanning = None;
+                        }
                         self.flush(true).await;
                         if let Err(e) = crate::fullsync::run(&mut self, &scan).await {
                             tracing::error!(store = %self.ctx.id, run_id = %scan.run_id, error = %format!("{e:#}"), "full sync failed");
@@ -177,13 +192,21 @@ impl Worker {
     /// Applies a batch of deliveries to the projection, commits, then acks them. Returns the
     /// full-sync markers among them, to run after the commit, and whether any product became
     /// dirty.
-    async fn apply(&mut self, batch: Vec<Arc<Delivery>>) -> (Vec<v1::CatalogScanned>, bool) {
+    async fn apply(
+        &mut self,
+        batch: Vec<Arc<Delivery>>,
+    ) -> (
+        Vec<v1::CatalogScanned>,
+        Option<v1::CatalogScanStarted>,
+        bool,
+    ) {
         let ctx = self.ctx.clone();
         let ledger = ctx.t.store.ledger();
         let mut st = Staged::new(&ctx.t, &ctx.id);
         let mut done = Vec::new();
         let mut failed: Vec<(Arc<Delivery>, HandleError)> = Vec::new();
         let mut scans = Vec::new();
+        let mut started = None;
         for d in batch {
             let id = d.event_id().to_owned();
             match ledger.seen(&id) {
@@ -197,6 +220,20 @@ impl Worker {
                     continue;
                 }
             }
+            if d.is::<v1::CatalogScanStarted>() {
+                match d.decode::<v1::CatalogScanStarted>() {
+                    Ok(ev) => started = Some(ev),
+                    Err(e) => {
+                        failed.push((d, e));
+                        continue;
+                    }
+                }
+                if !id.is_empty() {
+                    ledger.record(&mut st.commit, &id);
+                }
+                done.push(d);
+                continue;
+            }
             match apply_one(&ctx, &mut st, &d, &mut scans) {
                 Ok(()) => {
                     if !id.is_empty() {
@@ -208,6 +245,7 @@ impl Worker {
             }
         }
         let dirtied = st.dirtied();
+        let refresh = std::mem::take(&mut st.refresh);
         if let Err(e) = st.commit().await {
             tracing::error!(store = %ctx.id, error = %format!("{e:#}"), "cannot commit; messages will be redelivered");
             for d in done {
@@ -218,7 +256,10 @@ impl Worker {
                 d.finish(Err(HandleError::retry("state commit failed")))
                     .await;
             }
-            return (Vec::new(), false);
+            return (Vec::new(), None, false);
+        }
+        for (order, product) in refresh {
+            request_stock_refresh(&ctx, order, product).await;
         }
         for d in done {
             d.ack().await;
@@ -226,7 +267,19 @@ impl Worker {
         for (d, e) in failed {
             d.finish(Err(e)).await;
         }
-        (scans, dirtied)
+        (scans, started, dirtied)
+    }
+
+    /// Whether continuous flushes should leave creates to a running full scan's sync.
+    pub fn creates_held(&mut self) -> bool {
+        match self.scanning {
+            Some(since) if since.elapsed() < SCAN_HOLD => true,
+            Some(_) => {
+                self.scanning = None;
+                false
+            }
+            None => false,
+        }
     }
 
     /// Writes what is dirty and ready (only full batches unless `partial`). Returns when the
@@ -404,6 +457,16 @@ pub(crate) fn set_hold(
     }
     touched.sort_unstable();
     touched.dedup();
+    if phase == RELEASED && effective_at_ms > 0 {
+        // The release counts only for stock read after DUELL drew the units; if the last reading
+        // is older, ask for a fresh one (an unchanged number is not re-published by itself).
+        for (p, _) in &lines {
+            let observed = st.source(*p)?.map(|s| s.stock_observed_ms).unwrap_or(0);
+            if observed < effective_at_ms {
+                st.refresh.push((order, *p));
+            }
+        }
+    }
     st.set_hold(
         order,
         Hold {
@@ -416,6 +479,38 @@ pub(crate) fn set_hold(
         st.mark_dirty(p)?;
     }
     Ok(())
+}
+
+/// Asks the poller for a fresh stock reading of a product (a change notice: the poller reads
+/// DUELL and publishes what it finds, even an unchanged number).
+async fn request_stock_refresh(ctx: &StoreCtx, order: i64, product: i64) {
+    let number = ctx
+        .t
+        .source
+        .get(&(ctx.id.clone(), product))
+        .ok()
+        .flatten()
+        .and_then(|s| s.product)
+        .map(|p| p.product_number)
+        .unwrap_or_default();
+    let id = duellsync_events::EventId::new("release-refresh", &ctx.id)
+        .int(order)
+        .int(product)
+        .finish();
+    let ev = v1::ChangeNoticed {
+        meta: Some(duellsync_events::meta(
+            &ctx.id,
+            id,
+            crate::SERVICE,
+            duellsync_events::order_correlation(&ctx.id, order),
+        )),
+        kind: v1::change_noticed::Kind::Stock as i32,
+        product_id: product,
+        product_number: number,
+    };
+    if let Err(e) = ctx.bus.publish(&ev).await {
+        tracing::warn!(store = %ctx.id, product, error = %e, "cannot ask for a stock refresh; the next stock change corrects it");
+    }
 }
 
 /// Removes released holds that every later stock observation already reflects.
@@ -469,6 +564,7 @@ pub(crate) fn subjects(store: &str) -> [(&'static duellsync_events::StreamSpec, 
                 v1::ProductObserved::subject(store),
                 v1::ProductWithdrawn::subject(store),
                 v1::StockObserved::subject(store),
+                v1::CatalogScanStarted::subject(store),
                 v1::CatalogScanned::subject(store),
             ],
         ),

@@ -15,6 +15,10 @@ use crate::state::{mk, Hold, Link, Op, Pending, Staged};
 use crate::worker::{unix_now, StoreCtx, Worker};
 use crate::SERVICE;
 
+/// Failure code of a product whose SKU another product already has in WooCommerce (DUELL
+/// numbers are not unique).
+pub(crate) const DUPLICATE_SKU: &str = "duplicate_sku";
+
 /// A plan for one product, with the dirty generation it was made from.
 #[derive(Debug, Clone)]
 pub(crate) struct Item {
@@ -163,7 +167,14 @@ pub(crate) async fn flush_dirty(w: &mut Worker, partial: bool) -> anyhow::Result
             return Ok(next);
         }
         let holds = ctx.holds()?;
-        let items = plan_items(&ctx, &ready, &holds)?;
+        let mut items = plan_items(&ctx, &ready, &holds)?;
+        if w.creates_held() {
+            for item in items.iter_mut() {
+                if matches!(item.plan, Planned::Create { .. }) {
+                    item.plan = Planned::Wait;
+                }
+            }
+        }
         let outcome = execute(&ctx, items, &mut |_, _| {}).await?;
         if !partial {
             return Ok(next);
@@ -175,7 +186,8 @@ pub(crate) async fn flush_dirty(w: &mut Worker, partial: bool) -> anyhow::Result
         metrics::gauge!("duellsync_publisher_dirty_products", "store" => ctx.id.clone())
             .set(ctx.t.dirty.iter_group(&ctx.id).count() as f64);
         // Creating parents makes their waiting variations possible: go again at once.
-        if outcome.waiting > 0 && !outcome.written.is_empty() && rounds < 5 {
+        if outcome.waiting > 0 && !outcome.written.is_empty() && rounds < 5 && w.scanning.is_none()
+        {
             continue;
         }
         if outcome.waiting > 0 {
@@ -413,7 +425,7 @@ async fn adopt_existing(
                     write.sku.as_deref().unwrap_or(""),
                     existing.id
                 );
-                record_failure(ctx, &mut st, &item, "sku_clash", &msg).await;
+                record_failure(ctx, &mut st, &item, DUPLICATE_SKU, &msg).await;
             }
             _ => {
                 let mut state = WooState::from_product(existing);
@@ -664,6 +676,12 @@ async fn send_job(ctx: &StoreCtx, job: Job) -> anyhow::Result<JobOutcome> {
                 if let Some(g) = item.gen {
                     st.clear_dirty(item.id, g)?;
                 }
+                // WooCommerce's code and ours name the same problem: one code for people.
+                let code = if code == "product_invalid_sku" {
+                    DUPLICATE_SKU.to_owned()
+                } else {
+                    code
+                };
                 record_failure(ctx, &mut st, item, &code, &error.message).await;
             }
             None => {
@@ -831,9 +849,9 @@ async fn record_failure(
         .as_ref()
         .map(|s| s.last_event_id.clone())
         .unwrap_or_default();
+    // The same failure of the same DUELL facts is one entry, however often a sync retries it.
     let event_id = EventId::new("product-failed", &ctx.id)
         .int(item.id)
-        .int(item.gen.unwrap_or(0) as i64)
         .str(code)
         .str(&cause)
         .finish();

@@ -394,10 +394,14 @@ impl CatalogWorker {
         Ok(())
     }
 
+    /// The event for a stock row, or `None` when it did not change — unless `force`: a
+    /// refresh asked for a fresh observation (the publisher needs stock read after an order was
+    /// drawn, even if the number is the same).
     fn stock_event(
         &self,
         row: &duellsync_duell::StockRow,
         cause: Option<&Meta>,
+        force: bool,
     ) -> anyhow::Result<Option<(v1::StockObserved, SeenStock)>> {
         let id = row.product_id.0 as i64;
         let (stock, actual) = match row.department_stock(None) {
@@ -411,7 +415,7 @@ impl CatalogWorker {
         };
         let seen = self.stock.get(&self.key(id))?;
         if let Some(s) = &seen {
-            if s.stock == stock && s.actual == actual {
+            if s.stock == stock && s.actual == actual && !force {
                 return Ok(None);
             }
         }
@@ -472,7 +476,7 @@ impl CatalogWorker {
             rows += page.len() as i64;
             let mut events = Vec::new();
             for row in &page {
-                if let Some(e) = self.stock_event(row, cause)? {
+                if let Some(e) = self.stock_event(row, cause, false)? {
                     events.push(e);
                 }
             }
@@ -494,6 +498,21 @@ impl CatalogWorker {
         cause: Option<&Meta>,
     ) -> anyhow::Result<()> {
         tracing::info!(store = %self.ctx.id(), run_id, "full DUELL scan");
+        let id = EventId::new("catalog-scan-started", self.ctx.id())
+            .str(run_id)
+            .finish();
+        let m = match cause {
+            Some(c) => caused_meta(c, id, SERVICE),
+            None => meta(self.ctx.id(), id, SERVICE, format!("fullsync:{run_id}")),
+        };
+        self.ctx
+            .bus
+            .publish(&v1::CatalogScanStarted {
+                meta: Some(m),
+                run_id: run_id.to_owned(),
+                dry_run,
+            })
+            .await?;
         let mut present = HashSet::new();
         let mut newest: Option<PrimitiveDateTime> = None;
         let mut pages = self.ctx.duell.products(ProductQuery::webshop());
@@ -637,7 +656,7 @@ impl CatalogWorker {
                 if !rows.is_empty() {
                     let mut events = Vec::new();
                     for row in rows {
-                        if let Some(e) = self.stock_event(row, cause)? {
+                        if let Some(e) = self.stock_event(row, cause, true)? {
                             events.push(e);
                         }
                     }

@@ -1,0 +1,641 @@
+//! Catalogue sync end to end (SPEC §3.1, §3.4): the change-poller and the catalogue publisher as
+//! real processes on a private NATS, against the DUELL and WooCommerce simulators. Request counts
+//! are what the WooCommerce simulator received.
+
+use std::time::Duration;
+
+use duellsync_bus::{Bus, BusOptions};
+use duellsync_duell_sim::{NewSimProduct, ProductPatch, SimConfig as DuellConfig, SimCustomField};
+use duellsync_e2e::{eventually, World, STOCK_DEPARTMENT};
+use duellsync_events::{meta, v1, Event, EventId};
+use duellsync_woo::Product;
+use duellsync_woo_sim::{FaultKind, FaultRule, SimConfig as WooConfig};
+use prost::Message;
+use rust_decimal::Decimal;
+
+const FAST: &[&str] = &[
+    "sync_orders = false",
+    "poll_interval = \"200ms\"",
+    "stock_poll_interval = \"200ms\"",
+];
+
+const WAIT: Duration = Duration::from_secs(60);
+
+async fn empty_world(settings: &[&str]) -> World {
+    let mut all: Vec<&str> = FAST.to_vec();
+    all.extend_from_slice(settings);
+    World::with(
+        DuellConfig {
+            products: 0,
+            ..DuellConfig::default()
+        },
+        WooConfig::default(),
+        &all,
+        "",
+    )
+    .await
+}
+
+fn add(world: &World, name: &str, sku: &str, price: u32, stock: i64) -> u64 {
+    world
+        .duell
+        .create_product(NewSimProduct {
+            product_name: name.into(),
+            product_number: Some(sku.into()),
+            price_inc_vat: Some(Decimal::from(price)),
+            vatrate_percent: Some(25),
+            category_name: Some("Klær > Herre".into()),
+            description: Some(format!("{name} fra DUELL")),
+            product_image: Some(String::new()),
+            custom_fields: Some(vec![SimCustomField {
+                description: "Farge".into(),
+                value: "Rød".into(),
+            }]),
+            stock: Some(Decimal::from(stock)),
+            ..NewSimProduct::default()
+        })
+        .product_id
+}
+
+async fn woo(world: &World, sku: &str) -> Option<Product> {
+    world
+        .client
+        .find_by_sku(sku)
+        .await
+        .ok()
+        .and_then(|v| v.into_iter().next())
+}
+
+async fn wait_woo(world: &World, what: &str, sku: &str, f: impl Fn(&Product) -> bool) -> Product {
+    eventually(what, WAIT, || async {
+        woo(world, sku).await.filter(|p| f(p))
+    })
+    .await
+}
+
+async fn bus(world: &World) -> Bus {
+    Bus::connect(BusOptions::new(world.sandbox.nats.url(), "test"))
+        .await
+        .expect("nats")
+}
+
+/// Asks for a full sync the way `syncctl sync` does and returns its completion.
+async fn full_sync(world: &World, dry_run: bool) -> v1::FullSyncCompleted {
+    let bus = bus(world).await;
+    let run_id = format!("test-{}", duellsync_events::now_ms());
+    let id = EventId::new("fullsync-requested", "s1")
+        .str(&run_id)
+        .finish();
+    bus.publish(&v1::FullSyncRequested {
+        meta: Some(meta("s1", id, "test", format!("fullsync:{run_id}"))),
+        run_id: run_id.clone(),
+        dry_run,
+        trigger: v1::full_sync_requested::Trigger::Manual as i32,
+    })
+    .await
+    .expect("command published");
+    eventually("the full sync to complete", WAIT, || async {
+        let msgs = bus
+            .read("SYNC", &v1::FullSyncCompleted::subject("s1"), 1, 10_000)
+            .await
+            .ok()?;
+        msgs.iter()
+            .filter_map(|m| v1::FullSyncCompleted::decode(m.payload.as_ref()).ok())
+            .find(|c| c.run_id == run_id)
+    })
+    .await
+}
+
+fn batch_writes(world: &World) -> u64 {
+    world.woo.request_count("POST products/batch")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_sync_of_1000_new_products_costs_10_batch_writes_and_a_second_none() {
+    let mut world = empty_world(&[]).await;
+    for n in 0..1000 {
+        world.duell.create_product(NewSimProduct {
+            product_name: format!("Vare {n}"),
+            product_number: Some(format!("V{n:04}")),
+            price_inc_vat: Some(Decimal::from(100 + n)),
+            product_image: Some(String::new()),
+            category_name: Some(String::new()),
+            stock: Some(Decimal::from(5)),
+            ..NewSimProduct::default()
+        });
+    }
+    world.start(&["change-poller", "catalog-publisher"]);
+    let bus = bus(&world).await;
+    eventually("the initial full sync", WAIT * 2, || async {
+        let msgs = bus
+            .read("SYNC", &v1::FullSyncCompleted::subject("s1"), 1, 100)
+            .await
+            .ok()?;
+        (!msgs.is_empty()).then_some(())
+    })
+    .await;
+    let products = world.woo_products().await;
+    assert_eq!(products.len(), 1000);
+    assert!(products.values().all(|p| p.stock_quantity == Some(5)));
+    assert_eq!(batch_writes(&world), 10, "{:?}", world.woo_writes());
+
+    world.woo.reset_request_counts();
+    let done = full_sync(&world, false).await;
+    let plan = done.plan.expect("a plan");
+    assert_eq!(plan.unchanged, 1000);
+    assert_eq!(done.batch_writes, 0);
+    assert_eq!(world.woo_write_count(), 0, "{:?}", world.woo_writes());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_storm_of_1000_stock_changes_of_one_product_in_a_second_costs_at_most_5_writes() {
+    let mut world = empty_world(&[]).await;
+    let id = add(&world, "Storm", "STORM-1", 100, 1) as i64;
+    world.start(&["change-poller", "catalog-publisher"]);
+    wait_woo(&world, "the product", "STORM-1", |p| {
+        p.stock_quantity == Some(1)
+    })
+    .await;
+    world.woo.reset_request_counts();
+
+    // DUELL's stock scan cannot see 1000 changes a second; the facts are appended as a
+    // change-notice-fed poller would.
+    let bus = bus(&world).await;
+    let start = std::time::Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_micros(900));
+    for n in 0..1000i64 {
+        tick.tick().await;
+        let value = (n + 10).to_string();
+        let ev = v1::StockObserved {
+            meta: Some(meta(
+                "s1",
+                EventId::new("storm", "s1").int(n).finish(),
+                "test",
+                String::new(),
+            )),
+            product_id: id,
+            product_number: "STORM-1".into(),
+            stock: value.clone(),
+            actual_stock: value,
+        };
+        bus.publish(&ev).await.expect("published");
+    }
+    assert!(
+        start.elapsed() < Duration::from_millis(1500),
+        "the storm took {:?}",
+        start.elapsed()
+    );
+    wait_woo(&world, "the last value", "STORM-1", |p| {
+        p.stock_quantity == Some(1009)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let writes = batch_writes(&world);
+    assert!(
+        (1..=5).contains(&writes),
+        "{writes} writes: {:?}",
+        world.woo_writes()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_image_is_downloaded_once_across_a_crash_and_for_every_product_showing_it() {
+    let mut world = empty_world(&[]).await;
+    let img = |name: &str, sku: &str| NewSimProduct {
+        product_name: name.into(),
+        product_number: Some(sku.into()),
+        product_image: Some("shared-picture".into()),
+        stock: Some(Decimal::from(3)),
+        ..NewSimProduct::default()
+    };
+    world.duell.create_product(img("Bilde A", "IMG-A"));
+    world.start(&["change-poller", "catalog-publisher"]);
+    let a = wait_woo(&world, "product A with its image", "IMG-A", |p| {
+        !p.images.is_empty()
+    })
+    .await;
+    let attachment = a.images[0].id;
+    assert_eq!(world.woo.attachments().len(), 1);
+
+    // The next create downloads nothing new even when the answer is lost: it reuses the
+    // attachment, and the crash is settled by reading.
+    world.woo.add_fault(FaultRule::next(
+        "POST",
+        "products/batch",
+        1,
+        FaultKind::HangAfterApply,
+    ));
+    world.duell.create_product(img("Bilde B", "IMG-B"));
+    let b = wait_woo(&world, "product B", "IMG-B", |p| !p.images.is_empty()).await;
+    world.sandbox.kill("catalog-publisher");
+    world.woo.clear_faults();
+    world.sandbox.restart("catalog-publisher");
+    world.sandbox.wait_ready("catalog-publisher", WAIT);
+    assert_eq!(b.images[0].id, attachment, "the attachment is reused by id");
+
+    // A product whose image was removed by hand gets it back, again without a download.
+    world
+        .woo
+        .admin_write_product(Some(a.id), serde_json::json!({"images": []}))
+        .unwrap();
+    full_sync(&world, false).await;
+    let a = wait_woo(&world, "A's image back", "IMG-A", |p| !p.images.is_empty()).await;
+    assert_eq!(a.images[0].id, attachment);
+    assert_eq!(
+        world.woo.attachments().len(),
+        1,
+        "{:?}",
+        world.woo.attachments()
+    );
+    assert_eq!(
+        world.woo_products().await.len(),
+        2,
+        "no duplicate product after the crash"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn price_drift_made_in_woocommerce_is_corrected_by_the_next_reconciliation() {
+    let mut world = empty_world(&[]).await;
+    add(&world, "Jakke", "JAKKE-1", 1250, 2);
+    world.start(&["change-poller", "catalog-publisher"]);
+    let p = wait_woo(&world, "the jacket", "JAKKE-1", |p| {
+        p.regular_price.is_some()
+    })
+    .await;
+    let price = p.regular_price.unwrap();
+    world
+        .woo
+        .admin_write_product(Some(p.id), serde_json::json!({"regular_price": "1.00"}))
+        .unwrap();
+    let done = full_sync(&world, false).await;
+    assert_eq!(
+        done.plan.unwrap().updates_by_field.get("regular_price"),
+        Some(&1)
+    );
+    wait_woo(&world, "the price corrected", "JAKKE-1", |p| {
+        p.regular_price == Some(price)
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn price_drift_is_left_alone_and_reported_when_woocommerce_owns_prices() {
+    let mut world = empty_world(&["sync_prices = false"]).await;
+    add(&world, "Jakke", "JAKKE-1", 1250, 2);
+    world.start(&["change-poller", "catalog-publisher"]);
+    let p = wait_woo(&world, "the jacket", "JAKKE-1", |_| true).await;
+    world
+        .woo
+        .admin_write_product(Some(p.id), serde_json::json!({"regular_price": "1.00"}))
+        .unwrap();
+    world.woo.reset_request_counts();
+    let done = full_sync(&world, false).await;
+    let plan = done.plan.unwrap();
+    assert_eq!(plan.updates_by_field.get("regular_price"), None);
+    assert_eq!(plan.drift_left_alone.get("regular_price"), Some(&1));
+    assert_eq!(world.woo_write_count(), 0);
+    let p = woo(&world, "JAKKE-1").await.unwrap();
+    assert_eq!(p.regular_price, Some(Decimal::ONE));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_plans_every_change_and_writes_nothing() {
+    let mut world = empty_world(&["automatic = false"]).await;
+    add(&world, "A", "DRY-A", 100, 1);
+    add(&world, "B", "DRY-B", 200, 1);
+    world.start(&["change-poller", "catalog-publisher"]);
+    let done = full_sync(&world, true).await;
+    let plan = done.plan.unwrap();
+    assert!(done.dry_run);
+    assert_eq!(plan.creates, 2);
+    assert!(plan.replaces_attributes);
+    assert!(
+        plan.sample.iter().any(|l| l.contains("create SKU DRY-A")),
+        "{:?}",
+        plan.sample
+    );
+    assert_eq!(world.woo_write_count(), 0);
+    assert!(world.woo_products().await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_automatic_off_changes_wait_for_a_manual_sync() {
+    let mut world = empty_world(&["automatic = false"]).await;
+    add(&world, "A", "MAN-A", 100, 1);
+    world.start(&["change-poller", "catalog-publisher"]);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        world.woo_products().await.is_empty(),
+        "nothing written automatically"
+    );
+    let done = full_sync(&world, false).await;
+    assert_eq!(done.plan.unwrap().creates, 1);
+    wait_woo(&world, "the product after the manual sync", "MAN-A", |_| {
+        true
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_every_catalogue_setting_on_duell_owns_names_prices_stock_images_categories_and_attributes(
+) {
+    let mut world = empty_world(&["new_product_status = \"draft\""]).await;
+    let id = world
+        .duell
+        .create_product(NewSimProduct {
+            product_name: "Skjorte & slips".into(),
+            product_number: Some("ON-1".into()),
+            price_inc_vat: Some(Decimal::from(500)),
+            vatrate_percent: Some(25),
+            category_name: Some("Klær > Herre > Skjorter".into()),
+            description: Some("Lang beskrivelse".into()),
+            custom_fields: Some(vec![SimCustomField {
+                description: "Farge".into(),
+                value: "Blå".into(),
+            }]),
+            stock: Some(Decimal::new(75, 1)),
+            ..NewSimProduct::default()
+        })
+        .product_id;
+    world.start(&["change-poller", "catalog-publisher"]);
+    let p = wait_woo(&world, "created", "ON-1", |_| true).await;
+    // The simulated shop enters prices without tax: 500 incl. 25 % VAT is 400.
+    assert_eq!(p.regular_price, Some(Decimal::from(400)));
+    assert_eq!(p.stock_quantity, Some(7), "7.5 is rounded down");
+    assert_eq!(p.status, "draft", "new_product_status");
+    assert_eq!(p.images.len(), 1, "sync_images");
+    let cats: Vec<&str> = p.categories.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(
+        cats,
+        vec!["Skjorter"],
+        "sync_new_categories: the deepest level of the tree"
+    );
+    assert!(p
+        .attributes
+        .iter()
+        .any(|a| a.name == "Farge" && a.options == vec!["Blå"]));
+
+    world
+        .duell
+        .update_product(
+            id,
+            ProductPatch {
+                product_name: Some("Skjorte og slips".into()),
+                price_inc_vat: Some(Decimal::from(625)),
+                custom_fields: Some(vec![SimCustomField {
+                    description: "Farge".into(),
+                    value: "Grønn".into(),
+                }]),
+                category_name: Some("Annet".into()),
+                ..ProductPatch::default()
+            },
+        )
+        .unwrap();
+    world
+        .duell
+        .set_stock(STOCK_DEPARTMENT, id, Decimal::from(-2));
+    let p = wait_woo(&world, "updated", "ON-1", |p| {
+        p.name == "Skjorte og slips"
+            && p.regular_price == Some(Decimal::from(500))
+            && p.stock_quantity == Some(0)
+            && p.attributes.iter().any(|a| a.options == vec!["Grønn"])
+    })
+    .await;
+    let cats: Vec<&str> = p.categories.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(
+        cats,
+        vec!["Skjorter"],
+        "categories are set only at creation"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_every_catalogue_setting_off_woocommerce_keeps_what_it_has() {
+    let mut world = empty_world(&[
+        "update_products = false",
+        "sync_prices = false",
+        "sync_stock = false",
+        "sync_images = false",
+        "sync_new_categories = false",
+        "sync_attributes = false",
+    ])
+    .await;
+    let id = world
+        .duell
+        .create_product(NewSimProduct {
+            product_name: "Bukse".into(),
+            product_number: Some("OFF-1".into()),
+            price_inc_vat: Some(Decimal::from(500)),
+            category_name: Some("Klær > Dame".into()),
+            custom_fields: Some(vec![SimCustomField {
+                description: "Farge".into(),
+                value: "Blå".into(),
+            }]),
+            stock: Some(Decimal::from(4)),
+            ..NewSimProduct::default()
+        })
+        .product_id;
+    world.start(&["change-poller", "catalog-publisher"]);
+    let p = wait_woo(&world, "created", "OFF-1", |_| true).await;
+    assert_eq!(p.status, "publish", "the default new_product_status");
+    assert_eq!(
+        p.regular_price, None,
+        "sync_prices off: no price from DUELL"
+    );
+    assert_eq!(p.stock_quantity, None, "sync_stock off");
+    assert!(p.images.is_empty(), "sync_images off");
+    assert!(p.attributes.is_empty(), "sync_attributes off");
+    assert!(
+        p.categories.iter().all(|c| c.name == "Uncategorized"),
+        "sync_new_categories off: {:?}",
+        p.categories
+    );
+    world.woo.reset_request_counts();
+    world
+        .duell
+        .update_product(
+            id,
+            ProductPatch {
+                product_name: Some("Ny bukse".into()),
+                price_inc_vat: Some(Decimal::from(900)),
+                ..ProductPatch::default()
+            },
+        )
+        .unwrap();
+    world
+        .duell
+        .set_stock(STOCK_DEPARTMENT, id, Decimal::from(40));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let p = woo(&world, "OFF-1").await.unwrap();
+    assert_eq!(p.name, "Bukse", "update_products off");
+    assert_eq!(world.woo_write_count(), 0, "{:?}", world.woo_writes());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_create_products_off_new_duell_products_stay_out_of_woocommerce() {
+    let mut world = empty_world(&["create_products = false"]).await;
+    add(&world, "Ny", "NEW-1", 100, 1);
+    world.start(&["change-poller", "catalog-publisher"]);
+    let done = full_sync(&world, false).await;
+    assert_eq!(done.plan.unwrap().creates, 0);
+    assert!(woo(&world, "NEW-1").await.is_none());
+    assert_eq!(world.woo_write_count(), 0);
+}
+
+async fn hide_and_show(action: &str, hidden_status: &str) {
+    let mut world = empty_world(&[&format!("hidden_product_action = \"{action}\"")]).await;
+    let id = add(&world, "Skjult", "HIDE-1", 100, 1);
+    world.start(&["change-poller", "catalog-publisher"]);
+    let p = wait_woo(&world, "created", "HIDE-1", |p| p.status == "publish").await;
+    world.duell.set_visible(id, false).unwrap();
+    let status = eventually("hidden in Woo", WAIT, || async {
+        let v = world.woo.product_json(p.id)?;
+        let s = v["status"].as_str()?.to_owned();
+        (s == hidden_status).then_some(s)
+    })
+    .await;
+    assert_eq!(status, hidden_status);
+    world.duell.set_visible(id, true).unwrap();
+    eventually("visible again", WAIT, || async {
+        let v = world.woo.product_json(p.id)?;
+        (v["status"].as_str()? == "publish").then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hidden_product_becomes_a_draft_and_comes_back() {
+    hide_and_show("draft", "draft").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hidden_product_becomes_private_when_configured() {
+    hide_and_show("private", "private").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hidden_product_goes_to_the_trash_when_configured() {
+    hide_and_show("trash", "trash").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_campaign_becomes_a_sale_with_its_period_and_ending_it_clears_the_sale() {
+    let mut world = empty_world(&[]).await;
+    let id = add(&world, "Kampanje", "SALE-1", 1000, 1);
+    let now = time::OffsetDateTime::now_utc();
+    let at = |d: time::Duration| {
+        let t = now + d;
+        time::PrimitiveDateTime::new(t.date(), time::Time::from_hms(0, 0, 0).unwrap())
+    };
+    world
+        .duell
+        .update_product(
+            id,
+            ProductPatch {
+                special_price: Some(Some(Decimal::from(750))),
+                special_price_start_date: Some(Some(at(time::Duration::days(-1)))),
+                special_price_end_date: Some(Some(at(time::Duration::days(10)))),
+                ..ProductPatch::default()
+            },
+        )
+        .unwrap();
+    world.start(&["change-poller", "catalog-publisher"]);
+    // 750 incl. 25 % VAT = 600 in a shop that enters prices without tax.
+    let p = wait_woo(&world, "the sale", "SALE-1", |p| p.sale_price.is_some()).await;
+    assert_eq!(p.sale_price, Some(Decimal::from(600)));
+    assert!(p.on_sale);
+    assert!(p.date_on_sale_to_gmt.is_some());
+    world
+        .duell
+        .update_product(
+            id,
+            ProductPatch {
+                special_price: Some(None),
+                ..ProductPatch::default()
+            },
+        )
+        .unwrap();
+    wait_woo(&world, "the sale ended", "SALE-1", |p| {
+        p.sale_price.is_none() && !p.on_sale
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn variants_become_a_variable_product_with_variations() {
+    let mut world = empty_world(&[]).await;
+    let parent = world
+        .duell
+        .create_product(NewSimProduct {
+            product_name: "T-skjorte".into(),
+            product_number: Some("TS".into()),
+            is_parent: Some(true),
+            product_image: Some(String::new()),
+            ..NewSimProduct::default()
+        })
+        .product_id;
+    for (name, sku, price, stock) in [
+        ("T-skjorte Rød", "TS-R", 200, 3),
+        ("T-skjorte Blå", "TS-B", 250, 4),
+    ] {
+        world.duell.create_product(NewSimProduct {
+            product_name: name.into(),
+            product_number: Some(sku.into()),
+            parent_variant: Some(parent),
+            price_inc_vat: Some(Decimal::from(price)),
+            product_image: Some(String::new()),
+            stock: Some(Decimal::from(stock)),
+            ..NewSimProduct::default()
+        });
+    }
+    world.start(&["change-poller", "catalog-publisher"]);
+    let p = wait_woo(&world, "the variable product", "TS", |p| {
+        p.variations.len() == 2
+    })
+    .await;
+    assert_eq!(p.kind, "variable");
+    let attr = p
+        .attributes
+        .iter()
+        .find(|a| a.name == "Variant")
+        .expect("variant attribute");
+    let mut opts = attr.options.clone();
+    opts.sort();
+    assert_eq!(opts, vec!["Blå", "Rød"]);
+    let v = wait_woo(&world, "the red variation", "TS-R", |v| {
+        v.stock_quantity == Some(3)
+    })
+    .await;
+    assert_eq!(v.kind, "variation");
+    assert_eq!(v.regular_price, Some(Decimal::from(160)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sku_clash_fails_only_that_product_and_is_logged() {
+    let mut world = empty_world(&[]).await;
+    add(&world, "Første", "SAME", 100, 1);
+    add(&world, "Andre", "SAME", 100, 1);
+    add(&world, "Tredje", "OTHER", 100, 1);
+    world.start(&["change-poller", "catalog-publisher"]);
+    wait_woo(&world, "the other product", "OTHER", |_| true).await;
+    wait_woo(&world, "one product with the shared SKU", "SAME", |_| true).await;
+    let bus = bus(&world).await;
+    let failed = eventually("the failure in the sync log", WAIT, || async {
+        let msgs = bus
+            .read("SYNC", &v1::ProductFailed::subject("s1"), 1, 100)
+            .await
+            .ok()?;
+        msgs.first()
+            .and_then(|m| v1::ProductFailed::decode(m.payload.as_ref()).ok())
+    })
+    .await;
+    assert_eq!(failed.sku, "SAME");
+    assert!(failed.permanent);
+    let dlq = bus
+        .read("DLQ", "dlq.s1.catalog-publisher", 1, 100)
+        .await
+        .unwrap();
+    assert_eq!(dlq.len(), 1, "the failure is dead-lettered for a replay");
+    assert_eq!(world.woo_products().await.len(), 2);
+}
