@@ -17,6 +17,7 @@
 pub mod config;
 mod events;
 mod import;
+mod rebuild;
 mod resolve;
 mod state;
 mod triggers;
@@ -321,6 +322,12 @@ async fn spawn_store(
     failed: CancellationToken,
 ) -> anyhow::Result<()> {
     let store = ctx.id().to_owned();
+
+    // A lost ledger is restored from the sync log before any order is taken, so a replay of
+    // the WOO stream cannot import an order twice.
+    rebuild::restore_from_sync_log(&ctx)
+        .await
+        .with_context(|| format!("store {store}: restoring the import ledger"))?;
 
     // Attempts a crash left without outcome are settled first (their messages come back too).
     let c = ctx.clone();

@@ -281,3 +281,34 @@ async fn duell_down_for_a_while_is_retried_without_doubling() {
     assert_eq!(app.customer_orders_for(id).len(), 1);
     assert!(in_doubt_events(&app, id).await.is_empty());
 }
+
+#[tokio::test]
+async fn a_lost_ledger_is_restored_from_the_sync_log_so_a_replay_imports_nothing_twice() {
+    let mut app = spawn_app().await;
+    app.product("A-1", "100.00");
+    let id = app.place(&[("A-1", 1)], |_| {});
+    app.observe(id).await;
+    eventually("a customer order", WAIT, || {
+        (!app.customer_orders_for(id).is_empty()).then_some(())
+    })
+    .await;
+    app.drained().await;
+
+    // The volume is gone (or the store moved to another shard): no ledger, and the consumers
+    // start over from the beginning of the streams.
+    app.stop().await;
+    std::fs::remove_dir_all(app.state_dir()).expect("state removed");
+    for name in app.bus.consumer_names("WOO").await.unwrap() {
+        if name.starts_with("order-importer-") {
+            app.bus.delete_consumer("WOO", &name).await.unwrap();
+        }
+    }
+    app.restart().await;
+    app.observe(id).await;
+    app.drained().await;
+    assert_eq!(
+        app.customer_orders_for(id).len(),
+        1,
+        "the replay imported nothing again"
+    );
+}
