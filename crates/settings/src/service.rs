@@ -105,6 +105,10 @@ pub trait ServiceConfig: DeserializeOwned {
     fn stores_path(&self) -> &Path;
     /// Store ids this instance serves (its shard); empty = all.
     fn shard(&self) -> &[String];
+    /// Which store secrets the service uses.
+    fn secrets_needed(&self) -> crate::Needs {
+        crate::Needs::ALL
+    }
 }
 
 /// Loads a service config and the stores of its shard, validating both.
@@ -113,6 +117,7 @@ pub fn load_service<T: ServiceConfig>(
     env: &[(String, String)],
 ) -> Result<(T, crate::Stores), ConfigError> {
     let config: T = load_service_config(config_path, env)?;
-    let stores = crate::load_stores(config.stores_path(), env)?.select(config.shard())?;
+    let stores = crate::load_stores_for(config.stores_path(), env, config.secrets_needed())?
+        .select(config.shard())?;
     Ok((config, stores))
 }

@@ -324,6 +324,17 @@ impl StoreSettings {
         origin: &str,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Vec<Problem> {
+        self.resolve_and_validate_for(origin, env, Needs::ALL)
+    }
+
+    /// Like [`StoreSettings::resolve_and_validate`], resolving only the secrets a service uses
+    /// (webhook-ingest needs no API credentials, so its pods need not hold them).
+    pub fn resolve_and_validate_for(
+        &mut self,
+        origin: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+        needs: Needs,
+    ) -> Vec<Problem> {
         let mut problems = Vec::new();
         let mut p = |key: &str, message: String| {
             problems.push(Problem {
@@ -356,13 +367,32 @@ impl StoreSettings {
                 ),
             ),
         }
-        for (key, secret) in [
-            ("woo.consumer_key", &mut self.woo.consumer_key),
-            ("woo.consumer_secret", &mut self.woo.consumer_secret),
-            ("duell.client_token", &mut self.duell.client_token),
-            ("duell.stock_department", &mut self.duell.stock_department),
-            ("duell.order_department", &mut self.duell.order_department),
+        for (key, secret, needed) in [
+            ("woo.consumer_key", &mut self.woo.consumer_key, needs.api),
+            (
+                "woo.consumer_secret",
+                &mut self.woo.consumer_secret,
+                needs.api,
+            ),
+            (
+                "duell.client_token",
+                &mut self.duell.client_token,
+                needs.api,
+            ),
+            (
+                "duell.stock_department",
+                &mut self.duell.stock_department,
+                needs.api,
+            ),
+            (
+                "duell.order_department",
+                &mut self.duell.order_department,
+                needs.api,
+            ),
         ] {
+            if !needed {
+                continue;
+            }
             if let Err(e) = secret.resolve(env) {
                 p(key, e);
             }
@@ -602,6 +632,19 @@ fn parse_from_date(s: &str) -> Result<i64, String> {
     }
 }
 
+/// Which secrets a service resolves (and so requires) from the store files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Needs {
+    /// WooCommerce and DUELL API credentials and department tokens.
+    pub api: bool,
+}
+
+impl Needs {
+    pub const ALL: Needs = Needs { api: true };
+    /// The webhook and change-notice secrets only (webhook-ingest).
+    pub const RECEIVER: Needs = Needs { api: false };
+}
+
 /// All stores of a deployment, by id.
 #[derive(Debug, Clone, Default)]
 pub struct Stores {
@@ -646,6 +689,15 @@ impl Stores {
 /// the file name unless it sets `id`), or a file with `[stores.<id>]` tables. `env` supplies
 /// `DUELLSYNC_STORES__<ID>__…` overrides and the variables secrets refer to.
 pub fn load_stores(path: &Path, env: &[(String, String)]) -> Result<Stores, ConfigError> {
+    load_stores_for(path, env, Needs::ALL)
+}
+
+/// Like [`load_stores`], resolving only the secrets `needs` names.
+pub fn load_stores_for(
+    path: &Path,
+    env: &[(String, String)],
+    needs: Needs,
+) -> Result<Stores, ConfigError> {
     let mut raw: BTreeMap<String, (String, toml::Table)> = BTreeMap::new();
     let read = |p: &Path| -> Result<toml::Table, ConfigError> {
         let text = std::fs::read_to_string(p)
@@ -756,7 +808,7 @@ pub fn load_stores(path: &Path, env: &[(String, String)]) -> Result<Stores, Conf
                 ),
             });
         }
-        problems.extend(store.resolve_and_validate(&origin, &lookup));
+        problems.extend(store.resolve_and_validate_for(&origin, &lookup, needs));
         for key in store.literal_secrets() {
             out.warnings.push(format!(
                 "{origin}: {key} is written in the file; keep secrets in {{ env = \"…\" }} or {{ file = \"…\" }}"
@@ -922,6 +974,21 @@ order_department = {{ env = "OD" }}
             err.contains("woo.consumer_secret") && err.contains("CS"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_receiver_needs_only_the_webhook_and_notice_secrets() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(dir.path(), "s1.toml", &minimal("s1"));
+        let only_hooks: Vec<(String, String)> =
+            env().into_iter().filter(|(k, _)| k == "WS").collect();
+        assert!(load_stores(&p, &only_hooks).is_err());
+        let stores = load_stores_for(&p, &only_hooks, Needs::RECEIVER).unwrap();
+        assert_eq!(
+            stores.get("s1").unwrap().woo.webhook_secret.expose(),
+            "hooksecret1"
+        );
+        assert!(!stores.get("s1").unwrap().woo.consumer_secret.is_set());
     }
 
     #[test]

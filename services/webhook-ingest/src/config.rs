@@ -46,6 +46,10 @@ impl ServiceConfig for Config {
     fn shard(&self) -> &[String] {
         &self.shard
     }
+    /// The ingest verifies signatures; API credentials stay out of its pods.
+    fn secrets_needed(&self) -> duellsync_settings::Needs {
+        duellsync_settings::Needs::RECEIVER
+    }
 }
 
 impl Config {
