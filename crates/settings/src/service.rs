@@ -69,6 +69,25 @@ impl Default for AdminSection {
     }
 }
 
+/// A list written as a TOML array (`["a", "b"]`) or as one comma-separated string (`"a,b"`,
+/// convenient in an environment variable such as `DUELLSYNC_SHARD=a,b`).
+pub fn string_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum List {
+        Many(Vec<String>),
+        One(String),
+    }
+    Ok(match List::deserialize(d)? {
+        List::Many(v) => v,
+        List::One(s) => s
+            .split(',')
+            .map(|p| p.trim().to_owned())
+            .filter(|p| !p.is_empty())
+            .collect(),
+    })
+}
+
 /// The process environment as pairs (read once in `main`; libraries take it as an argument).
 pub fn env_vars() -> Vec<(String, String)> {
     std::env::vars().collect()
@@ -120,4 +139,27 @@ pub fn load_service<T: ServiceConfig>(
     let stores = crate::load_stores_for(config.stores_path(), env, config.secrets_needed())?
         .select(config.shard())?;
     Ok((config, stores))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Deserialize)]
+    struct Shard {
+        #[serde(deserialize_with = "string_list")]
+        shard: Vec<String>,
+    }
+
+    #[test]
+    fn a_shard_is_a_list_or_a_comma_separated_string() {
+        let env = |v: &str| vec![("DUELLSYNC_SHARD".to_owned(), v.to_owned())];
+        let a: Shard = crate::load_layered("env", None, "DUELLSYNC_", &env("a, b")).unwrap();
+        assert_eq!(a.shard, vec!["a", "b"]);
+        let b: Shard =
+            crate::load_layered("env", None, "DUELLSYNC_", &env("[\"a\",\"b\"]")).unwrap();
+        assert_eq!(b.shard, vec!["a", "b"]);
+        let c: Shard = crate::load_layered("env", None, "DUELLSYNC_", &env("solo")).unwrap();
+        assert_eq!(c.shard, vec!["solo"]);
+    }
 }

@@ -17,6 +17,7 @@ pub struct Config {
     /// Store settings: a file or a directory of `<store>.toml` files.
     pub stores_path: PathBuf,
     /// Stores this instance serves; empty = every store in `stores_path`.
+    #[serde(deserialize_with = "duellsync_settings::service::string_list")]
     pub shard: Vec<String>,
     /// Where the sled state lives.
     pub state_dir: PathBuf,

@@ -18,6 +18,7 @@ pub struct Config {
     pub stores_path: PathBuf,
     /// Stores this instance serves; empty = every store in `stores_path`. A store must be served
     /// by exactly one instance: its exactly-once ledger lives in this instance's sled.
+    #[serde(deserialize_with = "duellsync_settings::service::string_list")]
     pub shard: Vec<String>,
     /// Where the sled state lives.
     pub state_dir: PathBuf,

@@ -18,6 +18,7 @@ pub struct Config {
     pub stores_path: PathBuf,
     /// Stores this instance serves; empty = every store in `stores_path`. A store must be
     /// served by exactly one instance (its consumers are sequential per store).
+    #[serde(deserialize_with = "duellsync_settings::service::string_list")]
     pub shard: Vec<String>,
     /// Where the sled state lives (imported orders, written statuses, processed-event ledger).
     pub state_dir: PathBuf,

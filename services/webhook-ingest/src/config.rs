@@ -18,6 +18,7 @@ pub struct Config {
     /// store's `woo.webhook_secret` and `duell.notice_secret`.
     pub stores_path: PathBuf,
     /// Stores this instance answers for; empty = every store in `stores_path`.
+    #[serde(deserialize_with = "duellsync_settings::service::string_list")]
     pub shard: Vec<String>,
     /// Not used: the ingest keeps no state. Accepted so that one environment
     /// (`DUELLSYNC_STATE_DIR`) fits every service of a deployment.
