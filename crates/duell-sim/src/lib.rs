@@ -394,6 +394,11 @@ impl DuellSim {
         self.shared.db().customer_orders.values().cloned().collect()
     }
 
+    /// Number of customer orders (cheap: nothing is cloned).
+    pub fn customer_order_count(&self) -> usize {
+        self.shared.db().customer_orders.len()
+    }
+
     /// Sales orders, by order id.
     pub fn sales_orders(&self) -> Vec<SimOrder> {
         self.shared.db().sales_orders.values().cloned().collect()
@@ -419,5 +424,43 @@ impl DuellSim {
             .db()
             .set_order_status(order_id, status)
             .ok_or_else(|| SimError::NotFound(format!("customer order {order_id}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn counts_customer_orders_without_copying_them() {
+        let sim = DuellSim::start(SimConfig {
+            products: 0,
+            customers: 0,
+            ..SimConfig::default()
+        })
+        .await
+        .unwrap();
+        assert_eq!(sim.customer_order_count(), 0);
+        for n in 0..2u64 {
+            let mut db = sim.shared.db();
+            let (order_id, order_number) = db.next_order();
+            let created_at = db.now();
+            db.insert_customer_order(SimOrder {
+                order_id,
+                order_number,
+                request_key: n.to_string(),
+                reference_order_number: serde_json::json!(n),
+                department_id: 2,
+                customer_id: 1,
+                purchase_order_status_id: 1,
+                stock_drawn: false,
+                order_data: serde_json::json!({}),
+                lines: Vec::new(),
+                ref_order_id: None,
+                created_at,
+            });
+        }
+        assert_eq!(sim.customer_order_count(), 2);
+        assert_eq!(sim.customer_orders().len(), 2);
     }
 }

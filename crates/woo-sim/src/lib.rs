@@ -43,7 +43,9 @@
 //! | `PUT /__sim/settings` `{"prices_include_tax":true,"price_num_decimals":2,"manage_stock":true}` | store settings |
 //! | `GET /__sim/ca.pem` | the CA certificate of the https listener |
 //!
-//! The same operations exist as methods on [`WooSim`].
+//! The same operations exist as methods on [`WooSim`]. In-process only (for benchmarks):
+//! [`WooSim::product_count`], and [`WooSim::record_stock_changes`] /
+//! [`WooSim::take_stock_changes`], which time every stock value a product write sets.
 #![forbid(unsafe_code)]
 
 pub mod faults;
@@ -66,6 +68,7 @@ use serde::{Deserialize, Serialize};
 
 pub(crate) use duellsync_woo::webhook_signature::sign;
 pub use faults::{FaultKind, FaultRule};
+pub use store::StockChange;
 pub use webhooks::{DeliveryKnobs, DeliveryRecord};
 
 /// Key permissions.
@@ -518,6 +521,39 @@ impl WooSim {
             .unwrap_or_default()
     }
 
+    /// Products (not variations) that are not in the trash. Cheap: no rendering.
+    pub fn product_count(&self) -> usize {
+        self.shared
+            .state
+            .lock()
+            .map(|s| {
+                s.products
+                    .values()
+                    .filter(|p| !p.is_variation() && !p.is_trashed())
+                    .count()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Starts (`true`, clearing what was recorded) or stops recording every stock value a
+    /// product write sets, with the moment it was applied (in-process only; benchmarks use it to
+    /// time "observed → written" independently of the engine's own metrics).
+    pub fn record_stock_changes(&self, on: bool) {
+        if let Ok(mut s) = self.shared.state.lock() {
+            s.stock_changes = on.then(Vec::new);
+        }
+    }
+
+    /// Takes the stock changes recorded so far (recording stays on if it was).
+    pub fn take_stock_changes(&self) -> Vec<StockChange> {
+        self.shared
+            .state
+            .lock()
+            .ok()
+            .and_then(|mut s| s.stock_changes.as_mut().map(std::mem::take))
+            .unwrap_or_default()
+    }
+
     /// Store settings.
     pub fn set_settings(
         &self,
@@ -536,5 +572,53 @@ impl WooSim {
                 s.settings.manage_stock = v;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn records_the_stock_values_product_writes_set_only_while_asked() {
+        let sim = WooSim::start(SimConfig {
+            https: false,
+            ..SimConfig::default()
+        })
+        .await
+        .unwrap();
+        let early = sim
+            .admin_write_product(
+                None,
+                serde_json::json!({"name": "Early", "sku": "E-1", "manage_stock": true, "stock_quantity": 1}),
+            )
+            .unwrap();
+        sim.record_stock_changes(true);
+        let id = sim
+            .admin_write_product(
+                None,
+                serde_json::json!({"name": "Mug", "sku": "M-1", "manage_stock": true, "stock_quantity": 5}),
+            )
+            .unwrap();
+        sim.admin_write_product(Some(id), serde_json::json!({"stock_quantity": 7}))
+            .unwrap();
+        sim.admin_write_product(Some(id), serde_json::json!({"name": "Big mug"}))
+            .unwrap();
+        sim.admin_write_product(Some(early), serde_json::json!({"stock_quantity": 1}))
+            .unwrap();
+        let changes = sim.take_stock_changes();
+        let seen: Vec<(u64, &str, Option<i64>)> = changes
+            .iter()
+            .map(|c| (c.product_id, c.sku.as_str(), c.stock_quantity))
+            .collect();
+        assert_eq!(seen, vec![(id, "M-1", Some(5)), (id, "M-1", Some(7))]);
+        assert!(changes[0].at <= changes[1].at);
+        assert!(sim.take_stock_changes().is_empty(), "taken once");
+        assert_eq!(sim.product_count(), 2);
+
+        sim.record_stock_changes(false);
+        sim.admin_write_product(Some(id), serde_json::json!({"stock_quantity": 9}))
+            .unwrap();
+        assert!(sim.take_stock_changes().is_empty(), "off records nothing");
     }
 }

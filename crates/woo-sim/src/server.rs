@@ -1156,6 +1156,9 @@ fn create_product_locked(
     if parent.is_none() {
         p.slug = state.unique_slug(&crate::store::slugify(&p.name), id);
     }
+    if p.stock_quantity.is_some() {
+        state.record_stock_change(&p);
+    }
     state.products.insert(id, p);
     if let Some(pid) = parent {
         products::sync_parent(state, pid);
@@ -1197,11 +1200,15 @@ fn update_product_locked(
             return Err(WpError::new(400, code, "Invalid ID."));
         }
     };
+    let stock_before = p.stock_quantity;
     apply_write(
         state, &mut p, body, mode, fetched, &ctx.home, ctx.now, ctx.offset,
     )?;
     if p.slug.is_empty() && !p.is_variation() {
         p.slug = state.unique_slug(&crate::store::slugify(&p.name), id);
+    }
+    if p.stock_quantity != stock_before {
+        state.record_stock_change(&p);
     }
     let pid = p.parent_id;
     let is_var = p.is_variation();

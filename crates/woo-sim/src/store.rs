@@ -371,6 +371,17 @@ pub struct Capture {
     pub at: i64,
 }
 
+/// A stock value a product write set, with the moment the simulator applied it. Recorded only
+/// while [`crate::WooSim::record_stock_changes`] is on (benchmarks measure "observed in DUELL →
+/// written in WooCommerce" against it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StockChange {
+    pub product_id: u64,
+    pub sku: String,
+    pub stock_quantity: Option<i64>,
+    pub at: std::time::Instant,
+}
+
 /// Everything the simulated store holds.
 #[derive(Debug)]
 pub struct State {
@@ -391,6 +402,8 @@ pub struct State {
     /// Used nonces per consumer key: timestamp → nonce (a later request with the same
     /// timestamp replaces the entry, as WooCommerce stores them).
     pub nonces: HashMap<String, BTreeMap<i64, String>>,
+    /// Stock values set by product writes, while recording is on (`None` = off).
+    pub stock_changes: Option<Vec<StockChange>>,
 }
 
 pub const UNCATEGORIZED: u64 = 15;
@@ -430,6 +443,19 @@ impl State {
             },
             captures: Vec::new(),
             nonces: HashMap::new(),
+            stock_changes: None,
+        }
+    }
+
+    /// Records that a write set `p`'s stock (when recording is on).
+    pub fn record_stock_change(&mut self, p: &Product) {
+        if let Some(log) = self.stock_changes.as_mut() {
+            log.push(StockChange {
+                product_id: p.id,
+                sku: p.sku.clone(),
+                stock_quantity: p.stock_quantity,
+                at: std::time::Instant::now(),
+            });
         }
     }
 
