@@ -44,7 +44,7 @@
 //! | `GET /__sim/ca.pem` | the CA certificate of the https listener |
 //!
 //! The same operations exist as methods on [`WooSim`]. In-process only (for benchmarks):
-//! [`WooSim::product_count`], and [`WooSim::record_stock_changes`] /
+//! [`WooSim::product_count`], [`WooSim::peak_concurrency`], and [`WooSim::record_stock_changes`] /
 //! [`WooSim::take_stock_changes`], which time every stock value a product write sets.
 #![forbid(unsafe_code)]
 
@@ -59,7 +59,7 @@ mod webhooks;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -238,6 +238,9 @@ pub(crate) struct Shared {
     pub home_https: OnceLock<String>,
     pub hooks: webhooks::Hooks,
     pub ca_pem: Option<String>,
+    /// REST requests being served right now, and the most at once since the last reset.
+    pub in_flight: AtomicUsize,
+    pub peak_in_flight: AtomicUsize,
 }
 
 impl Shared {
@@ -314,6 +317,8 @@ impl WooSim {
             home_http: OnceLock::new(),
             home_https: OnceLock::new(),
             ca_pem: tls.as_ref().map(|t| t.ca_pem.clone()),
+            in_flight: AtomicUsize::new(0),
+            peak_in_flight: AtomicUsize::new(0),
         });
         let mut tasks = Vec::new();
         let listener = tokio::net::TcpListener::bind(cfg.bind).await?;
@@ -535,6 +540,18 @@ impl WooSim {
             .unwrap_or_default()
     }
 
+    /// The most REST requests (`/wp-json/…`) served at the same time since the start or the
+    /// last [`WooSim::reset_peak_concurrency`]: the concurrency a client really used.
+    pub fn peak_concurrency(&self) -> usize {
+        self.shared.peak_in_flight.load(Ordering::SeqCst)
+    }
+
+    /// Restarts [`WooSim::peak_concurrency`] from the requests in flight now.
+    pub fn reset_peak_concurrency(&self) {
+        let now = self.shared.in_flight.load(Ordering::SeqCst);
+        self.shared.peak_in_flight.store(now, Ordering::SeqCst);
+    }
+
     /// Starts (`true`, clearing what was recorded) or stops recording every stock value a
     /// product write sets, with the moment it was applied (in-process only; benchmarks use it to
     /// time "observed → written" independently of the engine's own metrics).
@@ -620,5 +637,35 @@ mod tests {
         sim.admin_write_product(Some(id), serde_json::json!({"stock_quantity": 9}))
             .unwrap();
         assert!(sim.take_stock_changes().is_empty(), "off records nothing");
+    }
+
+    #[tokio::test]
+    async fn keeps_the_peak_number_of_requests_served_at_once() {
+        let sim = WooSim::start(SimConfig {
+            https: false,
+            ..SimConfig::default()
+        })
+        .await
+        .unwrap();
+        sim.add_fault(FaultRule {
+            method: None,
+            route: None,
+            path_contains: None,
+            kind: FaultKind::Latency { ms: 200 },
+            times: None,
+            probability: None,
+        });
+        let http = reqwest::Client::new();
+        let url = format!("{}/wp-json/wc/v3/products", sim.base_url());
+        let get = || http.get(&url).send();
+        let (a, b, c) = tokio::join!(get(), get(), get());
+        for r in [a, b, c] {
+            r.unwrap();
+        }
+        assert_eq!(sim.peak_concurrency(), 3);
+        sim.reset_peak_concurrency();
+        assert_eq!(sim.peak_concurrency(), 0);
+        get().await.unwrap();
+        assert_eq!(sim.peak_concurrency(), 1);
     }
 }

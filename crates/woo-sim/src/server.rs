@@ -150,6 +150,24 @@ fn template(segments: &[&str]) -> String {
         .join("/")
 }
 
+/// Counts a request as being served until dropped, and keeps the peak (benchmarks read how
+/// many requests a client really had in flight).
+struct InFlight<'a>(&'a Shared);
+
+impl<'a> InFlight<'a> {
+    fn enter(shared: &'a Shared) -> Self {
+        let now = shared.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        shared.peak_in_flight.fetch_max(now, Ordering::SeqCst);
+        InFlight(shared)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 async fn handle(
     AxState(app): AxState<AppState>,
     method: Method,
@@ -175,6 +193,7 @@ async fn handle(
             .await
             .into_response(&home);
     }
+    let _in_flight = InFlight::enter(&shared);
     let query = Query::parse(uri.query());
     // Resolve the REST route: pretty permalinks, or ?rest_route= (never authenticated).
     let (route, via_rest_route) = if let Some(r) = path.strip_prefix("/wp-json/") {
