@@ -361,6 +361,10 @@ impl DuellClient {
                     }
                     waited += d;
                     self.inner.pacer.note_wait();
+                    metrics::counter!("duellsync_duell_rate_limit_waits_total", "endpoint" => endpoint.to_owned())
+                        .increment(1);
+                    metrics::histogram!("duellsync_duell_rate_limit_wait_seconds")
+                        .record(d.as_secs_f64());
                     tracing::debug!(
                         endpoint,
                         wait_ms = d.as_millis() as u64,
@@ -518,6 +522,8 @@ impl DuellClient {
             Ok(r) => r,
             Err(e) => {
                 span.record("duration_ms", started.elapsed().as_millis() as u64);
+                metrics::counter!("duellsync_duell_requests_total", "endpoint" => call.endpoint.to_owned(), "status" => if e.is_timeout() { "timeout" } else { "transport" })
+                    .increment(1);
                 // A connect failure proves nothing reached DUELL; anything later may have.
                 let maybe_applied = !e.is_connect();
                 let what = if e.is_timeout() {
@@ -534,6 +540,10 @@ impl DuellClient {
             }
         };
         let status = resp.status().as_u16();
+        metrics::histogram!("duellsync_duell_request_duration_seconds", "endpoint" => call.endpoint.to_owned())
+            .record(started.elapsed().as_secs_f64());
+        metrics::counter!("duellsync_duell_requests_total", "endpoint" => call.endpoint.to_owned(), "status" => status.to_string())
+            .increment(1);
         let rate = RateHeaders::parse(resp.headers(), SystemTime::now());
         self.inner.pacer.observe(&rate);
         let body = resp.bytes().await;

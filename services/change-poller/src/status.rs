@@ -69,8 +69,31 @@ pub(crate) async fn run(ctx: StoreCtx, stop: CancellationToken) -> anyhow::Resul
                 if let Err(e) = poll(&ctx, &stop).await {
                     tracing::warn!(store = %ctx.id(), error = %format!("{e:#}"), "order status poll failed");
                 }
+                report_dead_letters(&ctx).await;
             }
         }
+    }
+}
+
+/// Dead letters waiting for a person, per service, as a gauge (the poller runs once per store,
+/// so the figure is reported exactly once).
+async fn report_dead_letters(ctx: &StoreCtx) {
+    let filter = format!("dlq.{}.>", ctx.id());
+    match ctx.bus.subject_counts("DLQ", &filter).await {
+        Ok(counts) => {
+            for service in [
+                "catalog-publisher",
+                "order-importer",
+                "status-writeback",
+                "change-poller",
+            ] {
+                let subject = duellsync_events::dlq_subject(ctx.id(), service);
+                let n = counts.get(&subject).copied().unwrap_or(0);
+                metrics::gauge!("duellsync_dlq_depth_messages", "store" => ctx.id().to_owned(), "service" => service)
+                    .set(n as f64);
+            }
+        }
+        Err(e) => tracing::debug!(store = %ctx.id(), error = %e, "cannot count dead letters"),
     }
 }
 
