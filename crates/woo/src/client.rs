@@ -545,14 +545,7 @@ impl WooClient {
             Err(e) => return Attempt::Failed(transport_error(endpoint, e)),
         };
         let content_type = header("content-type").unwrap_or_default();
-        let trimmed = trim_bom_ws(&bytes);
-        let looks_json = trimmed.first().is_some_and(|b| *b == b'{' || *b == b'[');
-        let parsed: Option<serde_json::Value> = if looks_json {
-            serde_json::from_slice(trimmed).ok()
-        } else {
-            None
-        };
-        let Some(body) = parsed else {
+        let Some(body) = parse_json_body(&bytes) else {
             if !(200..300).contains(&status) && bytes.is_empty() {
                 return Attempt::Failed(Error::Http {
                     endpoint: endpoint.to_string(),
@@ -576,25 +569,49 @@ impl WooClient {
                 body,
             });
         }
-        match serde_json::from_value::<ApiError>(body) {
-            Ok(error) => Attempt::Failed(Error::Api {
-                endpoint: endpoint.to_string(),
-                status,
-                error,
-                retry_after,
-            }),
-            Err(_) => Attempt::Failed(Error::Http {
-                endpoint: endpoint.to_string(),
-                status,
-                retry_after,
-            }),
-        }
+        Attempt::Failed(error_from_body(endpoint, status, retry_after, body))
     }
 
     /// Sends and decodes into `T`.
     pub(crate) async fn call<T: DeserializeOwned>(&self, req: WooRequest) -> Result<T> {
         let endpoint = format!("{} {}", req.method, endpoint_template(&req.path));
         self.send(req).await?.decode(&endpoint)
+    }
+}
+
+/// The JSON of a response body: a UTF-8 BOM and leading whitespace are skipped, and only a
+/// body that starts like an object or an array is parsed. `None`: not JSON (an HTML page, PHP
+/// warnings before the JSON, an empty body).
+pub(crate) fn parse_json_body(bytes: &[u8]) -> Option<serde_json::Value> {
+    let trimmed = trim_bom_ws(bytes);
+    let looks_json = trimmed.first().is_some_and(|b| *b == b'{' || *b == b'[');
+    if looks_json {
+        serde_json::from_slice(trimmed).ok()
+    } else {
+        None
+    }
+}
+
+/// The error of a non-2xx response with a JSON body: WooCommerce's `{code, message, data}`
+/// envelope when it is one, else a bare HTTP error.
+pub(crate) fn error_from_body(
+    endpoint: &str,
+    status: u16,
+    retry_after: Option<Duration>,
+    body: serde_json::Value,
+) -> Error {
+    match serde_json::from_value::<ApiError>(body) {
+        Ok(error) => Error::Api {
+            endpoint: endpoint.to_string(),
+            status,
+            error,
+            retry_after,
+        },
+        Err(_) => Error::Http {
+            endpoint: endpoint.to_string(),
+            status,
+            retry_after,
+        },
     }
 }
 

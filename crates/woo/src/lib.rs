@@ -20,6 +20,8 @@
 mod client;
 pub mod de;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod oauth;
 mod order_webhooks;
 mod orders;

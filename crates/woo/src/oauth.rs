@@ -219,4 +219,42 @@ mod tests {
         let base = base_string("GET", "u", &params);
         assert!(base.ends_with("B%3D2%26a%3D4%26a_b%3D3%26b%3D1"), "{base}");
     }
+
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn any_authorization_header_parses_or_is_refused(header in "(OAuth )?[ -~\\PC]{0,200}") {
+                if let Some(pairs) = parse_authorization_header(&header) {
+                    for (k, _) in &pairs {
+                        prop_assert!(k.starts_with("oauth_"));
+                    }
+                    let params = php_params(pairs);
+                    let base = base_string("GET", "http://h/wp-json/wc/v3/orders", &params);
+                    let _ = signature(SignatureMethod::HmacSha256, "cs", &base);
+                }
+            }
+
+            #[test]
+            fn any_query_pairs_make_a_base_string(pairs in prop::collection::vec(("[a-z\\[\\]0-9_]{0,8}", "\\PC{0,8}"), 0..10), method in "\\PC{0,6}") {
+                let params = php_params(pairs.clone());
+                let base = base_string(&method, "http://h/p", &params);
+                prop_assert!(base.starts_with(&method.to_ascii_uppercase()));
+                // The base string depends on the parameters, not on their order.
+                let mut reversed = pairs;
+                reversed.reverse();
+                let distinct: std::collections::BTreeSet<_> = reversed.iter().map(|(k, _)| k.clone()).collect();
+                if distinct.len() == reversed.len() && !reversed.iter().any(|(k, _)| k.contains('[')) {
+                    prop_assert_eq!(base, base_string(&method, "http://h/p", &php_params(reversed)));
+                }
+            }
+
+            #[test]
+            fn decoding_never_panics(s in "\\PC{0,40}|[%+0-9a-fA-F]{0,40}") {
+                let _ = (raw_decode(&s), form_decode(&s), encode(&s));
+            }
+        }
+    }
 }

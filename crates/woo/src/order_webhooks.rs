@@ -63,7 +63,7 @@ pub struct EnsureReport {
     pub paused: Vec<String>,
 }
 
-fn classify(topic: &str, hooks: &[Webhook], delivery_url: &str) -> TopicWebhooks {
+pub(crate) fn classify(topic: &str, hooks: &[Webhook], delivery_url: &str) -> TopicWebhooks {
     let ours: Vec<Webhook> = hooks
         .iter()
         .filter(|h| h.topic == topic && h.delivery_url == delivery_url)

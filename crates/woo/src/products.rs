@@ -231,7 +231,7 @@ impl Product {
             .map(|m| &m.value)
     }
 
-    fn normalise(mut self) -> Self {
+    pub(crate) fn normalise(mut self) -> Self {
         if self.stock_status.is_none() {
             if let Some(in_stock) = self.in_stock {
                 self.stock_status = Some(if in_stock {
@@ -756,16 +756,17 @@ pub struct CategoryQuery {
     pub page: Option<u32>,
 }
 
-impl WooClient {
-    fn product_from_value(&self, v: Value, endpoint: &str) -> Result<Product> {
-        serde_json::from_value::<Product>(v)
-            .map(Product::normalise)
-            .map_err(|source| Error::Decode {
-                endpoint: endpoint.to_string(),
-                source,
-            })
-    }
+/// A product as read from any product or variation endpoint (v2's `in_stock` mapped).
+pub(crate) fn product_from_value(v: Value, endpoint: &str) -> Result<Product> {
+    serde_json::from_value::<Product>(v)
+        .map(Product::normalise)
+        .map_err(|source| Error::Decode {
+            endpoint: endpoint.to_string(),
+            source,
+        })
+}
 
+impl WooClient {
     /// Serialises a write, mapping `stock_status` to v2's `in_stock`.
     pub(crate) fn product_body(&self, w: &ProductWrite) -> Result<Value> {
         let mut v = serde_json::to_value(w).map_err(|source| Error::Decode {
@@ -790,7 +791,7 @@ impl WooClient {
             Idempotency::Idempotent,
         );
         let v = self.send(req).await?.body;
-        self.product_from_value(v, "GET products/{id}")
+        product_from_value(v, "GET products/{id}")
     }
 
     /// `GET /products` with filters; one page.
@@ -806,7 +807,7 @@ impl WooClient {
         let items: Vec<Value> = resp.clone().decode(&endpoint)?;
         let items = items
             .into_iter()
-            .map(|v| self.product_from_value(v, &endpoint))
+            .map(|v| product_from_value(v, &endpoint))
             .collect::<Result<Vec<_>>>()?;
         Ok(Page {
             items,
@@ -847,7 +848,7 @@ impl WooClient {
         let req = WooRequest::new(Method::POST, "products", Idempotency::NonIdempotent)
             .json(self.product_body(product)?);
         let v = self.send(req).await?.body;
-        self.product_from_value(v, "POST products")
+        product_from_value(v, "POST products")
     }
 
     /// `PUT /products/{id}`.
@@ -863,7 +864,7 @@ impl WooClient {
         )
         .json(body);
         let v = self.send(req).await?.body;
-        self.product_from_value(v, "PUT products/{id}")
+        product_from_value(v, "PUT products/{id}")
     }
 
     /// `DELETE /products/{id}` (`force=true` deletes for good; otherwise trash).
@@ -875,7 +876,7 @@ impl WooClient {
         )
         .query("force", force.to_string());
         let v = self.send(req).await?.body;
-        self.product_from_value(v, "DELETE products/{id}")
+        product_from_value(v, "DELETE products/{id}")
     }
 
     /// `POST /products/batch` with at most 100 items. Per-item errors come back per item in
@@ -946,7 +947,7 @@ impl WooClient {
         )
         .json(self.product_body(v)?);
         let body = self.send(req).await?.body;
-        self.product_from_value(body, "POST products/{id}/variations")
+        product_from_value(body, "POST products/{id}/variations")
     }
 
     /// `PUT /products/{id}/variations/{vid}`.
@@ -967,7 +968,7 @@ impl WooClient {
         )
         .json(body);
         let body = self.send(req).await?.body;
-        self.product_from_value(body, "PUT products/{id}/variations/{id}")
+        product_from_value(body, "PUT products/{id}/variations/{id}")
     }
 
     /// `POST /products/{id}/variations/batch` (≤ 100 items).

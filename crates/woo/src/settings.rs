@@ -41,14 +41,7 @@ impl WooClient {
         let s = self
             .get_setting("tax", "woocommerce_prices_include_tax")
             .await?;
-        match s.value.as_str() {
-            Some("yes") => Ok(true),
-            Some("no") => Ok(false),
-            _ => Err(Error::InvalidRequest(format!(
-                "unexpected woocommerce_prices_include_tax value {}",
-                s.value
-            ))),
-        }
+        prices_include_tax_of(&s)
     }
 
     /// Number of price decimals (`/settings/general/woocommerce_price_num_decimals`; the value
@@ -57,17 +50,7 @@ impl WooClient {
         let s = self
             .get_setting("general", "woocommerce_price_num_decimals")
             .await?;
-        let parsed = match &s.value {
-            Value::String(v) => v.trim().parse::<u32>().ok(),
-            Value::Number(n) => n.as_u64().and_then(|n| u32::try_from(n).ok()),
-            _ => None,
-        };
-        parsed.ok_or_else(|| {
-            Error::InvalidRequest(format!(
-                "unexpected woocommerce_price_num_decimals value {}",
-                s.value
-            ))
-        })
+        price_num_decimals_of(&s)
     }
 
     /// The WooCommerce version (`system_status` → `environment.version`, e.g. `"7.9.0"`).
@@ -78,9 +61,39 @@ impl WooClient {
                     .query("_fields", "environment.version"),
             )
             .await?;
-        v.pointer("/environment/version")
-            .and_then(Value::as_str)
-            .map(str::to_string)
-            .ok_or_else(|| Error::InvalidRequest("system_status has no environment.version".into()))
+        version_of(&v)
     }
+}
+
+pub(crate) fn prices_include_tax_of(s: &Setting) -> Result<bool> {
+    match s.value.as_str() {
+        Some("yes") => Ok(true),
+        Some("no") => Ok(false),
+        _ => Err(Error::InvalidRequest(format!(
+            "unexpected woocommerce_prices_include_tax value {}",
+            s.value
+        ))),
+    }
+}
+
+pub(crate) fn price_num_decimals_of(s: &Setting) -> Result<u32> {
+    let parsed = match &s.value {
+        Value::String(v) => v.trim().parse::<u32>().ok(),
+        Value::Number(n) => n.as_u64().and_then(|n| u32::try_from(n).ok()),
+        _ => None,
+    };
+    parsed.ok_or_else(|| {
+        Error::InvalidRequest(format!(
+            "unexpected woocommerce_price_num_decimals value {}",
+            s.value
+        ))
+    })
+}
+
+pub(crate) fn version_of(system_status: &Value) -> Result<String> {
+    system_status
+        .pointer("/environment/version")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .ok_or_else(|| Error::InvalidRequest("system_status has no environment.version".into()))
 }

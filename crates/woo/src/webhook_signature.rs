@@ -67,4 +67,23 @@ mod tests {
         assert_eq!(sign("a&amp;b", b"x"), sign("a&b", b"x"));
         assert_eq!(decode_secret("&lt;&gt;&quot;&#039;&amp;amp;"), "<>\"'&amp;");
     }
+
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn what_is_signed_verifies_and_other_bodies_do_not(secret in "\\PC{0,40}", body in prop::collection::vec(any::<u8>(), 0..200), other in prop::collection::vec(any::<u8>(), 0..200)) {
+                let sig = sign(&secret, &body);
+                prop_assert!(verify(&secret, &body, &sig));
+                prop_assert_eq!(verify(&secret, &other, &sig), other == body);
+            }
+
+            #[test]
+            fn any_header_is_checked_without_panicking(secret in "\\PC{0,40}", body in prop::collection::vec(any::<u8>(), 0..64), header in "[A-Za-z0-9+/= ]{0,100}|\\PC{0,100}") {
+                let _ = verify(&secret, &body, &header);
+            }
+        }
+    }
 }
