@@ -350,7 +350,22 @@ impl WooClient {
         let max = retry.max_attempts.max(1);
         let mut attempt = 1;
         loop {
+            let attempt_started = Instant::now();
             let outcome = self.attempt(&req, &endpoint).await;
+            let status_label = match &outcome {
+                Attempt::Done(resp) => resp.status.to_string(),
+                Attempt::Failed(e) => match e.status() {
+                    Some(s) => s.to_string(),
+                    None => match e {
+                        Error::Timeout { .. } => "timeout".to_owned(),
+                        _ => "transport".to_owned(),
+                    },
+                },
+            };
+            metrics::histogram!("duellsync_woo_request_duration_seconds", "endpoint" => endpoint.clone())
+                .record(attempt_started.elapsed().as_secs_f64());
+            metrics::counter!("duellsync_woo_requests_total", "endpoint" => endpoint.clone(), "status" => status_label)
+                .increment(1);
             let span = tracing::Span::current();
             span.record("attempts", attempt);
             span.record("duration_ms", started.elapsed().as_millis() as u64);
