@@ -41,12 +41,14 @@ impl Token {
         assumed_ttl: Duration,
     ) -> Token {
         let claims = claims(&secret);
-        let renew_at = match claims.exp {
+        // Checked: the claims are outside input, and `SystemTime + Duration` panics past the
+        // platform's range (an `exp` beyond it reads as no `exp`).
+        let at = |secs: u64| UNIX_EPOCH.checked_add(Duration::from_secs(secs));
+        let renew_at = match claims.exp.and_then(at) {
             Some(exp) => {
-                let exp = UNIX_EPOCH + Duration::from_secs(exp);
                 let issued = claims
                     .iat
-                    .map(|iat| UNIX_EPOCH + Duration::from_secs(iat))
+                    .and_then(at)
                     .filter(|iat| *iat <= exp)
                     .unwrap_or(now);
                 let lifetime = exp.duration_since(issued).unwrap_or_default();
@@ -159,6 +161,34 @@ mod tests {
             Duration::from_secs(43_200),
         );
         assert_eq!(t.renew_at, UNIX_EPOCH + Duration::from_secs(iat + 300));
+    }
+
+    #[test]
+    fn an_exp_past_the_clock_range_reads_as_no_exp() {
+        // Found by the duell_responses property test: `UNIX_EPOCH + exp` panicked.
+        let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        for payload in [
+            r#"{"exp":18446744073709551615}"#,
+            r#"{"exp":1e19,"iat":"18446744073709551615"}"#,
+        ] {
+            let t = Token::new(
+                jwt(payload),
+                1,
+                now,
+                Duration::from_secs(3600),
+                Duration::from_secs(43_200),
+            );
+            assert_eq!(t.renew_at, now + Duration::from_secs(43_200), "{payload}");
+        }
+        // A huge iat is ignored, the exp still counts.
+        let t = Token::new(
+            jwt(r#"{"exp":1700007200,"iat":18446744073709551615}"#),
+            1,
+            now,
+            Duration::from_secs(3600),
+            Duration::from_secs(43_200),
+        );
+        assert_eq!(t.renew_at, now + Duration::from_secs(3600));
     }
 
     #[test]

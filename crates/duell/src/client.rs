@@ -180,7 +180,7 @@ impl Call {
 }
 
 /// The result of one attempt.
-enum Attempt {
+pub(crate) enum Attempt {
     Done(Value),
     Relogin,
     RateLimited(Duration),
@@ -323,16 +323,7 @@ impl DuellClient {
             }
             Err(e) => return Err(e),
         };
-        let Some(jwt) = value
-            .get("token")
-            .and_then(Value::as_str)
-            .filter(|t| !t.trim().is_empty())
-        else {
-            return Err(Error::InvalidResponse {
-                endpoint: "getaccesstokens".into(),
-                detail: "login answer has no token".into(),
-            });
-        };
+        let jwt = token_of(&value)?;
         let generation = self.inner.generation.fetch_add(1, Ordering::SeqCst) + 1;
         self.inner.logins.fetch_add(1, Ordering::Relaxed);
         tracing::info!(generation, "logged in to duell");
@@ -560,129 +551,144 @@ impl DuellClient {
                 }
             }
         };
-        self.classify(call, status, &rate, &body)
+        let fallback = self.inner.pacer.config().default_retry_after;
+        classify(call.endpoint, call.kind, status, &rate, &body, fallback)
     }
+}
 
-    fn classify(&self, call: &Call, status: u16, rate: &RateHeaders, body: &[u8]) -> Attempt {
-        let endpoint = call.endpoint;
-        let text = body.trim_ascii();
-        let success = (200..300).contains(&status);
-        if status == 429 {
-            return Attempt::RateLimited(rate.wait_after_429(
-                SystemTime::now(),
-                self.inner.pacer.config().default_retry_after,
-            ));
+/// How one answer is taken: a success envelope, a refused token, a rate limit, a retryable
+/// failure or a final error. `fallback` is the wait after a 429 that names none.
+pub(crate) fn classify(
+    endpoint: &str,
+    kind: Kind,
+    status: u16,
+    rate: &RateHeaders,
+    body: &[u8],
+    fallback: Duration,
+) -> Attempt {
+    let text = body.trim_ascii();
+    let success = (200..300).contains(&status);
+    if status == 429 {
+        return Attempt::RateLimited(rate.wait_after_429(SystemTime::now(), fallback));
+    }
+    if status >= 500 {
+        // JSON envelope or a gateway's HTML page: a server failure either way.
+        let message = serde_json::from_slice::<Value>(text)
+            .ok()
+            .and_then(|v| v.get("message").and_then(de::string_from_value));
+        return Attempt::Transient {
+            http_status: Some(status),
+            reason: match message {
+                Some(m) => format!("http {status}: {m}"),
+                None => format!("http {status}"),
+            },
+            maybe_applied: true,
+            empty: text.is_empty(),
+        };
+    }
+    if text.is_empty() {
+        if status == 401 || status == 403 {
+            return Attempt::Relogin;
         }
-        if status >= 500 {
-            // JSON envelope or a gateway's HTML page: a server failure either way.
-            let message = serde_json::from_slice::<Value>(text)
-                .ok()
-                .and_then(|v| v.get("message").and_then(de::string_from_value));
+        if success {
             return Attempt::Transient {
                 http_status: Some(status),
-                reason: match message {
-                    Some(m) => format!("http {status}: {m}"),
-                    None => format!("http {status}"),
-                },
+                reason: format!("empty body (http {status})"),
                 maybe_applied: true,
-                empty: text.is_empty(),
+                empty: true,
             };
         }
-        if text.is_empty() {
-            if status == 401 || status == 403 {
-                return Attempt::Relogin;
-            }
-            if success {
-                return Attempt::Transient {
-                    http_status: Some(status),
-                    reason: format!("empty body (http {status})"),
-                    maybe_applied: true,
-                    empty: true,
-                };
-            }
-            return Attempt::Fatal(Error::Rejected {
+        return Attempt::Fatal(Error::Rejected {
+            endpoint: endpoint.into(),
+            http_status: status,
+            code: None,
+            message: "empty body".into(),
+            validation: None,
+        });
+    }
+    if text.first() == Some(&b'<') {
+        return Attempt::Fatal(Error::Firewall {
+            endpoint: endpoint.into(),
+            http_status: status,
+        });
+    }
+    if status == 401 {
+        return Attempt::Relogin;
+    }
+    let unreadable = |detail: String| -> Attempt {
+        if success && kind == Kind::Write {
+            Attempt::Fatal(Error::OutcomeUnknown {
+                endpoint: endpoint.into(),
+                reason: format!("unreadable answer: {detail}"),
+            })
+        } else if success {
+            Attempt::Fatal(Error::InvalidResponse {
+                endpoint: endpoint.into(),
+                detail,
+            })
+        } else {
+            Attempt::Fatal(Error::Rejected {
                 endpoint: endpoint.into(),
                 http_status: status,
                 code: None,
-                message: "empty body".into(),
+                message: format!("unreadable body: {detail}"),
                 validation: None,
-            });
+            })
         }
-        if text.first() == Some(&b'<') {
-            return Attempt::Fatal(Error::Firewall {
-                endpoint: endpoint.into(),
-                http_status: status,
-            });
-        }
-        if status == 401 {
-            return Attempt::Relogin;
-        }
-        let unreadable = |detail: String| -> Attempt {
-            if success && call.kind == Kind::Write {
-                Attempt::Fatal(Error::OutcomeUnknown {
-                    endpoint: endpoint.into(),
-                    reason: format!("unreadable answer: {detail}"),
-                })
-            } else if success {
-                Attempt::Fatal(Error::InvalidResponse {
-                    endpoint: endpoint.into(),
-                    detail,
-                })
-            } else {
-                Attempt::Fatal(Error::Rejected {
-                    endpoint: endpoint.into(),
-                    http_status: status,
-                    code: None,
-                    message: format!("unreadable body: {detail}"),
-                    validation: None,
-                })
-            }
-        };
-        let value: Value = match serde_json::from_slice(text) {
-            Ok(v) => v,
-            Err(e) => return unreadable(format!("body is not json: {e}")),
-        };
-        let Value::Object(map) = &value else {
-            return unreadable("body is not a json object".into());
-        };
-        let flag = map.get("status").and_then(de::bool_from_value);
-        let code = map
-            .get("code")
-            .and_then(|c| de::decimal_from_value(c).ok().flatten())
-            .and_then(|d| i64::try_from(d.trunc()).ok());
-        match flag {
-            Some(true) => return Attempt::Done(value),
-            // Some list endpoints may omit `status` (reference §6.2); a 2xx without an error
-            // code is a success.
-            None if success && code.is_none() => return Attempt::Done(value),
-            _ => {}
-        }
-        if matches!(code, Some(401) | Some(403)) || status == 403 {
-            return Attempt::Relogin;
-        }
-        if code == Some(429) {
-            return Attempt::RateLimited(rate.wait_after_429(
-                SystemTime::now(),
-                self.inner.pacer.config().default_retry_after,
-            ));
-        }
-        let message = map
-            .get("message")
-            .and_then(de::string_from_value)
-            .unwrap_or_else(|| "status false without message".into());
-        let validation = map
-            .get("validation_message")
-            .cloned()
-            .map(ValidationMessage)
-            .filter(|v| !v.is_empty());
-        Attempt::Fatal(Error::Rejected {
-            endpoint: endpoint.into(),
-            http_status: status,
-            code,
-            message,
-            validation,
-        })
+    };
+    let value: Value = match serde_json::from_slice(text) {
+        Ok(v) => v,
+        Err(e) => return unreadable(format!("body is not json: {e}")),
+    };
+    let Value::Object(map) = &value else {
+        return unreadable("body is not a json object".into());
+    };
+    let flag = map.get("status").and_then(de::bool_from_value);
+    let code = map
+        .get("code")
+        .and_then(|c| de::decimal_from_value(c).ok().flatten())
+        .and_then(|d| i64::try_from(d.trunc()).ok());
+    match flag {
+        Some(true) => return Attempt::Done(value),
+        // Some list endpoints may omit `status` (reference §6.2); a 2xx without an error
+        // code is a success.
+        None if success && code.is_none() => return Attempt::Done(value),
+        _ => {}
     }
+    if matches!(code, Some(401) | Some(403)) || status == 403 {
+        return Attempt::Relogin;
+    }
+    if code == Some(429) {
+        return Attempt::RateLimited(rate.wait_after_429(SystemTime::now(), fallback));
+    }
+    let message = map
+        .get("message")
+        .and_then(de::string_from_value)
+        .unwrap_or_else(|| "status false without message".into());
+    let validation = map
+        .get("validation_message")
+        .cloned()
+        .map(ValidationMessage)
+        .filter(|v| !v.is_empty());
+    Attempt::Fatal(Error::Rejected {
+        endpoint: endpoint.into(),
+        http_status: status,
+        code,
+        message,
+        validation,
+    })
+}
+
+/// The token of a login answer.
+pub(crate) fn token_of(value: &Value) -> Result<&str> {
+    value
+        .get("token")
+        .and_then(Value::as_str)
+        .filter(|t| !t.trim().is_empty())
+        .ok_or_else(|| Error::InvalidResponse {
+            endpoint: "getaccesstokens".into(),
+            detail: "login answer has no token".into(),
+        })
 }
 
 /// A transport error as text, without the URL (its query may hold a department token) and

@@ -20,7 +20,7 @@ fn amount(d: Decimal) -> Value {
         .unwrap_or(Value::Null)
 }
 
-fn bulk<T: DeserializeOwned>(endpoint: &str, envelope: Value) -> Result<SaveOutcome<T>> {
+pub(crate) fn bulk<T: DeserializeOwned>(endpoint: &str, envelope: Value) -> Result<SaveOutcome<T>> {
     let total_affected = envelope
         .get("total_affected")
         .and_then(|v| de::u64_from_value(v).ok().flatten());
@@ -56,6 +56,58 @@ fn bulk<T: DeserializeOwned>(endpoint: &str, envelope: Value) -> Result<SaveOutc
         total_affected,
         data,
         validation,
+    })
+}
+
+/// The departments of a `department/list` answer.
+pub(crate) fn departments_of(envelope: &Value) -> Result<Vec<Department>> {
+    let rows = envelope.get("departments").cloned().unwrap_or(Value::Null);
+    let rows = match rows {
+        Value::Array(a) => a,
+        Value::Object(m) => m.into_iter().map(|(_, v)| v).collect(),
+        _ => Vec::new(),
+    };
+    rows.into_iter()
+        .map(|r| {
+            serde_json::from_value(r).map_err(|e| Error::InvalidResponse {
+                endpoint: "department/list".into(),
+                detail: e.to_string(),
+            })
+        })
+        .collect()
+}
+
+/// The customer id of a `PUT customer` answer; `given` is the id an update was sent with.
+pub(crate) fn customer_id_of(envelope: &Value, given: Option<CustomerId>) -> Result<CustomerId> {
+    // Create answers `customers: <id>` (a scalar); accept a list or object too.
+    let id = match envelope.get("customers") {
+        Some(Value::Array(a)) => a
+            .first()
+            .and_then(|c| c.get("customer_id").or(Some(c)))
+            .cloned(),
+        Some(Value::Object(m)) => m.get("customer_id").cloned(),
+        Some(other) => Some(other.clone()),
+        None => envelope.get("customer_id").cloned(),
+    }
+    .and_then(|x| de::u64_from_value(&x).ok().flatten())
+    .filter(|id| *id != 0)
+    .map(CustomerId);
+    match (id, given) {
+        (Some(id), _) => Ok(id),
+        (None, Some(id)) => Ok(id),
+        (None, None) => Err(Error::OutcomeUnknown {
+            endpoint: "customer".into(),
+            reason: "customer saved but its id is missing from the answer".into(),
+        }),
+    }
+}
+
+/// The order of a `logistics/orders/view/{id}` answer.
+pub(crate) fn order_view_of(envelope: &Value) -> Result<OrderView> {
+    let data = envelope.get("data").cloned().unwrap_or(Value::Null);
+    serde_json::from_value(data).map_err(|e| Error::InvalidResponse {
+        endpoint: "logistics/orders/view".into(),
+        detail: e.to_string(),
     })
 }
 
@@ -129,20 +181,7 @@ impl DuellClient {
         let v = self
             .execute(&Call::get("department/list", Query::new()))
             .await?;
-        let rows = v.get("departments").cloned().unwrap_or(Value::Null);
-        let rows = match rows {
-            Value::Array(a) => a,
-            Value::Object(m) => m.into_iter().map(|(_, v)| v).collect(),
-            _ => Vec::new(),
-        };
-        rows.into_iter()
-            .map(|r| {
-                serde_json::from_value(r).map_err(|e| Error::InvalidResponse {
-                    endpoint: "department/list".into(),
-                    detail: e.to_string(),
-                })
-            })
-            .collect()
+        departments_of(&v)
     }
 
     /// `GET product/list`, page by page (see [`Pages`]), de-duplicated by `product_id`.
@@ -307,27 +346,7 @@ impl DuellClient {
             authed: true,
         };
         let v = self.execute(&call).await?;
-        // Create answers `customers: <id>` (a scalar); accept a list or object too.
-        let id = match v.get("customers") {
-            Some(Value::Array(a)) => a
-                .first()
-                .and_then(|c| c.get("customer_id").or(Some(c)))
-                .cloned(),
-            Some(Value::Object(m)) => m.get("customer_id").cloned(),
-            Some(other) => Some(other.clone()),
-            None => v.get("customer_id").cloned(),
-        }
-        .and_then(|x| de::u64_from_value(&x).ok().flatten())
-        .filter(|id| *id != 0)
-        .map(CustomerId);
-        match (id, customer.customer_id) {
-            (Some(id), _) => Ok(id),
-            (None, Some(id)) => Ok(id),
-            (None, None) => Err(Error::OutcomeUnknown {
-                endpoint: "customer".into(),
-                reason: "customer saved but its id is missing from the answer".into(),
-            }),
-        }
+        customer_id_of(&v, customer.customer_id)
     }
 
     /// `POST logistics/orders/save`: creates customer orders (kundeordre; locked, stock
@@ -350,11 +369,7 @@ impl DuellClient {
         let mut call = Call::get("logistics/orders/view", Query::new());
         call.path = format!("logistics/orders/view/{}", id.0);
         let v = self.execute(&call).await?;
-        let data = v.get("data").cloned().unwrap_or(Value::Null);
-        serde_json::from_value(data).map_err(|e| Error::InvalidResponse {
-            endpoint: "logistics/orders/view".into(),
-            detail: e.to_string(),
-        })
+        order_view_of(&v)
     }
 
     /// `POST sale/orders/save`: creates sales orders (salgsordre; a completed sale that draws

@@ -30,6 +30,8 @@ mod client;
 mod de;
 mod endpoints;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod model;
 mod pacing;
 mod paging;

@@ -90,15 +90,15 @@ fn epoch(s: &str) -> Option<SystemTime> {
     if d.is_sign_negative() {
         return None;
     }
-    let millis = u64::try_from((d * rust_decimal::Decimal::from(1000)).trunc()).ok()?;
-    Some(UNIX_EPOCH + Duration::from_millis(millis))
+    // Checked: a header is outside input, and `Decimal`'s `*` panics on overflow.
+    let millis = u64::try_from(d.checked_mul(1000.into())?.trunc()).ok()?;
+    UNIX_EPOCH.checked_add(Duration::from_millis(millis))
 }
 
 /// `Retry-After`: delta seconds or an HTTP date.
 fn retry_after(s: &str, now: SystemTime) -> Option<Duration> {
     if let Some(d) = crate::de::parse_decimal(s) {
-        let millis =
-            u64::try_from((d.max(0.into()) * rust_decimal::Decimal::from(1000)).trunc()).ok()?;
+        let millis = u64::try_from(d.max(0.into()).checked_mul(1000.into())?.trunc()).ok()?;
         return Some(Duration::from_millis(millis));
     }
     let date =
@@ -244,6 +244,30 @@ mod tests {
         assert_eq!(
             RateHeaders::parse(&h, now).retry_after,
             Some(Duration::from_secs(10))
+        );
+    }
+
+    #[test]
+    fn absurd_reset_and_retry_after_values_are_ignored_not_a_panic() {
+        // Found by the duell_responses fuzz target: `Decimal`'s `*` panicked on overflow.
+        let now = UNIX_EPOCH + Duration::from_secs(1_000);
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-duell-ratelimit-reset",
+            HeaderValue::from_static("80000000000000000000000000"),
+        );
+        h.insert(
+            "retry-after",
+            HeaderValue::from_static("79228162514264337593543950335"),
+        );
+        let parsed = RateHeaders::parse(&h, now);
+        assert_eq!(parsed.reset, None);
+        assert_eq!(parsed.retry_after, None);
+        // Large but representable values still count.
+        h.insert("retry-after", HeaderValue::from_static("18446744073709551"));
+        assert_eq!(
+            RateHeaders::parse(&h, now).retry_after,
+            Some(Duration::from_millis(18_446_744_073_709_551_000))
         );
     }
 
