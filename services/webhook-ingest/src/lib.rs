@@ -39,6 +39,8 @@ use duellsync_telemetry::Readiness;
 use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
+pub use notices::read_change_notice;
+pub use woocommerce::{is_creation_ping, read_order_delivery, OrderDelivery, OrderSummary};
 
 use outcome::{Endpoint, EndpointMetrics, Outcome};
 use signature::Signer;

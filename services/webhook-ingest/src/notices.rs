@@ -29,8 +29,10 @@ struct Notice<'a> {
     product_number: Text<'a>,
 }
 
-/// Validates a notice body; `None` when it is not a usable notice.
-fn parse(body: &[u8]) -> Option<(v1::change_noticed::Kind, i64, String)> {
+/// Reads a change notice body the way the ingest does after the signature verified: its kind,
+/// product id (0 when it names only a number) and trimmed product number; `None` when it is not
+/// a usable notice (answered 400). Pure.
+pub fn read_change_notice(body: &[u8]) -> Option<(v1::change_noticed::Kind, i64, String)> {
     if !looks_like_object(body) {
         return None;
     }
@@ -96,7 +98,7 @@ async fn handle(ingest: &Ingest, store: &str, req: Request) -> Response {
         tracing::warn!("change notice refused: signature missing or wrong");
         return finish(metrics, Outcome::Unauthorized);
     }
-    let Some((kind, product_id, product_number)) = parse(&body) else {
+    let Some((kind, product_id, product_number)) = read_change_notice(&body) else {
         tracing::warn!("change notice is not {{kind, product_id, product_number}}");
         return finish(metrics, Outcome::Malformed);
     };
@@ -139,15 +141,15 @@ mod tests {
     #[test]
     fn accepts_product_and_stock_notices() {
         assert_eq!(
-            parse(br#"{"kind":"product","product_id":7,"product_number":"1001"}"#),
+            read_change_notice(br#"{"kind":"product","product_id":7,"product_number":"1001"}"#),
             Some((v1::change_noticed::Kind::Product, 7, "1001".into()))
         );
         assert_eq!(
-            parse(br#"{"kind":"stock","product_id":"8"}"#),
+            read_change_notice(br#"{"kind":"stock","product_id":"8"}"#),
             Some((v1::change_noticed::Kind::Stock, 8, String::new()))
         );
         assert_eq!(
-            parse(br#"{"kind":"product","product_number":" A-1 ","extra":true}"#),
+            read_change_notice(br#"{"kind":"product","product_number":" A-1 ","extra":true}"#),
             Some((v1::change_noticed::Kind::Product, 0, "A-1".into()))
         );
     }
@@ -163,7 +165,12 @@ mod tests {
             br#"{"kind":"stock","product_id":1"#,
             b"kind=stock",
         ] {
-            assert_eq!(parse(bad), None, "{}", String::from_utf8_lossy(bad));
+            assert_eq!(
+                read_change_notice(bad),
+                None,
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 }

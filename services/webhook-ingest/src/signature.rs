@@ -96,3 +96,33 @@ mod tests {
         assert!(Signer::woocommerce("a&amp;b").verify(body, sig.as_bytes()));
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The ingest's keyed verifier and the WooCommerce recipe agree on every header, so the
+        /// fuzzed `duellsync_woo::webhook_signature::verify` speaks for the ingest too.
+        #[test]
+        fn the_keyed_signer_agrees_with_the_woocommerce_recipe(
+            secret in "[ -~]{0,24}",
+            body in prop::collection::vec(any::<u8>(), 0..128),
+            header in "[A-Za-z0-9+/= ]{0,100}",
+            signed in any::<bool>(),
+        ) {
+            let signer = Signer::woocommerce(&secret);
+            let header = if signed {
+                format!(" {} ", duellsync_woo::webhook_signature::sign(&secret, &body))
+            } else {
+                header
+            };
+            prop_assert_eq!(
+                signer.verify(&body, header.as_bytes()),
+                duellsync_woo::webhook_signature::verify(&secret, &body, &header)
+            );
+            prop_assert_eq!(signer.verify(&body, header.as_bytes()), signed);
+        }
+    }
+}

@@ -30,7 +30,7 @@ fn is_order_topic(topic: &str) -> bool {
 }
 
 /// WooCommerce's creation ping: form body `webhook_id=<n>`, no X-WC-* headers, no signature.
-fn is_ping(body: &[u8]) -> bool {
+pub fn is_creation_ping(body: &[u8]) -> bool {
     match body.trim_ascii().strip_prefix(b"webhook_id=") {
         Some(id) => !id.is_empty() && id.len() <= 20 && id.iter().all(u8::is_ascii_digit),
         None => false,
@@ -57,6 +57,56 @@ struct OrderHead<'a> {
     /// was deleted or became unreadable before the delivery was built).
     #[serde(default)]
     code: Option<IgnoredAny>,
+}
+
+/// What the ingest reads from a signed `order.created` / `order.updated` delivery body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OrderDelivery {
+    /// An order with a usable id: the summary the event carries next to the raw body.
+    Order(OrderSummary),
+    /// WooCommerce's REST error object instead of the order (the order vanished before the
+    /// delivery was built): answered 200 and dropped.
+    ErrorObject,
+    /// Not a JSON object, or an order without a valid id: answered 400. The text says why.
+    Malformed(String),
+}
+
+/// The fields of an order delivery the `OrderObserved` event summarises (JSON scalars as
+/// text, `null` as empty).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderSummary {
+    pub id: i64,
+    pub status: String,
+    pub number: String,
+    pub date_created_gmt: String,
+    pub date_modified_gmt: String,
+    pub total: String,
+}
+
+/// Reads a delivery body the way the ingest does after the signature verified. Pure; the body
+/// itself is forwarded byte for byte, this only decides the answer and the summary.
+pub fn read_order_delivery(body: &[u8]) -> OrderDelivery {
+    let head = if looks_like_object(body) {
+        serde_json::from_slice::<OrderHead<'_>>(body)
+    } else {
+        Err(serde::de::Error::custom("not a JSON object"))
+    };
+    let head = match head {
+        Ok(h) => h,
+        Err(e) => return OrderDelivery::Malformed(e.to_string()),
+    };
+    match head.id.0 {
+        Some(id) => OrderDelivery::Order(OrderSummary {
+            id,
+            status: head.status.into_string(),
+            number: head.number.into_string(),
+            date_created_gmt: head.date_created_gmt.into_string(),
+            date_modified_gmt: head.date_modified_gmt.into_string(),
+            total: head.total.into_string(),
+        }),
+        None if head.code.is_some() => OrderDelivery::ErrorObject,
+        None => OrderDelivery::Malformed("order delivery without a valid id".into()),
+    }
 }
 
 /// Label for the dropped-topic metric. Topics are only read after the signature verified, but
@@ -116,7 +166,7 @@ async fn handle(ingest: &Ingest, store: &str, req: Request) -> Response {
     };
     let signature = parts.headers.get(SIGNATURE);
     let topic = parts.headers.get(TOPIC);
-    if signature.is_none() && topic.is_none() && is_ping(&body) {
+    if signature.is_none() && topic.is_none() && is_creation_ping(&body) {
         tracing::info!("webhook creation ping answered");
         return finish(metrics, Outcome::Ping);
     }
@@ -144,20 +194,9 @@ async fn handle(ingest: &Ingest, store: &str, req: Request) -> Response {
         tracing::debug!("topic not of interest; dropped");
         return finish(metrics, Outcome::Dropped);
     }
-    let head = if looks_like_object(&body) {
-        serde_json::from_slice::<OrderHead<'_>>(&body)
-    } else {
-        Err(serde::de::Error::custom("not a JSON object"))
-    };
-    let head = match head {
-        Ok(h) => h,
-        Err(e) => {
-            tracing::warn!(error = %e, "delivery is not an order JSON object");
-            return finish(metrics, Outcome::Malformed);
-        }
-    };
-    let Some(order_id) = head.id.0 else {
-        if head.code.is_some() {
+    let head = match read_order_delivery(&body) {
+        OrderDelivery::Order(head) => head,
+        OrderDelivery::ErrorObject => {
             // The order vanished before WooCommerce built the delivery; the poller and the
             // importer see the order's real state anyway. Answer 200 so the webhook is not
             // pushed towards auto-disable.
@@ -173,9 +212,12 @@ async fn handle(ingest: &Ingest, store: &str, req: Request) -> Response {
             );
             return finish(metrics, Outcome::Dropped);
         }
-        tracing::warn!("order delivery without a valid id");
-        return finish(metrics, Outcome::Malformed);
+        OrderDelivery::Malformed(error) => {
+            tracing::warn!(%error, "delivery is not an order JSON object with a valid id");
+            return finish(metrics, Outcome::Malformed);
+        }
     };
+    let order_id = head.id;
     tracing::Span::current().record("order_id", order_id);
 
     let body_sha256 = sha256_hex(&body);
@@ -195,11 +237,11 @@ async fn handle(ingest: &Ingest, store: &str, req: Request) -> Response {
             order_correlation(store, order_id),
         )),
         order_id,
-        status: head.status.into_string(),
-        number: head.number.into_string(),
-        date_created_gmt: head.date_created_gmt.into_string(),
-        date_modified_gmt: head.date_modified_gmt.into_string(),
-        total: head.total.into_string(),
+        status: head.status,
+        number: head.number,
+        date_created_gmt: head.date_created_gmt,
+        date_modified_gmt: head.date_modified_gmt,
+        total: head.total,
         source: v1::order_observed::Source::Webhook as i32,
         topic: topic.to_owned(),
         body_sha256,
@@ -239,11 +281,11 @@ mod tests {
 
     #[test]
     fn recognises_the_creation_ping() {
-        assert!(is_ping(b"webhook_id=1"));
-        assert!(is_ping(b"webhook_id=123\n"));
-        assert!(!is_ping(b"webhook_id="));
-        assert!(!is_ping(b"webhook_id=1&x=2"));
-        assert!(!is_ping(b"{\"id\":1}"));
+        assert!(is_creation_ping(b"webhook_id=1"));
+        assert!(is_creation_ping(b"webhook_id=123\n"));
+        assert!(!is_creation_ping(b"webhook_id="));
+        assert!(!is_creation_ping(b"webhook_id=1&x=2"));
+        assert!(!is_creation_ping(b"{\"id\":1}"));
     }
 
     #[test]
@@ -281,5 +323,109 @@ mod tests {
         assert_eq!(head.number.0, "15");
         assert_eq!(head.total.0, "48.90");
         assert!(head.code.is_none());
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    //! The stable-toolchain counterpart of the `webhook` fuzz target.
+
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::{json, Value};
+
+    fn scalar() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            any::<f64>()
+                .prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+            "-?[0-9]{0,25}(\\.[0-9]{0,5})?([eE][0-9]{1,3})?".prop_map(Value::String),
+            "\\PC{0,12}".prop_map(Value::String),
+        ]
+    }
+
+    fn json() -> impl Strategy<Value = Value> {
+        scalar().prop_recursive(3, 24, 5, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::vec(
+                    (
+                        prop::sample::select(vec![
+                            "id",
+                            "status",
+                            "number",
+                            "total",
+                            "code",
+                            "date_created_gmt",
+                            "date_modified_gmt",
+                            "line_items",
+                            "kind",
+                            "product_id",
+                            "product_number",
+                        ]),
+                        inner,
+                    ),
+                    0..6,
+                )
+                .prop_map(|kv| Value::Object(
+                    kv.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+                )),
+            ]
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1000))]
+
+        #[test]
+        fn any_body_is_read_or_refused_without_panicking(body in prop::collection::vec(any::<u8>(), 0..300)) {
+            let _ = read_order_delivery(&body);
+            let _ = is_creation_ping(&body);
+            let _ = crate::read_change_notice(&body);
+        }
+
+        #[test]
+        fn any_json_body_is_read_or_refused(v in json(), spaces in "[ \t\r\n]{0,3}") {
+            let body = format!("{spaces}{v}");
+            let read = read_order_delivery(body.as_bytes());
+            let _ = crate::read_change_notice(body.as_bytes());
+            if !v.is_object() {
+                prop_assert!(matches!(read, OrderDelivery::Malformed(_)), "{read:?}");
+            }
+            if let OrderDelivery::Order(o) = &read {
+                prop_assert!(o.id > 0);
+            }
+        }
+
+        #[test]
+        fn an_order_with_a_positive_id_is_summarised(id in 1i64..=i64::MAX, as_text in any::<bool>(), status in "\\PC{0,12}", total in "[0-9]{1,6}\\.[0-9]{2}", extra in json()) {
+            let id_json = if as_text { json!(id.to_string()) } else { json!(id) };
+            let body = json!({"id": id_json, "status": status, "total": total, "line_items": extra}).to_string();
+            match read_order_delivery(body.as_bytes()) {
+                OrderDelivery::Order(o) => {
+                    prop_assert_eq!(o.id, id);
+                    prop_assert_eq!(o.status, status);
+                    prop_assert_eq!(o.total, total);
+                }
+                other => prop_assert!(false, "{other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn error_objects_and_orders_without_ids_are_told_apart() {
+        let gone = br#"{"code":"woocommerce_rest_shop_order_invalid_id","message":"Invalid ID.","data":{"status":404}}"#;
+        assert_eq!(read_order_delivery(gone), OrderDelivery::ErrorObject);
+        assert!(matches!(
+            read_order_delivery(br#"{"id":0,"status":"processing"}"#),
+            OrderDelivery::Malformed(_)
+        ));
+        assert!(matches!(
+            read_order_delivery(br#"[{"id":1}]"#),
+            OrderDelivery::Malformed(_)
+        ));
     }
 }
