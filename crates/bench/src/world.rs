@@ -1,0 +1,253 @@
+//! What every scenario needs: a sandbox (private NATS + service processes), store files for the
+//! simulators, readiness and memory of the processes, the captured order delivery, and waits.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use duellsync_bus::{Bus, BusOptions};
+use duellsync_duell_sim::DuellSim;
+use duellsync_test_support::sandbox::{Sandbox, StoreFile, SERVICES};
+use duellsync_woo_sim::WooSim;
+
+/// The store every scenario uses.
+pub const STORE: &str = "s1";
+/// Its WooCommerce webhook secret.
+pub const WEBHOOK_SECRET: &str = "benchWebhookSecret123";
+/// DUELL departments of the simulator.
+pub const STOCK_DEPARTMENT: u64 = 1;
+pub const ORDER_DEPARTMENT: u64 = 2;
+
+/// A real `order.created` delivery captured from WooCommerce 7.9 (2,591 bytes).
+const SAMPLE: &str = include_str!(
+    "../../../tests/fixtures/woocommerce-samples/25-webhook-order-created-delivery.json"
+);
+
+/// The captured delivery's raw body.
+pub fn sample_body() -> String {
+    let v: serde_json::Value = serde_json::from_str(SAMPLE).expect("the sample is JSON");
+    v["body_text"]
+        .as_str()
+        .expect("the sample has its body text")
+        .to_owned()
+}
+
+/// The captured body as the delivery of WooCommerce order `id` (its id, number and links).
+pub fn order_body(template: &str, id: u64) -> Vec<u8> {
+    template
+        .replacen("{\"id\":15,", &format!("{{\"id\":{id},"), 1)
+        .replace("\"number\":\"15\"", &format!("\"number\":\"{id}\""))
+        .replace("orders\\/15\"", &format!("orders\\/{id}\""))
+        .replace("order-pay\\/15\\/", &format!("order-pay\\/{id}\\/"))
+        .into_bytes()
+}
+
+/// Builds every service binary of the profile this binary was built in (a no-op when up to
+/// date), so that no start-up is timed with a build in it.
+pub async fn prebuild() -> anyhow::Result<()> {
+    tokio::task::spawn_blocking(|| {
+        for s in SERVICES {
+            duellsync_test_support::sandbox::binary(s);
+        }
+    })
+    .await
+    .context("building the service binaries")
+}
+
+/// A new sandbox: private nats-server, temp dirs for store files, state and logs.
+pub async fn sandbox() -> anyhow::Result<Sandbox> {
+    tokio::task::spawn_blocking(Sandbox::new)
+        .await
+        .context("starting nats-server")
+}
+
+pub async fn bus(sandbox: &Sandbox, name: &str) -> anyhow::Result<Bus> {
+    let bus = Bus::connect(BusOptions::new(sandbox.nats.url(), name)).await?;
+    bus.ensure_streams().await?;
+    Ok(bus)
+}
+
+/// A store file pointing at the simulators (or nowhere, for the ingest alone).
+pub fn store_file(woo: Option<&WooSim>, duell: Option<&DuellSim>, settings: &[&str]) -> StoreFile {
+    let (woo_url, ck, cs) = match woo {
+        Some(w) => {
+            let (ck, cs) = w.credentials();
+            (w.base_url(), ck, cs)
+        }
+        None => ("http://127.0.0.1:9/".into(), "ck_x".into(), "cs_x".into()),
+    };
+    let (duell_url, number, token, stock, order) = match duell {
+        Some(d) => (
+            d.base_url(),
+            d.client_number().to_owned(),
+            d.client_token().to_owned(),
+            d.department_token(STOCK_DEPARTMENT)
+                .expect("the simulator has a stock department"),
+            d.department_token(ORDER_DEPARTMENT)
+                .expect("the simulator has an order department"),
+        ),
+        None => (
+            "http://127.0.0.1:9/v1/".into(),
+            "123456".into(),
+            "t".repeat(40),
+            "d".repeat(40),
+            "o".repeat(40),
+        ),
+    };
+    StoreFile {
+        id: STORE.into(),
+        woo_url,
+        consumer_key: ck,
+        consumer_secret: cs,
+        webhook_secret: WEBHOOK_SECRET.into(),
+        webhook_delivery_url: String::new(),
+        duell_url,
+        client_number: number,
+        client_token: token,
+        stock_department: stock,
+        order_department: order,
+        notice_secret: String::new(),
+        settings: settings.iter().map(|s| (*s).to_owned()).collect(),
+        sections: String::new(),
+    }
+}
+
+/// The store file's TOML with `woo.max_concurrency` set.
+pub fn with_woo_concurrency(toml: &str, n: usize) -> String {
+    toml.replacen("[woo]\n", &format!("[woo]\nmax_concurrency = {n}\n"), 1)
+}
+
+/// Starts a service process and returns how long it took from spawning it to `/readyz` 200.
+pub async fn start(
+    sandbox: &mut Sandbox,
+    service: &str,
+    env: &[(&str, &str)],
+) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    sandbox.start(service, env);
+    wait_ready(sandbox, service, started).await
+}
+
+/// Restarts a stopped service with its state and returns its start-up time.
+pub async fn restart(sandbox: &mut Sandbox, service: &str) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    sandbox.restart(service);
+    wait_ready(sandbox, service, started).await
+}
+
+/// SIGTERM, bounded wait for the graceful exit.
+pub async fn terminate(sandbox: &mut Sandbox, service: &str) {
+    tokio::task::block_in_place(|| sandbox.terminate(service, Duration::from_secs(60)));
+}
+
+async fn wait_ready(
+    sandbox: &mut Sandbox,
+    service: &str,
+    started: Instant,
+) -> anyhow::Result<Duration> {
+    let url = format!("{}/readyz", sandbox.admin_url(service));
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()?;
+    loop {
+        if let Ok(r) = http.get(&url).send().await {
+            if r.status().as_u16() == 200 {
+                return Ok(started.elapsed());
+            }
+        }
+        if !sandbox.is_running(service) {
+            bail!(
+                "{service} exited before it was ready:\n{}",
+                tail(&sandbox.logs(service))
+            );
+        }
+        if started.elapsed() > Duration::from_secs(180) {
+            bail!(
+                "{service} not ready after 180 s:\n{}",
+                tail(&sandbox.logs(service))
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// The last lines of a log, for error messages.
+pub fn tail(log: &str) -> String {
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(15)..].join("\n")
+}
+
+/// Resident and peak resident memory of a process, in MB (`VmRSS`, `VmHWM`).
+pub fn memory_mb(pid: u32) -> Option<(f64, f64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb = |key: &str| -> Option<f64> {
+        status
+            .lines()
+            .find(|l| l.starts_with(key))?
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()
+    };
+    Some((kb("VmRSS:")? / 1024.0, kb("VmHWM:")? / 1024.0))
+}
+
+/// Polls `check` every `every` until it returns `Some`; fails after `timeout` or when
+/// `progress` (if given) has not moved for `stall`.
+pub async fn wait_for<T>(
+    what: &str,
+    timeout: Duration,
+    every: Duration,
+    mut check: impl AsyncFnMut() -> Option<T>,
+) -> anyhow::Result<T> {
+    let started = Instant::now();
+    loop {
+        if let Some(v) = check().await {
+            return Ok(v);
+        }
+        if started.elapsed() > timeout {
+            bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
+/// Waits until `count()` reaches `target`, failing when it stops moving for `stall`.
+pub async fn wait_count(
+    what: &str,
+    target: usize,
+    stall: Duration,
+    mut count: impl FnMut() -> usize,
+) -> anyhow::Result<Instant> {
+    let mut last = count();
+    let mut moved = Instant::now();
+    loop {
+        let n = count();
+        if n >= target {
+            return Ok(Instant::now());
+        }
+        if n != last {
+            last = n;
+            moved = Instant::now();
+        } else if moved.elapsed() > stall {
+            bail!("{what}: stuck at {n} of {target} for {stall:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_captured_delivery_becomes_another_order() {
+        let t = sample_body();
+        let b = String::from_utf8(order_body(&t, 4711)).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&b).unwrap();
+        assert_eq!(v["id"], 4711);
+        assert_eq!(v["number"], "4711");
+        assert!(b.contains("orders\\/4711\""), "{b}");
+        assert!(!b.contains("orders\\/15\""));
+        assert_eq!(v["line_items"][0]["sku"], "LAB-4D5FC1-001");
+    }
+}
