@@ -141,3 +141,30 @@ mod tests {
         assert!(err.to_string().contains("c.toml"));
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn any_environment_overlays_without_panicking(
+            env in prop::collection::vec(("(P_)?[A-Za-z_]{0,6}(__[A-Za-z_]{0,6}){0,3}|\\PC{0,12}", "\\PC{0,16}|\\[[0-9, ]{0,8}\\]|\\{ a = 1 \\}"), 0..8),
+            text in "(\\PC{0,40}\n?){0,4}",
+        ) {
+            let mut table = toml::Table::new();
+            env_overlay(&mut table, "P_", &env);
+            let _ = load_layered::<toml::Table>("c.toml", Some(&text), "P_", &env);
+            let _ = load_layered::<crate::service::NatsSection>("c.toml", Some(&text), "P_", &env);
+        }
+
+        #[test]
+        fn a_nested_variable_sets_its_key(a in "[A-Z]{1,6}", b in "[A-Z]{1,6}", n in any::<i32>()) {
+            let mut table = toml::Table::new();
+            env_overlay(&mut table, "P_", &[(format!("P_{a}__{b}"), n.to_string())]);
+            let got = table[&a.to_ascii_lowercase()][&b.to_ascii_lowercase()].as_integer();
+            prop_assert_eq!(got, Some(i64::from(n)));
+        }
+    }
+}

@@ -698,7 +698,7 @@ pub fn load_stores_for(
     env: &[(String, String)],
     needs: Needs,
 ) -> Result<Stores, ConfigError> {
-    let mut raw: BTreeMap<String, (String, toml::Table)> = BTreeMap::new();
+    let mut raw = RawStores::new();
     let read = |p: &Path| -> Result<toml::Table, ConfigError> {
         let text = std::fs::read_to_string(p)
             .map_err(|e| ConfigError::one(p.display().to_string(), format!("cannot read: {e}")))?;
@@ -727,42 +727,82 @@ pub fn load_stores_for(
             raw.insert(id, (p.display().to_string(), table));
         }
     } else {
-        let mut table = read(path)?;
-        if let Some(stores) = table.remove("stores") {
-            let toml::Value::Table(stores) = stores else {
+        let table = read(path)?;
+        raw = file_stores(&path.display().to_string(), &stem(path), table)?;
+    }
+    finish_stores(&path.display().to_string(), raw, env, needs)
+}
+
+/// Parses and validates the stores of one store file's text, as [`load_stores_for`] does for a
+/// file: a single store (named `default_id` unless it sets `id`) or `[stores.<id>]` tables,
+/// then `DUELLSYNC_STORES__…` overrides from `env`, then every rule. Reads nothing but the
+/// secret files the text names.
+pub fn parse_stores(
+    origin: &str,
+    default_id: &str,
+    text: &str,
+    env: &[(String, String)],
+    needs: Needs,
+) -> Result<Stores, ConfigError> {
+    let table = text
+        .parse::<toml::Table>()
+        .map_err(|e| ConfigError::one(origin, one_line(&e.to_string())))?;
+    let raw = file_stores(origin, default_id, table)?;
+    finish_stores(origin, raw, env, needs)
+}
+
+type RawStores = BTreeMap<String, (String, toml::Table)>;
+
+/// The stores of one file's table, by id, each with where it came from.
+fn file_stores(
+    origin: &str,
+    default_id: &str,
+    mut table: toml::Table,
+) -> Result<RawStores, ConfigError> {
+    let mut raw = RawStores::new();
+    if let Some(stores) = table.remove("stores") {
+        let toml::Value::Table(stores) = stores else {
+            return Err(ConfigError::one(
+                origin,
+                "`stores` must be a table of [stores.<id>] sections",
+            ));
+        };
+        if !table.is_empty() {
+            return Err(ConfigError::one(
+                origin,
+                format!(
+                    "unexpected top-level keys {:?} next to [stores.*]; move them into a store",
+                    table.keys().collect::<Vec<_>>()
+                ),
+            ));
+        }
+        for (id, v) in stores {
+            let toml::Value::Table(t) = v else {
                 return Err(ConfigError::one(
-                    path.display().to_string(),
-                    "`stores` must be a table of [stores.<id>] sections",
+                    format!("{origin}: stores.{id}"),
+                    "must be a table",
                 ));
             };
-            if !table.is_empty() {
-                return Err(ConfigError::one(
-                    path.display().to_string(),
-                    format!(
-                        "unexpected top-level keys {:?} next to [stores.*]; move them into a store",
-                        table.keys().collect::<Vec<_>>()
-                    ),
-                ));
-            }
-            for (id, v) in stores {
-                let toml::Value::Table(t) = v else {
-                    return Err(ConfigError::one(
-                        format!("{}: stores.{id}", path.display()),
-                        "must be a table",
-                    ));
-                };
-                raw.insert(id.clone(), (format!("{}: stores.{id}", path.display()), t));
-            }
-        } else {
-            let id = table
-                .get("id")
-                .and_then(|v| v.as_str())
-                .map(str::to_owned)
-                .unwrap_or_else(|| stem(path));
-            raw.insert(id, (path.display().to_string(), table));
+            raw.insert(id.clone(), (format!("{origin}: stores.{id}"), t));
         }
+    } else {
+        let id = table
+            .get("id")
+            .and_then(|v| v.as_str())
+            .map(str::to_owned)
+            .unwrap_or_else(|| default_id.to_owned());
+        raw.insert(id, (origin.to_owned(), table));
     }
+    Ok(raw)
+}
 
+/// Applies the environment overrides to the raw stores, then types and validates each.
+fn finish_stores(
+    origin: &str,
+    mut raw: RawStores,
+    env: &[(String, String)],
+    needs: Needs,
+) -> Result<Stores, ConfigError> {
     // Environment overrides, keyed by store id.
     let mut overlay_root = toml::Table::new();
     env_overlay(&mut overlay_root, "DUELLSYNC_STORES__", env);
@@ -782,7 +822,7 @@ pub fn load_stores_for(
     let mut problems = Vec::new();
     if raw.is_empty() {
         problems.push(Problem {
-            key: path.display().to_string(),
+            key: origin.to_owned(),
             message: "defines no store; add a file per store or [stores.<id>] sections".into(),
         });
     }
@@ -1064,5 +1104,145 @@ order_department = {{ env = "OD" }}
         assert_eq!(parse_from_date("1970-01-02").unwrap(), 86400);
         assert_eq!(parse_from_date("1970-01-01T00:01:00Z").unwrap(), 60);
         assert!(parse_from_date("01.02.2026").is_err());
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    //! The stable-toolchain counterpart of the `config` fuzz target: any store file text and
+    //! any environment give stores or problems, never a panic.
+
+    use super::*;
+    use proptest::prelude::*;
+
+    /// TOML-ish lines: real sections and keys with values of every TOML type, plus noise.
+    fn line() -> impl Strategy<Value = String> {
+        let section = prop::sample::select(vec![
+            "[woo]",
+            "[duell]",
+            "[stock]",
+            "[orders]",
+            "[stores.s1]",
+            "[stores.s1.woo]",
+            "[stores.s2.duell]",
+            "[status_map]",
+            "[[stores]]",
+            "[woo.consumer_key]",
+        ])
+        .prop_map(str::to_owned);
+        let key = prop::sample::select(vec![
+            "id",
+            "url",
+            "consumer_key",
+            "consumer_secret",
+            "webhook_secret",
+            "webhook_delivery_url",
+            "client_number",
+            "client_token",
+            "stock_department",
+            "order_department",
+            "notice_secret",
+            "env",
+            "max_concurrency",
+            "api_version",
+            "auth",
+            "automatic",
+            "deduct_stock",
+            "create_customer_order",
+            "orders_from_date",
+            "orders_from_number",
+            "fetch_statuses",
+            "status_after_import",
+            "status_map",
+            "reconcile_interval",
+            "poll_interval",
+            "stock_poll_interval",
+            "source",
+            "drawn_statuses",
+            "initial_status",
+            "total_tolerance",
+            "5",
+            "\"12\"",
+            "stores",
+        ]);
+        let value = prop_oneof![
+            "-?[0-9]{1,25}",
+            "\"[0-9]{1,12}(ms|s|m|h|d|x)?\"",
+            "\"(https?://)?[a-z.]{0,12}\"",
+            "\"[0-9]{4}-[0-9]{2}-[0-9]{2}(T[0-9]{2}:[0-9]{2}:[0-9]{2}Z)?\"",
+            Just("true".to_owned()),
+            Just("{ env = \"T\" }".to_owned()),
+            Just("{ env = \"MISSING\" }".to_owned()),
+            Just("[\"processing\", \"on-hold\", \"\"]".to_owned()),
+            Just("[1, 5, 99, -1]".to_owned()),
+            Just("{ 5 = \"completed\", x = \"Bad Slug\" }".to_owned()),
+            "\"\\PC{0,12}\"",
+            "[ -~]{0,12}",
+        ];
+        prop_oneof![
+            section,
+            (key, value).prop_map(|(k, v)| format!("{k} = {v}")),
+            "\\PC{0,20}",
+        ]
+    }
+
+    const VALID: &str = r#"woo.url = "https://shop.test"
+woo.consumer_key = { env = "T" }
+woo.consumer_secret = { env = "T" }
+duell.client_number = "012345"
+duell.client_token = { env = "T" }
+duell.stock_department = { env = "T" }
+duell.order_department = { env = "T" }
+"#;
+
+    fn env_pair() -> impl Strategy<Value = (String, String)> {
+        (
+            prop_oneof![
+                "DUELLSYNC_STORES__(S1|S2|X)(__[A-Za-z_]{0,12}){0,3}",
+                Just("T".to_owned()),
+                "[A-Z_]{0,12}",
+            ],
+            prop_oneof![
+                Just("0123456789abcdef0123456789abcdef".to_owned()),
+                "[ -~]{0,16}",
+                Just("{ env = \"T\" }".to_owned()),
+                Just("[1, 2]".to_owned()),
+            ],
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(500))]
+
+        #[test]
+        fn any_store_text_and_environment_give_stores_or_problems(
+            lines in prop::collection::vec(line(), 0..24),
+            mut env in prop::collection::vec(env_pair(), 0..6),
+            receiver in any::<bool>(),
+            valid_start in any::<bool>(),
+        ) {
+            // Half the cases start from a valid store, so the rules run on near-valid files.
+            let start = if valid_start { VALID } else { "" };
+            let text = format!("{start}{}", lines.join("\n"));
+            env.insert(0, ("T".into(), "0123456789abcdef0123456789abcdef".into()));
+            let needs = if receiver { Needs::RECEIVER } else { Needs::ALL };
+            match parse_stores("s1.toml", "s1", &text, &env, needs) {
+                Ok(stores) => {
+                    prop_assert!(!stores.stores.is_empty());
+                    for s in stores.stores.values() {
+                        let _ = (s.status_map(), s.orders_from_unix(), s.literal_secrets());
+                    }
+                }
+                Err(e) => {
+                    prop_assert!(!e.problems.is_empty());
+                    let _ = e.to_string();
+                }
+            }
+        }
+
+        #[test]
+        fn any_text_is_a_store_file_or_a_problem(text in "\\PC{0,200}") {
+            let _ = parse_stores("s1.toml", "s1", &text, &[], Needs::ALL);
+        }
     }
 }
