@@ -354,6 +354,12 @@ impl Delivery {
         self.headers.get(name).map(|v| v.as_str())
     }
 
+    /// The trace this message continues (its consume span), for work done after the message
+    /// was acked.
+    pub fn trace_parent(&self) -> trace::TraceParent {
+        trace::TraceParent::of(&self.span)
+    }
+
     /// The event id (`Nats-Msg-Id`).
     pub fn event_id(&self) -> &str {
         self.header(headers::MSG_ID).unwrap_or("")

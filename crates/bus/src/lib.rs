@@ -32,6 +32,7 @@ pub use async_nats::HeaderMap;
 pub use consume::{Consumer, ConsumerSpec, Delivery, HandleError};
 pub use inspect::{ConsumerState, StartAt};
 pub use read::StoredMessage;
+pub use trace::TraceParent;
 
 /// Errors from the bus. `Unavailable` means "the broker could not be reached in time; try again
 /// later"; the others are configuration or programming errors.

@@ -108,6 +108,8 @@ pub(crate) struct Staged<'a> {
     source: BTreeMap<i64, Source>,
     link: BTreeMap<i64, Option<Link>>,
     dirty: BTreeMap<i64, Option<u64>>,
+    /// Calls of `mark_dirty` so far (which message dirtied something, for tracing).
+    marks: u64,
     holds: BTreeMap<i64, Option<Hold>>,
     skus: BTreeMap<String, Vec<i64>>,
     children: BTreeMap<i64, Vec<i64>>,
@@ -124,6 +126,7 @@ impl<'a> Staged<'a> {
             source: BTreeMap::new(),
             link: BTreeMap::new(),
             dirty: BTreeMap::new(),
+            marks: 0,
             holds: BTreeMap::new(),
             skus: BTreeMap::new(),
             children: BTreeMap::new(),
@@ -197,7 +200,13 @@ impl<'a> Staged<'a> {
             .dirty
             .put(&mut self.commit, &mk(self.store_id, id), &g);
         self.dirty.insert(id, Some(g));
+        self.marks += 1;
         Ok(g)
+    }
+
+    /// How many times this batch marked a product dirty.
+    pub fn dirty_marks(&self) -> u64 {
+        self.marks
     }
 
     /// Clears the dirty mark if it is still at generation `gen`.

@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use duellsync_bus::{Bus, Delivery, HandleError};
+use duellsync_bus::{Bus, Delivery, HandleError, TraceParent};
 use duellsync_catalog::{PriceRules, ProductData, Source};
 use duellsync_events::{v1, Event};
 use duellsync_settings::{StockSource, StoreSettings};
@@ -21,6 +21,7 @@ use duellsync_woo::WooClient;
 use rust_decimal::Decimal;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::config::PublisherSection;
 use crate::state::{Hold, Staged, Tables, IMPORTED_UNDRAWN, RECEIVED, RELEASED};
@@ -90,6 +91,10 @@ pub(crate) struct Worker {
     /// A full DUELL scan is running (since when): new products wait for its full sync, which
     /// creates them in full batches.
     pub scanning: Option<Instant>,
+    /// The trace of the newest message that made products dirty: the next write, which carries
+    /// the newest state, continues it (one write coalesces many facts; see
+    /// docs/architecture.md).
+    trace: Option<TraceParent>,
 }
 
 /// A scan whose end marker never came (the poller died) stops holding creates back after this.
@@ -107,6 +112,7 @@ impl Worker {
             retry_at: None,
             failures_in_row: 0,
             scanning: None,
+            trace: None,
         }
     }
 
@@ -158,7 +164,11 @@ impl Worker {
                             Err(_) => break,
                         }
                     }
-                    let (scans, started, dirtied) = self.apply(batch).await;
+                    let (scans, started, dirtied_by) = self.apply(batch).await;
+                    let dirtied = dirtied_by.is_some();
+                    if dirtied_by.is_some() {
+                        self.trace = dirtied_by;
+                    }
                     if let Some(started) = started {
                         if !started.dry_run {
                             self.scanning = Some(Instant::now());
@@ -190,15 +200,15 @@ impl Worker {
     }
 
     /// Applies a batch of deliveries to the projection, commits, then acks them. Returns the
-    /// full-sync markers among them, to run after the commit, and whether any product became
-    /// dirty.
+    /// full-sync markers among them, to run after the commit, and, when products became dirty,
+    /// the trace of the last message that dirtied one.
     async fn apply(
         &mut self,
         batch: Vec<Arc<Delivery>>,
     ) -> (
         Vec<v1::CatalogScanned>,
         Option<v1::CatalogScanStarted>,
-        bool,
+        Option<TraceParent>,
     ) {
         let ctx = self.ctx.clone();
         let ledger = ctx.t.store.ledger();
@@ -207,6 +217,7 @@ impl Worker {
         let mut failed: Vec<(Arc<Delivery>, HandleError)> = Vec::new();
         let mut scans = Vec::new();
         let mut started = None;
+        let mut dirtied_by = None;
         for d in batch {
             let id = d.event_id().to_owned();
             match ledger.seen(&id) {
@@ -234,17 +245,23 @@ impl Worker {
                 done.push(d);
                 continue;
             }
+            let dirty_before = st.dirty_marks();
             match apply_one(&ctx, &mut st, &d, &mut scans) {
                 Ok(()) => {
                     if !id.is_empty() {
                         ledger.record(&mut st.commit, &id);
+                    }
+                    if st.dirty_marks() != dirty_before {
+                        dirtied_by = Some(d.trace_parent());
                     }
                     done.push(d);
                 }
                 Err(e) => failed.push((d, e)),
             }
         }
-        let dirtied = st.dirtied();
+        if !st.dirtied() {
+            dirtied_by = None;
+        }
         let refresh = std::mem::take(&mut st.refresh);
         if let Err(e) = st.commit().await {
             tracing::error!(store = %ctx.id, error = %format!("{e:#}"), "cannot commit; messages will be redelivered");
@@ -256,7 +273,7 @@ impl Worker {
                 d.finish(Err(HandleError::retry("state commit failed")))
                     .await;
             }
-            return (Vec::new(), None, false);
+            return (Vec::new(), None, None);
         }
         for (order, product) in refresh {
             request_stock_refresh(&ctx, order, product).await;
@@ -267,7 +284,7 @@ impl Worker {
         for (d, e) in failed {
             d.finish(Err(e)).await;
         }
-        (scans, started, dirtied)
+        (scans, started, dirtied_by)
     }
 
     /// Whether continuous flushes should leave creates to a running full scan's sync.
@@ -293,10 +310,21 @@ impl Worker {
                 return Some(at);
             }
         }
-        match crate::write::flush_dirty(self, partial).await {
+        let span = tracing::info_span!("write_products", store = %self.ctx.id, partial);
+        if let Some(trace) = &self.trace {
+            trace.adopt(&span);
+        }
+        match crate::write::flush_dirty(self, partial)
+            .instrument(span)
+            .await
+        {
             Ok(next) => {
                 self.failures_in_row = 0;
                 self.retry_at = None;
+                if next.is_none() {
+                    // Everything written: later writes belong to later changes.
+                    self.trace = None;
+                }
                 next
             }
             Err(e) => {

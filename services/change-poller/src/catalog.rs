@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use time::PrimitiveDateTime;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::{StoreCtx, SERVICE};
 
@@ -21,10 +22,14 @@ pub(crate) enum Command {
         dry_run: bool,
         cause: Meta,
         done: oneshot::Sender<Result<(), HandleError>>,
+        /// The command message's consume span: the scan continues its trace.
+        span: tracing::Span,
     },
     Refresh {
         notice: v1::ChangeNoticed,
         done: oneshot::Sender<Result<(), HandleError>>,
+        /// The notice's consume span: the refresh continues its trace.
+        span: tracing::Span,
     },
 }
 
@@ -177,12 +182,12 @@ impl CatalogWorker {
                 }
                 cmd = commands.recv() => match cmd {
                     None => return Ok(()),
-                    Some(Command::FullScan { run_id, dry_run, cause, done }) => {
-                        let r = self.full_scan(&run_id, dry_run, Some(&cause)).await;
+                    Some(Command::FullScan { run_id, dry_run, cause, done, span }) => {
+                        let r = self.full_scan(&run_id, dry_run, Some(&cause)).instrument(span).await;
                         let _ = done.send(r.map_err(|e| HandleError::retry(format!("{e:#}"))));
                     }
-                    Some(Command::Refresh { notice, done }) => {
-                        let r = self.refresh(&notice).await;
+                    Some(Command::Refresh { notice, done, span }) => {
+                        let r = self.refresh(&notice).instrument(span).await;
                         let _ = done.send(r.map_err(|e| HandleError::retry(format!("{e:#}"))));
                     }
                 }
@@ -195,8 +200,10 @@ impl CatalogWorker {
         what: &str,
         work: impl std::future::Future<Output = anyhow::Result<()>>,
     ) {
+        // One trace per cycle: the facts it publishes carry it to the sinks' writes.
+        let span = tracing::info_span!("poll", otel.name = what, store = %self.ctx.id());
         let started = std::time::Instant::now();
-        match work.await {
+        match work.instrument(span).await {
             Ok(()) => {
                 metrics::histogram!("duellsync_poller_cycle_duration_seconds", "store" => self.ctx.id().to_owned(), "cycle" => what.to_owned())
                     .record(started.elapsed().as_secs_f64());

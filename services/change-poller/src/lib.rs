@@ -298,12 +298,14 @@ async fn forward_command(
             dry_run: ev.dry_run,
             cause: ev.meta.unwrap_or_default(),
             done: done_tx,
+            span: tracing::Span::current(),
         }
     } else if d.is::<v1::ChangeNoticed>() {
         let ev: v1::ChangeNoticed = d.decode()?;
         catalog::Command::Refresh {
             notice: ev,
             done: done_tx,
+            span: tracing::Span::current(),
         }
     } else {
         return Err(HandleError::permanent(format!(

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::{StoreCtx, SERVICE};
 
@@ -34,7 +35,9 @@ pub(crate) async fn run(ctx: StoreCtx, stop: CancellationToken) -> anyhow::Resul
         tokio::select! {
             _ = stop.cancelled() => return Ok(()),
             _ = tick.tick() => {
-                if let Err(e) = poller.poll().await {
+                // One trace per cycle, continued by the importer for the orders it publishes.
+                let span = tracing::info_span!("poll", otel.name = "order gap-fill", store = %poller.ctx.id());
+                if let Err(e) = poller.poll().instrument(span).await {
                     metrics::counter!("duellsync_poller_cycle_failures_total", "store" => poller.ctx.id().to_owned(), "cycle" => "orders").increment(1);
                     tracing::warn!(store = %poller.ctx.id(), error = %format!("{e:#}"), "order gap-fill failed; next cycle retries");
                 }

@@ -8,6 +8,7 @@ use duellsync_events::{caused_meta, meta, order_correlation, v1, EventId};
 use duellsync_store::{Commit, Table};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::{StoreCtx, SERVICE};
 
@@ -66,7 +67,8 @@ pub(crate) async fn run(ctx: StoreCtx, stop: CancellationToken) -> anyhow::Resul
         tokio::select! {
             _ = stop.cancelled() => return Ok(()),
             _ = tick.tick() => {
-                if let Err(e) = poll(&ctx, &stop).await {
+                let span = tracing::info_span!("poll", otel.name = "order status poll", store = %ctx.id());
+                if let Err(e) = poll(&ctx, &stop).instrument(span).await {
                     tracing::warn!(store = %ctx.id(), error = %format!("{e:#}"), "order status poll failed");
                 }
                 report_dead_letters(&ctx).await;

@@ -6,6 +6,7 @@
 use duellsync_events::{meta, v1, EventId};
 use duellsync_woo::EnsureReport;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::{StoreCtx, SERVICE};
 
@@ -20,7 +21,8 @@ pub(crate) async fn run(ctx: StoreCtx, stop: CancellationToken) -> anyhow::Resul
         tokio::select! {
             _ = stop.cancelled() => return Ok(()),
             _ = tick.tick() => {
-                if let Err(e) = ensure(&ctx).await {
+                let span = tracing::info_span!("poll", otel.name = "webhook check", store = %ctx.id());
+                if let Err(e) = ensure(&ctx).instrument(span).await {
                     tracing::warn!(store = %ctx.id(), error = %e, "webhook check failed; next reconciliation retries");
                 }
             }
