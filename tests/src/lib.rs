@@ -14,6 +14,8 @@ use duellsync_woo_sim::{SimConfig as WooConfig, WooSim};
 
 pub use duellsync_test_support::sandbox;
 
+pub mod chaos;
+
 /// DUELL department ids in the simulator.
 pub const STOCK_DEPARTMENT: u64 = 1;
 pub const ORDER_DEPARTMENT: u64 = 2;

@@ -145,7 +145,7 @@ pub(crate) async fn run(w: &mut Worker, scan: &v1::CatalogScanned) -> anyhow::Re
     if !scan.dry_run {
         // Writes of this run may have left variants waiting for their new parents.
         w.flush(true).await;
-        crate::worker::prune_holds(&ctx)?;
+        crate::worker::prune_holds(&ctx.t, &ctx.id)?;
     }
     let ev = v1::FullSyncCompleted {
         meta: Some(run_meta(&ctx, scan, "fullsync-completed", 0)),

@@ -75,6 +75,9 @@ pub(crate) struct Tables {
     /// Category path ("A > B") → WooCommerce term id.
     pub categories: Table<NameKey, u64>,
     pub holds: Table<Key, Hold>,
+    /// Orders whose released hold was pruned (Unix ms of the pruning): a late or replayed
+    /// observation of such an order must not hold its units again.
+    pub released: Table<Key, i64>,
 }
 
 impl Tables {
@@ -91,6 +94,7 @@ impl Tables {
             images: store.table("pub_images"),
             categories: store.table("pub_categories"),
             holds: store.table("pub_holds"),
+            released: store.table("pub_released"),
         }
     }
 }

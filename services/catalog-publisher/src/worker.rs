@@ -467,6 +467,10 @@ pub(crate) fn set_hold(
     mut lines: Vec<(i64, Decimal)>,
     effective_at_ms: i64,
 ) -> anyhow::Result<()> {
+    if st.t.released.contains(&(st.store_id.to_owned(), order))? {
+        // Released and pruned: whatever comes now is late news.
+        return Ok(());
+    }
     let old = st.hold(order)?;
     if let Some(old) = &old {
         if phase < old.phase || (phase == old.phase && phase != RECEIVED) {
@@ -542,11 +546,11 @@ async fn request_stock_refresh(ctx: &StoreCtx, order: i64, product: i64) {
 }
 
 /// Removes released holds that every later stock observation already reflects.
-pub(crate) fn prune_holds(ctx: &StoreCtx) -> anyhow::Result<()> {
-    let mut st = Staged::new(&ctx.t, &ctx.id);
+pub(crate) fn prune_holds(t: &Tables, store: &str) -> anyhow::Result<()> {
+    let mut st = Staged::new(t, store);
     let mut latest: BTreeMap<i64, i64> = BTreeMap::new();
     let mut prune = Vec::new();
-    for row in ctx.t.holds.iter_group(&ctx.id) {
+    for row in t.holds.iter_group(store) {
         let ((_, order), h) = row?;
         if h.phase != RELEASED {
             continue;
@@ -569,15 +573,33 @@ pub(crate) fn prune_holds(ctx: &StoreCtx) -> anyhow::Result<()> {
             prune.push(order);
         }
     }
-    if prune.is_empty() {
+    let now = duellsync_events::now_ms();
+    // Past the streams' retention no observation of the order can come back.
+    let forget_before = now - RELEASED_MEMORY.as_millis() as i64;
+    let mut forget = Vec::new();
+    for row in t.released.iter_group(store) {
+        let ((_, order), at) = row?;
+        if at < forget_before {
+            forget.push(order);
+        }
+    }
+    if prune.is_empty() && forget.is_empty() {
         return Ok(());
     }
     for o in prune {
         st.remove_hold(o);
+        st.t.released
+            .put(&mut st.commit, &(store.to_owned(), o), &now);
     }
-    ctx.t.store.commit_blocking(st.commit)?;
+    for o in forget {
+        st.t.released.remove(&mut st.commit, &(store.to_owned(), o));
+    }
+    t.store.commit_blocking(st.commit)?;
     Ok(())
 }
+
+/// How long a pruned release is remembered: longer than the WOO and SYNC streams keep messages.
+const RELEASED_MEMORY: Duration = Duration::from_secs(40 * 24 * 3600);
 
 pub(crate) fn unix_now() -> i64 {
     now_unix()
@@ -605,4 +627,43 @@ pub(crate) fn subjects(store: &str) -> [(&'static duellsync_events::StreamSpec, 
             vec![v1::OrderObserved::subject(store)],
         ),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use duellsync_store::Store;
+    use rust_decimal::Decimal;
+
+    #[tokio::test]
+    async fn a_pruned_release_is_not_held_again_by_a_late_observation() {
+        let store = Store::temporary().unwrap();
+        let t = Tables::new(&store);
+        let lines = vec![(7, Decimal::ONE)];
+        let mut st = Staged::new(&t, "s1");
+        set_hold(&mut st, 100, RECEIVED, lines.clone(), 0).unwrap();
+        st.commit().await.unwrap();
+        let mut st = Staged::new(&t, "s1");
+        set_hold(&mut st, 100, IMPORTED_UNDRAWN, lines.clone(), 0).unwrap();
+        set_hold(&mut st, 100, RELEASED, lines.clone(), 1_000).unwrap();
+        st.set_source(
+            7,
+            Source {
+                stock_observed_ms: 2_000,
+                ..Source::default()
+            },
+        );
+        st.commit().await.unwrap();
+        prune_holds(&t, "s1").unwrap();
+        assert!(t.holds.get(&("s1".into(), 100)).unwrap().is_none());
+
+        // A duplicate webhook of the (long imported) order arrives late.
+        let mut st = Staged::new(&t, "s1");
+        set_hold(&mut st, 100, RECEIVED, lines, 0).unwrap();
+        st.commit().await.unwrap();
+        assert!(
+            t.holds.get(&("s1".into(), 100)).unwrap().is_none(),
+            "the order holds nothing again"
+        );
+    }
 }
