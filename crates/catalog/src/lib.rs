@@ -72,7 +72,10 @@ pub struct ProductData {
 
 impl ProductData {
     /// From the event form; unparseable numbers become `None` (the product is then written
-    /// without that field rather than with a wrong value).
+    /// without that field rather than with a wrong value). A custom field named like the
+    /// variant attribute ([`VARIANT_ATTRIBUTE`], any case) is left out: WooCommerce keys
+    /// attributes by name, so it would be read back as the variant attribute (and rewritten on
+    /// every pass) or collide with a variable product's variant attribute.
     pub fn from_event(p: &DuellProduct) -> ProductData {
         let dec = |s: &str| s.trim().parse::<Decimal>().ok();
         ProductData {
@@ -91,6 +94,7 @@ impl ProductData {
                 .custom_fields
                 .iter()
                 .filter(|f| !f.name.trim().is_empty() && !f.value.trim().is_empty())
+                .filter(|f| !f.name.trim().eq_ignore_ascii_case(VARIANT_ATTRIBUTE))
                 .map(|f| (f.name.trim().to_owned(), f.value.trim().to_owned()))
                 .collect(),
             is_parent: p.is_parent,
@@ -236,7 +240,8 @@ impl WooState {
 /// Units of stock WooCommerce may offer: DUELL stock rounded down, minus units web orders hold,
 /// never below zero (never offer what is not there).
 pub fn publishable_stock(duell_stock: Decimal, held_units: Decimal) -> i64 {
-    let free = (duell_stock - held_units).floor();
+    // Saturating: DUELL's stock is outside input, and `Decimal`'s `-` panics on overflow.
+    let free = duell_stock.saturating_sub(held_units).floor();
     if free <= Decimal::ZERO {
         0
     } else {
@@ -532,5 +537,7 @@ pub fn count_fields<'a>(
     m
 }
 
+#[cfg(test)]
+mod properties;
 #[cfg(test)]
 mod tests;

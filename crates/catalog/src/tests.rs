@@ -348,3 +348,49 @@ fn duell_id_is_read_from_meta_data_as_string_or_number() {
     .unwrap();
     assert_eq!(WooState::duell_id_of(&p), Some(43));
 }
+
+#[test]
+fn absurd_stock_and_vat_from_duell_do_not_panic() {
+    // Found by the catalogue property tests: `stock - held` overflowed for DUELL's smallest
+    // decimal, and a VAT of -100 % divided by zero.
+    assert_eq!(publishable_stock(-Decimal::MAX, dec!(1)), 0);
+    assert_eq!(publishable_stock(Decimal::MAX, dec!(-1)), i64::MAX);
+    let ex = PriceRules {
+        prices_include_tax: false,
+        decimals: 2,
+    };
+    assert_eq!(woo_price(dec!(199), dec!(-100), ex), dec!(199));
+    assert_eq!(woo_price(dec!(199), dec!(-150), ex), dec!(199));
+    assert_eq!(woo_price(Decimal::MAX, dec!(-99.9999999), ex), Decimal::MAX);
+}
+
+#[test]
+fn a_duell_field_named_like_the_variant_attribute_is_not_synced() {
+    // Found by the convergence property: a custom field "Variant" was read back from
+    // WooCommerce as the variant attribute, so its attributes were rewritten on every pass.
+    let event = DuellProduct {
+        product_id: 7,
+        product_number: "1001".into(),
+        name: "Genser".into(),
+        custom_fields: vec![
+            duellsync_events::v1::CustomField {
+                name: "Variant".into(),
+                value: "Rød".into(),
+            },
+            duellsync_events::v1::CustomField {
+                name: " variant ".into(),
+                value: "Blå".into(),
+            },
+            duellsync_events::v1::CustomField {
+                name: "Farge".into(),
+                value: "Rød".into(),
+            },
+        ],
+        ..DuellProduct::default()
+    };
+    let p = ProductData::from_event(&event);
+    assert_eq!(
+        p.custom_fields,
+        vec![("Farge".to_owned(), "Rød".to_owned())]
+    );
+}
