@@ -669,6 +669,16 @@ mod tests {
 
     proptest! {
         #[test]
+        fn rounding_is_within_half_a_unit_and_symmetric(units in any::<i64>(), scale in 0u32..=28, dp in 0u32..28) {
+            let d = Decimal::new(units, scale);
+            let r = round_half_away(d, dp);
+            prop_assert!(r.scale() <= dp);
+            prop_assert!((r - d).abs() <= Decimal::new(5, dp + 1));
+            // Half away from zero: negative amounts round like their positive mirror.
+            prop_assert_eq!(round_half_away(-d, dp), -r);
+        }
+
+        #[test]
         fn mapping_never_panics_on_any_amounts(
             amounts in prop::collection::vec((any::<i64>(), any::<u32>(), any::<i64>(), any::<u32>(), -5i64..1000), 0..6),
             fee in (any::<i64>(), any::<u32>()),
