@@ -211,9 +211,11 @@ pub async fn run(report: &mut Report, sizes: &Sizes) -> anyhow::Result<()> {
 
     // Item 5: a full sync of N new products.
     crate::log("catalog: initial full sync running");
-    let done = wait_full_sync(&w.bus, None, Duration::from_secs(3600))
-        .await
-        .with_context(|| world::tail(&w.sandbox.logs("catalog-publisher")))?;
+    let done = world::with_log(
+        wait_full_sync(&w.bus, None, Duration::from_secs(3600)).await,
+        &w.sandbox,
+        "catalog-publisher",
+    )?;
     let sync_time = sync_started.elapsed();
     let in_woo = w.woo.product_count();
     let batches = w.woo.request_count("POST products/batch");

@@ -4,8 +4,6 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
-
 use crate::catalog::{catalog_world, wait_full_sync};
 use crate::report::Report;
 use crate::world;
@@ -38,11 +36,14 @@ async fn run_one(report: &mut Report, sizes: &Sizes, c: usize) -> anyhow::Result
     let started = Instant::now();
     world::start(&mut w.sandbox, "change-poller", &[]).await?;
     let woo = &w.woo;
-    let created = world::wait_count("products in woo-sim", n, Duration::from_secs(300), || {
-        woo.product_count()
-    })
-    .await
-    .with_context(|| world::tail(&w.sandbox.logs("catalog-publisher")))?;
+    let created = world::with_log(
+        world::wait_count("products in woo-sim", n, Duration::from_secs(300), || {
+            woo.product_count()
+        })
+        .await,
+        &w.sandbox,
+        "catalog-publisher",
+    )?;
     let done = wait_full_sync(&w.bus, None, Duration::from_secs(3600)).await?;
     let elapsed = started.elapsed();
     let counts = w.woo.request_counts();

@@ -9,7 +9,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use bytes::Bytes;
 use duellsync_bus::Bus;
 use duellsync_duell_sim::{DuellSim, NewSimProduct, SimConfig as DuellConfig};
@@ -188,20 +187,26 @@ pub async fn pipeline(report: &mut Report, sizes: &Sizes) -> anyhow::Result<()> 
     let timed = prepare(&w.woo_orders[WARM..]);
     load::run(addr, &path, warm, 16).await?;
     let duell = w.duell.clone();
-    world::wait_count("warm-up orders in DUELL", WARM, STALL, || {
-        duell.customer_order_count()
-    })
-    .await
-    .with_context(|| world::tail(&w.sandbox.logs("order-importer")))?;
+    world::with_log(
+        world::wait_count("warm-up orders in DUELL", WARM, STALL, || {
+            duell.customer_order_count()
+        })
+        .await,
+        &w.sandbox,
+        "order-importer",
+    )?;
 
     let started = Instant::now();
     let http = load::run(addr, &path, timed, sizes.concurrency).await?;
     let accepted = http.ok();
-    let done = world::wait_count("orders in DUELL", WARM + accepted, STALL, || {
-        duell.customer_order_count()
-    })
-    .await
-    .with_context(|| world::tail(&w.sandbox.logs("order-importer")))?;
+    let done = world::with_log(
+        world::wait_count("orders in DUELL", WARM + accepted, STALL, || {
+            duell.customer_order_count()
+        })
+        .await,
+        &w.sandbox,
+        "order-importer",
+    )?;
     let elapsed = done - started;
     let rate = accepted as f64 / elapsed.as_secs_f64();
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -249,19 +254,25 @@ async fn importer_with(report: &mut Report, n: usize, c: Option<usize>) -> anyho
     let (warm, timed) = events.split_at(WARM);
     w.bus.publish_all(warm, 16).await?;
     let duell = w.duell.clone();
-    world::wait_count("warm-up orders in DUELL", WARM, STALL, || {
-        duell.customer_order_count()
-    })
-    .await
-    .with_context(|| world::tail(&w.sandbox.logs("order-importer")))?;
+    world::with_log(
+        world::wait_count("warm-up orders in DUELL", WARM, STALL, || {
+            duell.customer_order_count()
+        })
+        .await,
+        &w.sandbox,
+        "order-importer",
+    )?;
     let started = Instant::now();
     w.bus.publish_all(timed, crate::baseline::IN_FLIGHT).await?;
     let published = started.elapsed();
-    let done = world::wait_count("orders in DUELL", WARM + n, STALL, || {
-        duell.customer_order_count()
-    })
-    .await
-    .with_context(|| world::tail(&w.sandbox.logs("order-importer")))?;
+    let done = world::with_log(
+        world::wait_count("orders in DUELL", WARM + n, STALL, || {
+            duell.customer_order_count()
+        })
+        .await,
+        &w.sandbox,
+        "order-importer",
+    )?;
     let elapsed = done - started;
     let rate = n as f64 / elapsed.as_secs_f64();
     let key = match c {

@@ -170,6 +170,16 @@ async fn wait_ready(
     }
 }
 
+/// Adds the end of a service's log to an error (what went wrong is usually there).
+pub fn with_log<T>(r: anyhow::Result<T>, sandbox: &Sandbox, service: &str) -> anyhow::Result<T> {
+    r.map_err(|e| {
+        anyhow::anyhow!(
+            "{e:#}\n--- end of the {service} log ---\n{}",
+            tail(&sandbox.logs(service))
+        )
+    })
+}
+
 /// The last lines of a log, for error messages.
 pub fn tail(log: &str) -> String {
     let lines: Vec<&str> = log.lines().collect();
