@@ -37,6 +37,22 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+impl Error {
+    /// Whether the database is held by another process (the service still runs). sled 0.34
+    /// reports its lock failure as an `Other` I/O error ("could not acquire lock on …"), not as
+    /// `WouldBlock`, so [`Error::Locked`] alone does not catch it.
+    pub fn is_locked(&self) -> bool {
+        match self {
+            Error::Locked { .. } => true,
+            Error::Sled(sled::Error::Io(io)) => {
+                io.kind() == std::io::ErrorKind::WouldBlock
+                    || io.to_string().contains("could not acquire lock")
+            }
+            _ => false,
+        }
+    }
+}
+
 /// How to open a store.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
@@ -651,6 +667,19 @@ mod tests {
         );
         assert!(store.remove_group("").unwrap().is_empty());
         assert!(store.remove_group("s\0").unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_database_held_by_another_opener_is_reported_as_locked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let held = Store::open(&path).unwrap();
+        // sled locks the file per open handle (flock), so a second open in this process fails
+        // the way one from another process does while the service runs.
+        let err = Store::open(&path).expect_err("the database is held");
+        assert!(err.is_locked(), "{err}");
+        drop(held);
+        assert!(!Error::Key { table: "t".into() }.is_locked());
     }
 
     #[tokio::test]
