@@ -38,6 +38,9 @@ pub struct ConsumerState {
     /// Messages delivered and not yet acknowledged.
     pub num_ack_pending: u64,
     pub num_redelivered: u64,
+    /// Pull requests waiting for messages: a process is consuming (a stopped one's requests
+    /// expire within the pull's expiry).
+    pub num_waiting: u64,
     /// Last stream sequence delivered and the one below which everything is acknowledged.
     pub delivered_stream_seq: u64,
     pub ack_floor_stream_seq: u64,
@@ -302,6 +305,10 @@ impl Bus {
                 stream: stream.to_owned(),
                 reason: e.to_string(),
             })?;
+            // Ordered consumers of readers (`read`, `follow`) are ephemeral: not a service's.
+            if info.config.durable_name.is_none() {
+                continue;
+            }
             let mut filter_subjects = info.config.filter_subjects.clone();
             if !info.config.filter_subject.is_empty() {
                 filter_subjects.insert(0, info.config.filter_subject.clone());
@@ -314,6 +321,7 @@ impl Bus {
                 num_pending: info.num_pending,
                 num_ack_pending: info.num_ack_pending as u64,
                 num_redelivered: info.num_redelivered as u64,
+                num_waiting: info.num_waiting as u64,
                 delivered_stream_seq: info.delivered.stream_sequence,
                 ack_floor_stream_seq: info.ack_floor.stream_sequence,
                 last_active_ms: info.delivered.last_active.map(ms),
@@ -337,6 +345,7 @@ mod tests {
             num_pending: 2,
             num_ack_pending: 1,
             num_redelivered: 0,
+            num_waiting: 0,
             delivered_stream_seq: 0,
             ack_floor_stream_seq: 0,
             last_active_ms: None,

@@ -123,8 +123,13 @@ async fn consumer_states_show_filters_store_and_lag() {
     ))
     .await
     .unwrap();
+    // A reader's ordered consumer is not listed.
+    let stop = CancellationToken::new();
+    let mut rx = bus.follow_at("DUELL", &[], StartAt::First, stop.clone());
+    assert!(rx.recv().await.is_some());
     let states = bus.consumers("DUELL").await.unwrap();
-    assert_eq!(states.len(), 1);
+    stop.cancel();
+    assert_eq!(states.len(), 1, "{states:?}");
     let c = &states[0];
     assert_eq!(c.name, "svc-s1-x-duell");
     assert_eq!(c.store(), Some("s1-x"));
