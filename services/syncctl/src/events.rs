@@ -286,7 +286,13 @@ pub fn decode(subject: &str, payload: &[u8]) -> Decoded {
             d.key = format!("run {}", ev.run_id);
             let p = ev.plan.clone().unwrap_or_default();
             let updates: i64 = p.updates_by_field.values().sum();
-            d.what = format!(
+            d.what = if !ev.error.is_empty() {
+                format!(
+                    "full sync{} failed",
+                    if ev.dry_run { " (dry run)" } else { "" }
+                )
+            } else {
+                format!(
                 "full sync {}: {} creates, {} field updates, {} withdrawals, {} unchanged, {} failures, {} batch writes",
                 if ev.dry_run { "planned (dry run)" } else { "done" },
                 p.creates,
@@ -295,7 +301,8 @@ pub fn decode(subject: &str, payload: &[u8]) -> Decoded {
                 p.unchanged,
                 p.failures,
                 ev.batch_writes
-            );
+            )
+            };
             d.reason = ev.error.clone();
             d.failed = !ev.error.is_empty();
             d.fields = json!({
@@ -570,5 +577,7 @@ mod tests {
         let d = decode(&v1::FullSyncCompleted::subject("s1"), &ev.encode_to_vec());
         assert!(d.failed);
         assert_eq!(d.key, "run r1");
+        assert_eq!(d.what, "full sync failed");
+        assert_eq!(d.reason, "woocommerce unreachable");
     }
 }

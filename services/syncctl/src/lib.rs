@@ -134,9 +134,21 @@ impl Ctx {
         let mut options = BusOptions::new(&self.nats_url, "syncctl");
         options.connect_timeout = self.connect_timeout;
         options.publish_deadline = Duration::from_secs(15);
-        Bus::connect(options).await.map_err(|e| {
+        let bus = Bus::connect(options).await.map_err(|e| {
             anyhow::anyhow!("{e}; check --nats-url (or DUELLSYNC_NATS__URL) and that NATS runs")
-        })
+        })?;
+        // syncctl never declares streams (the services do, with the cluster's replica count).
+        // (`Bus::streams_present` asks nothing of the server, so each stream is looked up.)
+        for spec in duellsync_events::ALL_STREAMS.iter() {
+            if bus.stream_state(spec.name).await.is_err() {
+                anyhow::bail!(
+                    "the engine's streams are missing on NATS at {} (no stream {}): no service has started on it yet, or --nats-url points elsewhere",
+                    self.nats_url,
+                    spec.name
+                );
+            }
+        }
+        Ok(bus)
     }
 
     /// Every store of the settings path, validated; problems are a configuration error.

@@ -100,10 +100,7 @@ pub async fn run(ctx: &Ctx, args: LogArgs) -> anyhow::Result<Outcome> {
     check_store_id(&args.store)?;
     let bus = ctx.bus().await?;
     let filters = filters(&args.store, args.failed);
-    let (_, last_before) = bus
-        .stream_state(STREAM_SYNC.name)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}; no service has created the streams on this NATS yet"))?;
+    let (_, last_before) = bus.stream_state(STREAM_SYNC.name).await?;
     let since =
         duellsync_events::now_ms() - i64::try_from(args.since.as_millis()).unwrap_or(i64::MAX);
     let mut kept: VecDeque<(StoredMessage, Decoded)> = VecDeque::new();

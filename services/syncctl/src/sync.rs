@@ -129,10 +129,7 @@ pub async fn run(ctx: &Ctx, args: SyncArgs) -> anyhow::Result<Outcome> {
     }
     let bus = ctx.bus().await?;
     let store = args.store.as_str();
-    let (_, sync_last) = bus
-        .stream_state(STREAM_SYNC.name)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}; no service has created the streams on this NATS yet"))?;
+    let (_, sync_last) = bus.stream_state(STREAM_SYNC.name).await?;
     let (_, dlq_last) = bus.stream_state(STREAM_DLQ.name).await?;
     let poller = format!("change-poller-{store}-cmd");
     let served = bus

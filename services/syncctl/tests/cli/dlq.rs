@@ -190,3 +190,11 @@ async fn an_unreachable_broker_is_a_failure_with_the_fix() {
     assert_eq!(run.code, 1, "{run}");
     assert!(run.stderr.contains("--nats-url"), "{run}");
 }
+
+#[tokio::test]
+async fn a_broker_without_the_engines_streams_is_named() {
+    let server = NatsServer::start();
+    let run = run(&server, &["dlq", "list"]).await;
+    assert_eq!(run.code, 1, "{run}");
+    assert!(run.stderr.contains("streams are missing"), "{run}");
+}
