@@ -36,6 +36,18 @@ fn deliveries(template: &str, first: u64, n: usize, signed: bool) -> Arc<Vec<Pre
     )
 }
 
+/// CPU microseconds per request between two readings.
+fn per_request(
+    before: Option<std::time::Duration>,
+    after: Option<std::time::Duration>,
+    requests: usize,
+) -> f64 {
+    match (before, after) {
+        (Some(b), Some(a)) if requests > 0 => (a - b).as_secs_f64() * 1e6 / requests as f64,
+        _ => f64::NAN,
+    }
+}
+
 pub async fn run(report: &mut Report, sizes: &Sizes) -> anyhow::Result<()> {
     let mut sandbox = world::sandbox().await?;
     sandbox.write_store(STORE, &world::store_file(None, None, &[]).to_toml());
@@ -72,7 +84,9 @@ pub async fn run(report: &mut Report, sizes: &Sizes) -> anyhow::Result<()> {
     .await?;
 
     let bare_reqs = deliveries(&template, 100_000, n, false);
+    let cpu0 = world::cpu_time(bare.pid());
     let mut out = load::run(bare.addr, crate::bare::PATH, bare_reqs, c).await?;
+    let bare_cpu = per_request(cpu0, world::cpu_time(bare.pid()), out.ok());
     let lat = summarize(&mut out.latencies);
     let ceiling = out.rate();
     report.add(
@@ -84,7 +98,7 @@ pub async fn run(report: &mut Report, sizes: &Sizes) -> anyhow::Result<()> {
         true,
         None,
         format!(
-            "{n} requests, {c} connections; p50 {:.2} ms, p99 {:.2} ms; {}",
+            "{n} requests, {c} connections; p50 {:.2} ms, p99 {:.2} ms; {bare_cpu:.0} µs CPU per request in the server; {}",
             lat.p50_ms,
             lat.p99_ms,
             out.status_text()
@@ -93,7 +107,10 @@ pub async fn run(report: &mut Report, sizes: &Sizes) -> anyhow::Result<()> {
     drop(bare);
 
     let ingest_reqs = deliveries(&template, 1_000_000, n, true);
+    let pid = sandbox.pid("webhook-ingest").unwrap_or(0);
+    let cpu0 = world::cpu_time(pid);
     let mut out = load::run(ingest_addr, &ingest_path, ingest_reqs, c).await?;
+    let ingest_cpu = per_request(cpu0, world::cpu_time(pid), out.ok());
     let lat = summarize(&mut out.latencies);
     let rate = out.rate();
     let b = report.b.unwrap_or(f64::NAN);
@@ -106,7 +123,7 @@ pub async fn run(report: &mut Report, sizes: &Sizes) -> anyhow::Result<()> {
         true,
         Some(("≥ 0.30 × b", rate >= 0.30 * b)),
         format!(
-            "{n} captured deliveries re-signed, {c} connections; {:.2} of the bare server; {}",
+            "{n} captured deliveries re-signed, {c} connections; {:.2} of the bare server; {ingest_cpu:.0} µs CPU per request in webhook-ingest; {}",
             rate / ceiling,
             out.status_text()
         ),

@@ -186,6 +186,17 @@ pub fn tail(log: &str) -> String {
     lines[lines.len().saturating_sub(15)..].join("\n")
 }
 
+/// CPU time (user + system) a process has used so far.
+pub fn cpu_time(pid: u32) -> Option<std::time::Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command (which may hold spaces) start after the last ')'.
+    let rest = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    // USER_HZ is 100 on Linux.
+    Some(std::time::Duration::from_millis(ticks * 10))
+}
+
 /// Resident and peak resident memory of a process, in MB (`VmRSS`, `VmHWM`).
 pub fn memory_mb(pid: u32) -> Option<(f64, f64)> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -259,5 +270,13 @@ mod tests {
         assert!(b.contains("orders\\/4711\""), "{b}");
         assert!(!b.contains("orders\\/15\""));
         assert_eq!(v["line_items"][0]["sku"], "LAB-4D5FC1-001");
+    }
+
+    #[test]
+    fn reads_cpu_time_and_memory_of_a_process() {
+        let me = std::process::id();
+        assert!(cpu_time(me).is_some());
+        let (rss, peak) = memory_mb(me).unwrap();
+        assert!(rss > 0.0 && peak >= rss);
     }
 }
