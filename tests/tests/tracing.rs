@@ -12,6 +12,7 @@ use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::post;
+use duellsync_duell_sim::NewSimProduct;
 use duellsync_e2e::{eventually, World, STOCK_DEPARTMENT};
 use duellsync_test_support::free_port;
 use duellsync_test_support::sandbox::SERVICES;
@@ -229,7 +230,7 @@ async fn a_web_order_and_a_stock_change_are_each_one_trace_across_services() {
     let ingest_port = free_port();
     let mut world = World::with(
         duellsync_duell_sim::SimConfig {
-            products: 12,
+            products: 0,
             ..Default::default()
         },
         WooConfig {
@@ -252,6 +253,17 @@ async fn a_web_order_and_a_stock_change_are_each_one_trace_across_services() {
         .sandbox
         .common_env
         .push(("DUELLSYNC_TELEMETRY__OTLP_ENDPOINT".into(), endpoint));
+    // Two products (one fresh write each, no other work pending in the publisher); the initial
+    // sync creates them in WooCommerce.
+    let [stocked, ordered] = ["SPOR-1", "SPOR-2"].map(|sku| {
+        world.duell.create_product(NewSimProduct {
+            product_name: format!("Vare {sku}"),
+            product_number: Some(sku.into()),
+            product_image: Some(String::new()),
+            stock: Some(Decimal::from(20)),
+            ..NewSimProduct::default()
+        })
+    });
     let listen = format!("127.0.0.1:{ingest_port}");
     tokio::task::block_in_place(|| {
         world.sandbox.start(
@@ -265,27 +277,6 @@ async fn a_web_order_and_a_stock_change_are_each_one_trace_across_services() {
             world.sandbox.wait_ready(s, WAIT);
         }
     });
-
-    // The initial sync creates the catalogue; pick two simple products.
-    let visible: Vec<_> = world
-        .duell
-        .products()
-        .into_iter()
-        .filter(|p| p.view_on_webshop && !p.is_deleted && !p.is_parent && p.parent_variant == 0)
-        .collect();
-    let all = world.duell.products();
-    let unique: Vec<_> = visible
-        .iter()
-        .filter(|p| {
-            all.iter()
-                .filter(|q| q.product_number.eq_ignore_ascii_case(&p.product_number))
-                .count()
-                == 1
-        })
-        .cloned()
-        .collect();
-    assert!(unique.len() >= 2, "the catalogue has two simple products");
-    let (stocked, ordered) = (&unique[0], &unique[1]);
     eventually("the initial sync", WAIT, || async {
         let woo = world.woo_products().await;
         (woo.contains_key(&stocked.product_number) && woo.contains_key(&ordered.product_number))

@@ -321,8 +321,9 @@ impl Worker {
             Ok(next) => {
                 self.failures_in_row = 0;
                 self.retry_at = None;
-                if next.is_none() {
-                    // Everything written: later writes belong to later changes.
+                if partial && next.is_none() {
+                    // Everything written (a flush of whole batches only may leave a partial
+                    // one for later): later writes belong to later changes.
                     self.trace = None;
                 }
                 next
