@@ -132,7 +132,18 @@ fn check_service(name: &str, path: &Path, env: &[(String, String)]) -> Vec<Secti
             env,
             duellsync_status_writeback::Config::validate,
         ),
-        _ => unreachable!("service names are checked before"),
+        other => vec![Section {
+            title: format!("service {other} {}", path.display()),
+            problems: vec![Problem {
+                key: "--service".into(),
+                message: format!(
+                    "`{other}` is not a service; use one of {}",
+                    SERVICES.join(", ")
+                ),
+            }],
+            warnings: Vec::new(),
+            stores: Vec::new(),
+        }],
     }
 }
 
