@@ -1175,6 +1175,8 @@ def rebuild_job(inp: Inputs, shard: str, service: str, store: str) -> str:
                                 store,
                                 "--state-dir",
                                 f"{STATE_ROOT}/{service}",
+                                # A Job has no terminal to confirm on.
+                                "--yes",
                             ],
                             "envFrom": env_from(sh.stores if store in sh.stores else sh.stores + [store]),
                             "resources": {

@@ -221,7 +221,8 @@ impl Bus {
     /// Whether every stream exists (readiness).
     pub async fn streams_present(&self) -> bool {
         for spec in ALL_STREAMS.iter() {
-            if self.js.get_stream_no_info(spec.name).await.is_err() {
+            // `get_stream` asks the server (the `_no_info` variant would not).
+            if self.js.get_stream(spec.name).await.is_err() {
                 return false;
             }
         }

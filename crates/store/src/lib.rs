@@ -97,13 +97,15 @@ impl Store {
             .cache_capacity(options.cache_capacity_bytes)
             .mode(sled::Mode::LowSpace)
             .open()
-            .map_err(|e| match e {
-                sled::Error::Io(ref io) if io.kind() == std::io::ErrorKind::WouldBlock => {
+            .map_err(|e| {
+                let e = Error::Sled(e);
+                if e.is_locked() {
                     Error::Locked {
                         path: options.path.clone(),
                     }
+                } else {
+                    e
                 }
-                other => Error::Sled(other),
             })?;
         let tree = db.open_tree("state")?;
         Ok(Store {
@@ -411,6 +413,13 @@ impl<K: Key, V: Serialize + DeserializeOwned> Table<K, V> {
         store.commit(c).await
     }
 
+    /// Writes one value and flushes right away, from synchronous code.
+    pub fn put_now_blocking(&self, store: &Store, key: &K, value: &V) -> Result<()> {
+        let mut c = Commit::new();
+        self.put(&mut c, key, value);
+        store.commit_blocking(c)
+    }
+
     /// All rows in key order.
     pub fn iter(&self) -> impl Iterator<Item = Result<(K, V)>> + '_ {
         self.iter_from_raw(self.prefix.clone())
@@ -580,6 +589,39 @@ mod tests {
         let store = Store::open(dir.path().join("db")).unwrap();
         let t: Table<i64, u64> = store.table("t");
         assert_eq!(t.get(&-3).unwrap(), Some(9));
+    }
+
+    #[test]
+    fn a_database_open_in_another_handle_is_reported_as_locked() {
+        let dir = tempfile::tempdir().unwrap();
+        let _first = Store::open(dir.path().join("db")).unwrap();
+        // sled locks the files per process; a second open in another process fails. Within one
+        // process sled may share the database, so run the check in a child when possible.
+        let exe = std::env::current_exe().unwrap();
+        if std::env::var_os("STORE_LOCK_CHILD").is_some() {
+            return;
+        }
+        let out = std::process::Command::new(exe)
+            .args([
+                "--exact",
+                "tests::open_the_locked_database_in_a_child",
+                "--nocapture",
+            ])
+            .env("STORE_LOCK_PATH", dir.path().join("db"))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("LOCKED"), "{text}");
+    }
+
+    #[test]
+    fn open_the_locked_database_in_a_child() {
+        if let Some(path) = std::env::var_os("STORE_LOCK_PATH") {
+            match Store::open(&path) {
+                Err(e @ Error::Locked { .. }) => println!("LOCKED {e}"),
+                other => println!("NOT LOCKED {other:?}"),
+            }
+        }
     }
 
     #[tokio::test]

@@ -78,6 +78,8 @@ pub(crate) struct Tables {
     /// Orders whose released hold was pruned (Unix ms of the pruning): a late or replayed
     /// observation of such an order must not hold its units again.
     pub released: Table<Key, i64>,
+    /// Per-store marks (the start of the last full sync).
+    pub marks: Table<NameKey, i64>,
 }
 
 impl Tables {
@@ -95,6 +97,7 @@ impl Tables {
             categories: store.table("pub_categories"),
             holds: store.table("pub_holds"),
             released: store.table("pub_released"),
+            marks: store.table("pub_marks"),
         }
     }
 }

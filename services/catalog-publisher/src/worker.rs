@@ -97,6 +97,9 @@ pub(crate) struct Worker {
     trace: Option<TraceParent>,
 }
 
+/// Mark holding when the last full sync started (Unix ms).
+const LAST_FULL_SYNC: &str = "last_full_sync_started_ms";
+
 /// A scan whose end marker never came (the poller died) stops holding creates back after this.
 const SCAN_HOLD: Duration = Duration::from_secs(600);
 
@@ -177,6 +180,9 @@ impl Worker {
                     for scan in scans {
                         if !scan.dry_run {
                             self.scanning = None;
+                        }
+                        if self.stale_scan(&scan) {
+                            continue;
                         }
                         self.flush(true).await;
                         if let Err(e) = crate::fullsync::run(&mut self, &scan).await {
@@ -285,6 +291,29 @@ impl Worker {
             d.finish(Err(e)).await;
         }
         (scans, started, dirtied_by)
+    }
+
+    /// A scan marker older than the last full sync this publisher ran is a replay (a rebuilt
+    /// state reads the streams from the start): one full sync over today's WooCommerce covers
+    /// it, running every old one again would read the whole store once per past reconciliation.
+    fn stale_scan(&self, scan: &v1::CatalogScanned) -> bool {
+        let key = (self.ctx.id.clone(), LAST_FULL_SYNC.to_owned());
+        let observed = scan.meta.as_ref().map(|m| m.observed_at_ms).unwrap_or(0);
+        let last = self.ctx.t.marks.get(&key).ok().flatten().unwrap_or(0);
+        if observed > 0 && observed < last {
+            tracing::info!(store = %self.ctx.id, run_id = %scan.run_id, "skipping a full-sync marker older than the last full sync (a replay)");
+            return true;
+        }
+        let now = duellsync_events::now_ms();
+        if let Err(e) = self
+            .ctx
+            .t
+            .marks
+            .put_now_blocking(&self.ctx.t.store, &key, &now)
+        {
+            tracing::warn!(store = %self.ctx.id, error = %e, "cannot record the full sync's start");
+        }
+        false
     }
 
     /// Whether continuous flushes should leave creates to a running full scan's sync.

@@ -140,13 +140,13 @@ pub async fn run(ctx: &Ctx, cmd: StateCommand) -> anyhow::Result<Outcome> {
     let service = args.service.as_str();
     let store = args.store.as_str();
     match service {
-        "change-poller" | "catalog-publisher" | "status-writeback" => {}
-        "order-importer" => return Err(usage(
-            "the order-importer's state cannot be rebuilt from the streams: its ledger is the only record of which WooCommerce orders are already in DUELL (the importer does not read its own sync.<store>.order.imported facts back), so replaying the orders would import them into DUELL again. Keep its state (to move a store, keep serving it where its state is)",
-        )),
+        // The importer restores its ledger from the store's `sync.<store>.order.imported` and
+        // `order.in_doubt` facts before it takes any order, so a replay imports nothing twice
+        // (as long as the SYNC stream still holds them: 30 days).
+        "change-poller" | "catalog-publisher" | "status-writeback" | "order-importer" => {}
         "webhook-ingest" => return Err(usage("webhook-ingest keeps no state; there is nothing to rebuild")),
         other => return Err(usage(format!(
-            "unknown service `{other}`; use change-poller, catalog-publisher or status-writeback"
+            "unknown service `{other}`; use change-poller, catalog-publisher, order-importer or status-writeback"
         ))),
     }
     if !args.state_dir.is_dir() {
