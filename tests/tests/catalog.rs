@@ -106,6 +106,20 @@ async fn full_sync(world: &World, dry_run: bool) -> v1::FullSyncCompleted {
     .await
 }
 
+/// Waits until the full sync that follows a store's first DUELL scan is done, so a test's own
+/// full sync is not raced by it.
+async fn initial_sync_done(world: &World) {
+    let bus = bus(world).await;
+    eventually("the initial full sync", WAIT, || async {
+        let msgs = bus
+            .read("SYNC", &v1::FullSyncCompleted::subject("s1"), 1, 100)
+            .await
+            .ok()?;
+        (!msgs.is_empty()).then_some(())
+    })
+    .await;
+}
+
 fn batch_writes(world: &World) -> u64 {
     world.woo.request_count("POST products/batch")
 }
@@ -216,6 +230,7 @@ async fn an_image_is_downloaded_once_across_a_crash_and_for_every_product_showin
     .await;
     let attachment = a.images[0].id;
     assert_eq!(world.woo.attachments().len(), 1);
+    initial_sync_done(&world).await;
 
     // The next create downloads nothing new even when the answer is lost: it reuses the
     // attachment, and the crash is settled by reading.
@@ -285,6 +300,7 @@ async fn price_drift_is_left_alone_and_reported_when_woocommerce_owns_prices() {
     add(&world, "Jakke", "JAKKE-1", 1250, 2);
     world.start(&["change-poller", "catalog-publisher"]);
     let p = wait_woo(&world, "the jacket", "JAKKE-1", |_| true).await;
+    initial_sync_done(&world).await;
     world
         .woo
         .admin_write_product(Some(p.id), serde_json::json!({"regular_price": "1.00"}))

@@ -81,7 +81,7 @@ pub(crate) async fn run(w: &mut Worker, scan: &v1::CatalogScanned) -> anyhow::Re
     let ctx = w.ctx.clone();
     tracing::info!(store = %ctx.id, run_id = %scan.run_id, dry_run = scan.dry_run, "full sync: reading WooCommerce");
     ctx.load_prices().await?;
-    refresh_from_woo(&ctx, scan).await?;
+    let lowered = refresh_from_woo(&ctx, scan).await?;
 
     let holds = ctx.holds()?;
     let now = unix_now();
@@ -118,7 +118,17 @@ pub(crate) async fn run(w: &mut Worker, scan: &v1::CatalogScanned) -> anyhow::Re
     };
     for group in [parents, rest] {
         for chunk in group.chunks(CHUNK) {
-            let items = plan_items(&ctx, chunk, &holds)?;
+            let mut items = plan_items(&ctx, chunk, &holds)?;
+            for item in items.iter_mut() {
+                if lowered.contains(&item.id) {
+                    let current = ctx
+                        .t
+                        .link
+                        .get(&mk(&ctx.id, item.id))?
+                        .and_then(|l| l.woo.stock);
+                    keep_woo_lower_stock(item, current);
+                }
+            }
             for item in &items {
                 describe(&ctx, item, &mut plan, &mut fields_changed);
                 if let Some(d) = drift_of(&ctx, item.id, &holds, now)? {
@@ -158,6 +168,32 @@ pub(crate) async fn run(w: &mut Worker, scan: &v1::CatalogScanned) -> anyhow::Re
     ctx.bus.publish(&ev).await?;
     tracing::info!(store = %ctx.id, run_id = %scan.run_id, creates = plan.creates, withdrawals = plan.withdrawals, unchanged = plan.unchanged, batch_writes, "full sync done");
     Ok(())
+}
+
+/// WooCommerce's stock went down since the publisher last knew it: most likely a web order
+/// whose webhook has not arrived yet. Raising it back now could offer those units again, so this
+/// reconciliation leaves the stock as it is (the order's hold arrives within seconds and a lower
+/// target is written then; a person's edit is corrected by the next reconciliation, when the
+/// number no longer moves).
+fn keep_woo_lower_stock(item: &mut Item, current: Option<i64>) {
+    let Planned::Update { write, fields, .. } = &mut item.plan else {
+        return;
+    };
+    if !fields.contains(&"stock_quantity") {
+        return;
+    }
+    // Lowering is always safe; only a raise waits.
+    if let (Some(want), Some(now)) = (write.stock_quantity, current) {
+        if want <= now {
+            return;
+        }
+    }
+    write.stock_quantity = None;
+    write.manage_stock = None;
+    fields.retain(|f| *f != "stock_quantity");
+    if fields.is_empty() {
+        item.plan = Planned::Nothing;
+    }
 }
 
 fn describe(
@@ -237,8 +273,12 @@ fn drift_of(
 /// Reads every WooCommerce product and variation and records what it really holds: links are
 /// refreshed (or rebuilt from the DUELL id in meta data, or adopted by SKU), and links to
 /// products deleted in WooCommerce are dropped.
-async fn refresh_from_woo(ctx: &StoreCtx, scan: &v1::CatalogScanned) -> anyhow::Result<()> {
+async fn refresh_from_woo(
+    ctx: &StoreCtx,
+    scan: &v1::CatalogScanned,
+) -> anyhow::Result<HashSet<i64>> {
     let mut seen: HashSet<u64> = HashSet::new();
+    let mut lowered: HashSet<i64> = HashSet::new();
     let mut variable: Vec<u64> = Vec::new();
     let mut page_no = 1u32;
     let mut read = 0i64;
@@ -264,7 +304,7 @@ async fn refresh_from_woo(ctx: &StoreCtx, scan: &v1::CatalogScanned) -> anyhow::
             if p.kind == "variable" {
                 variable.push(p.id);
             }
-            attach(ctx, &mut st, p, 0)?;
+            attach(ctx, &mut st, p, 0, &mut lowered)?;
         }
         st.commit().await?;
         progress(ctx, scan, "read-woo", read, page.total.unwrap_or(0) as i64).await;
@@ -295,7 +335,7 @@ async fn refresh_from_woo(ctx: &StoreCtx, scan: &v1::CatalogScanned) -> anyhow::
             let mut st = Staged::new(&ctx.t, &ctx.id);
             for v in &page.items {
                 seen.insert(v.id);
-                attach(ctx, &mut st, v, parent)?;
+                attach(ctx, &mut st, v, parent, &mut lowered)?;
             }
             st.commit().await?;
             if n < 100 {
@@ -320,7 +360,7 @@ async fn refresh_from_woo(ctx: &StoreCtx, scan: &v1::CatalogScanned) -> anyhow::
         }
     }
     st.commit().await?;
-    Ok(())
+    Ok(lowered)
 }
 
 /// Records one WooCommerce product against the DUELL product it belongs to, if any.
@@ -329,6 +369,7 @@ fn attach(
     st: &mut Staged<'_>,
     p: &duellsync_woo::Product,
     parent: u64,
+    lowered: &mut HashSet<i64>,
 ) -> anyhow::Result<()> {
     let mut state = WooState::from_product(p);
     if parent > 0 {
@@ -356,6 +397,11 @@ fn attach(
         return Ok(());
     }
     let old = st.link(id)?;
+    if let (Some(before), Some(now)) = (old.as_ref().and_then(|l| l.woo.stock), state.stock) {
+        if now < before {
+            lowered.insert(id);
+        }
+    }
     let hidden_by_us = old.map(|l| l.hidden_by_us).unwrap_or(false);
     st.set_link(
         id,

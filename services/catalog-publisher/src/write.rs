@@ -721,6 +721,7 @@ async fn record_ok(
         }
     }
     let woo_id = state.woo_id;
+    let stock = state.stock;
     st.set_link(
         item.id,
         Link {
@@ -752,7 +753,7 @@ async fn record_ok(
         .and_then(|s| s.product.as_ref())
         .map(|p| p.product_number.clone())
         .unwrap_or_default();
-    tracing::info!(store = %ctx.id, product_id = item.id, sku = %sku, woo_id, action = ?action, fields = ?item.plan.fields(), "product written");
+    tracing::info!(store = %ctx.id, product_id = item.id, sku = %sku, woo_id, action = ?action, fields = ?item.plan.fields(), stock = ?stock, "product written");
     publish_applied(
         ctx,
         item.id,
