@@ -485,7 +485,7 @@ impl State {
         }
         self.products
             .values()
-            .find(|p| Some(p.id) != except && !p.is_trashed() && normalise_sku(&p.sku) == wanted)
+            .find(|p| Some(p.id) != except && !p.is_trashed() && same_sku(&p.sku, &wanted))
             .map(|p| p.id)
     }
 
@@ -517,6 +517,17 @@ impl State {
 impl Default for State {
     fn default() -> Self {
         State::new()
+    }
+}
+
+/// Whether `sku` normalises to `wanted` (already normalised). An ASCII SKU is compared in place:
+/// normalising one only trims and lower-cases it, and this check runs against every product on
+/// every create, so allocating there made large catalogues quadratic in allocations.
+pub fn same_sku(sku: &str, wanted: &str) -> bool {
+    if sku.is_ascii() {
+        sku.trim().eq_ignore_ascii_case(wanted)
+    } else {
+        normalise_sku(sku) == wanted
     }
 }
 
@@ -704,6 +715,23 @@ mod tests {
     #[test]
     fn compares_skus_case_and_accent_insensitively() {
         assert_eq!(normalise_sku(" AB-Café "), "ab-cafe");
+    }
+
+    #[test]
+    fn the_in_place_sku_comparison_agrees_with_normalising() {
+        let skus = [
+            "AB-1", " ab-1 ", "AB-1\t", "ab-2", "", "Café", "CAFE", "cafe ", "ÅS-1", "as-1", "ß",
+        ];
+        for a in skus {
+            for b in skus {
+                let wanted = normalise_sku(b);
+                assert_eq!(
+                    same_sku(a, &wanted),
+                    normalise_sku(a) == wanted,
+                    "{a:?} against {b:?}"
+                );
+            }
+        }
     }
 
     #[test]
