@@ -45,6 +45,10 @@ pub struct WooSettings {
     /// Secret of the webhooks we create; WooCommerce signs deliveries with it.
     #[serde(default)]
     pub webhook_secret: Secret,
+    /// While the webhook secret is being rotated: the old one, still accepted by webhook-ingest
+    /// until WooCommerce signs with the new one (the poller updates the webhooks' secret).
+    #[serde(default)]
+    pub previous_webhook_secret: Secret,
     /// Public URL of webhook-ingest for this store; WooCommerce delivers there. Empty = we do
     /// not manage webhooks (polling only).
     #[serde(default)]
@@ -577,6 +581,10 @@ impl StoreSettings {
             ("woo.consumer_key", &self.woo.consumer_key),
             ("woo.consumer_secret", &self.woo.consumer_secret),
             ("woo.webhook_secret", &self.woo.webhook_secret),
+            (
+                "woo.previous_webhook_secret",
+                &self.woo.previous_webhook_secret,
+            ),
             ("duell.client_token", &self.duell.client_token),
             ("duell.stock_department", &self.duell.stock_department),
             ("duell.order_department", &self.duell.order_department),
@@ -595,6 +603,7 @@ impl StoreSettings {
             &self.woo.consumer_key,
             &self.woo.consumer_secret,
             &self.woo.webhook_secret,
+            &self.woo.previous_webhook_secret,
             &self.duell.client_token,
             &self.duell.stock_department,
             &self.duell.order_department,

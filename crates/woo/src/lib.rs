@@ -36,7 +36,9 @@ pub use client::{
 };
 pub use error::{ApiError, Error, ErrorKind, Result};
 pub use oauth::SignatureMethod;
-pub use order_webhooks::{EnsureReport, TopicWebhooks, WebhookHealth, ORDER_WEBHOOK_TOPICS};
+pub use order_webhooks::{
+    secret_fingerprint, EnsureReport, TopicWebhooks, WebhookHealth, ORDER_WEBHOOK_TOPICS,
+};
 pub use orders::{
     Address, CouponLine, FeeLine, LineItem, NewFeeLine, NewLineItem, NewOrder, NewShippingLine,
     Order, OrderNote, OrderQuery, Refund, ShippingLine,

@@ -8,7 +8,8 @@
 //! `syncctl webhooks ensure` runs it on demand; `syncctl test` only looks
 //! ([`WooClient::order_webhook_states`]).
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
 
 use crate::client::WooClient;
 use crate::error::Result;
@@ -61,6 +62,19 @@ pub struct EnsureReport {
     pub healthy: Vec<String>,
     /// Topics whose webhook a person paused; left alone.
     pub paused: Vec<String>,
+    /// Topics whose active webhook signed with another secret and got the current one.
+    pub rotated: Vec<String>,
+}
+
+/// A short fingerprint of a webhook secret, kept in the webhook's name: WooCommerce never shows
+/// the secret, so the name is how the engine tells whether a webhook signs with the current one.
+pub fn secret_fingerprint(secret: &SecretString) -> String {
+    let digest = Sha256::digest(secret.expose_secret().as_bytes());
+    format!("key:{}", &hex_lower(&digest)[..8])
+}
+
+fn hex_lower(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 pub(crate) fn classify(topic: &str, hooks: &[Webhook], delivery_url: &str) -> TopicWebhooks {
@@ -108,11 +122,36 @@ impl WooClient {
         name_prefix: &str,
     ) -> Result<EnsureReport> {
         let mut report = EnsureReport::default();
+        let fingerprint = secret_fingerprint(secret);
         for state in self.order_webhook_states(delivery_url).await? {
             let topic = state.topic;
+            let name = format!("{name_prefix} {topic} {fingerprint}");
             match state.health {
                 WebhookHealth::Active => {
-                    report.healthy.push(topic);
+                    // Rotated secret (or a webhook from before fingerprints): give the active
+                    // webhooks the current secret. Until WooCommerce signs with it, webhook-ingest
+                    // also accepts `woo.previous_webhook_secret`.
+                    let stale: Vec<&Webhook> = state
+                        .hooks
+                        .iter()
+                        .filter(|h| h.status == "active" && !h.name.ends_with(&fingerprint))
+                        .collect();
+                    for h in &stale {
+                        self.update_webhook(
+                            h.id,
+                            &crate::webhooks::WebhookUpdate {
+                                name: Some(name.clone()),
+                                secret: Some(secret.clone()),
+                                ..Default::default()
+                            },
+                        )
+                        .await?;
+                    }
+                    if stale.is_empty() {
+                        report.healthy.push(topic);
+                    } else {
+                        report.rotated.push(topic);
+                    }
                     continue;
                 }
                 WebhookHealth::Paused => {
@@ -125,7 +164,7 @@ impl WooClient {
                 self.delete_webhook(h.id).await?;
             }
             let hook = NewWebhook {
-                name: format!("{name_prefix} {topic}"),
+                name,
                 topic: topic.clone(),
                 delivery_url: delivery_url.to_owned(),
                 secret: secret.clone(),

@@ -54,7 +54,7 @@ async fn missing_order_webhooks_are_created_and_a_second_run_writes_nothing() {
     assert_eq!(hooks.len(), 2);
     assert!(hooks
         .iter()
-        .any(|h| h.name == "duellsync s1 order.created" && h.status == "active"));
+        .any(|h| h.name.starts_with("duellsync s1 order.created key:") && h.status == "active"));
 
     sim.reset_request_counts();
     let second = c
@@ -161,4 +161,40 @@ async fn webhooks_to_another_url_are_not_ours() {
         .unwrap();
     assert_eq!(report.created.len(), 2);
     assert_eq!(c.list_webhooks(None).await.unwrap().len(), 4);
+}
+
+#[tokio::test]
+async fn a_rotated_secret_is_given_to_the_active_webhooks_once() {
+    let (sim, c) = sim().await;
+    c.ensure_order_webhooks(URL, &secret(), "duellsync s1")
+        .await
+        .unwrap();
+    let new = SecretString::from("hookSecret2".to_string());
+    sim.reset_request_counts();
+    let rotated = c
+        .ensure_order_webhooks(URL, &new, "duellsync s1")
+        .await
+        .unwrap();
+    assert_eq!(rotated.rotated, ORDER_WEBHOOK_TOPICS.to_vec());
+    assert!(rotated.created.is_empty() && rotated.recreated.is_empty());
+    assert_eq!(
+        writes(&sim),
+        2,
+        "one update per webhook: {:?}",
+        sim.request_counts()
+    );
+    let fp = duellsync_woo::secret_fingerprint(&new);
+    assert!(c
+        .list_webhooks(None)
+        .await
+        .unwrap()
+        .iter()
+        .all(|h| h.name.ends_with(&fp)));
+    sim.reset_request_counts();
+    let again = c
+        .ensure_order_webhooks(URL, &new, "duellsync s1")
+        .await
+        .unwrap();
+    assert_eq!(again.healthy, ORDER_WEBHOOK_TOPICS.to_vec());
+    assert_eq!(writes(&sim), 0);
 }

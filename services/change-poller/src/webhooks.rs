@@ -39,8 +39,8 @@ pub(crate) async fn ensure(ctx: &StoreCtx) -> anyhow::Result<EnsureReport> {
             &format!("duellsync {}", ctx.id()),
         )
         .await?;
-    if !report.created.is_empty() || !report.recreated.is_empty() {
-        tracing::info!(store = %ctx.id(), created = ?report.created, recreated = ?report.recreated, "webhooks ensured");
+    if !report.created.is_empty() || !report.recreated.is_empty() || !report.rotated.is_empty() {
+        tracing::info!(store = %ctx.id(), created = ?report.created, recreated = ?report.recreated, rotated = ?report.rotated, "webhooks ensured");
     }
     if !report.paused.is_empty() {
         tracing::warn!(store = %ctx.id(), paused = ?report.paused, "webhooks paused in WooCommerce; orders arrive by polling only");
@@ -57,6 +57,7 @@ pub(crate) async fn ensure(ctx: &StoreCtx) -> anyhow::Result<EnsureReport> {
         created: report.created.clone(),
         recreated: report.recreated.clone(),
         healthy: report.healthy.clone(),
+        rotated: report.rotated.clone(),
     };
     ctx.bus.publish(&ev).await?;
     Ok(report)

@@ -68,6 +68,7 @@ pub async fn run(ctx: &Ctx, cmd: WebhooksCommand) -> anyhow::Result<Outcome> {
         created: report.created.clone(),
         recreated: report.recreated.clone(),
         healthy: report.healthy.clone(),
+        rotated: report.rotated.clone(),
     };
     let recorded = match ctx.bus().await {
         Ok(bus) => bus
@@ -85,6 +86,7 @@ pub async fn run(ctx: &Ctx, cmd: WebhooksCommand) -> anyhow::Result<Outcome> {
             "created": report.created,
             "recreated": report.recreated,
             "healthy": report.healthy,
+            "rotated": report.rotated,
             "paused": report.paused,
             "recorded": recorded.is_ok(),
         }));
@@ -98,6 +100,14 @@ pub async fn run(ctx: &Ctx, cmd: WebhooksCommand) -> anyhow::Result<Outcome> {
                 true,
                 t,
                 "re-created (was disabled; the new one starts with no failures)",
+                None,
+            );
+        }
+        for t in &report.rotated {
+            ui.check(
+                true,
+                t,
+                "active; given the current secret (it signed with another)",
                 None,
             );
         }

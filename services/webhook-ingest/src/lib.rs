@@ -78,6 +78,8 @@ pub(crate) struct StoreEntry {
     pub(crate) id: String,
     /// `None`: the store has no webhook secret, so it takes no webhooks (404).
     pub(crate) woo: Option<Signer>,
+    /// The secret being rotated out, accepted too until WooCommerce signs with the new one.
+    pub(crate) woo_previous: Option<Signer>,
     /// `None`: the store has no notice secret, so it takes no notices (404).
     pub(crate) notice: Option<Signer>,
     pub(crate) woo_metrics: EndpointMetrics,
@@ -106,6 +108,11 @@ impl Ingest {
                     .webhook_secret
                     .is_set()
                     .then(|| Signer::woocommerce(s.woo.webhook_secret.expose()));
+                let woo_previous = s
+                    .woo
+                    .previous_webhook_secret
+                    .is_set()
+                    .then(|| Signer::woocommerce(s.woo.previous_webhook_secret.expose()));
                 let notice = s
                     .duell
                     .notice_secret
@@ -117,6 +124,7 @@ impl Ingest {
                 let entry = StoreEntry {
                     id: s.id.clone(),
                     woo,
+                    woo_previous,
                     notice,
                     woo_metrics: EndpointMetrics::new(&s.id, Endpoint::WooCommerce),
                     notice_metrics: EndpointMetrics::new(&s.id, Endpoint::DuellNotice),

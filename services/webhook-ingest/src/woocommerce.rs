@@ -170,7 +170,13 @@ async fn handle(ingest: &Ingest, store: &str, req: Request) -> Response {
         tracing::info!("webhook creation ping answered");
         return finish(metrics, Outcome::Ping);
     }
-    let verified = signature.is_some_and(|s| signer.verify(&body, s.as_bytes()));
+    let verified = signature.is_some_and(|s| {
+        signer.verify(&body, s.as_bytes())
+            || entry
+                .woo_previous
+                .as_ref()
+                .is_some_and(|old| old.verify(&body, s.as_bytes()))
+    });
     if !verified {
         tracing::warn!(
             signed = signature.is_some(),

@@ -26,6 +26,10 @@ pub struct TestApp {
     _dir: tempfile::TempDir,
 }
 
+/// Store `rot`: its new webhook secret, and the old one still accepted during the rotation.
+pub const ROTATED_NEW_SECRET: &str = "rotNewSecret2";
+pub const ROTATED_OLD_SECRET: &str = "rotOldSecret1";
+
 fn store(id: &str, webhook_secret: &str, notice_secret: &str) -> StoreFile {
     StoreFile {
         id: id.to_owned(),
@@ -89,11 +93,17 @@ pub async fn spawn_app_with(tune: impl FnOnce(&mut Config)) -> TestApp {
             &sample_secret("76-webhook-create-status-paused-ignored.json"),
             "",
         ),
+        store("rot", ROTATED_NEW_SECRET, ""),
     ];
     for f in files {
         std::fs::write(stores.join(format!("{}.toml", f.id)), f.to_toml()).unwrap();
     }
-    let stores = duellsync_settings::load_stores(&stores, &[]).expect("store files are valid");
+    // Store `rot` is in the middle of a webhook secret rotation.
+    let env = vec![(
+        "DUELLSYNC_STORES__ROT__WOO__PREVIOUS_WEBHOOK_SECRET".to_owned(),
+        ROTATED_OLD_SECRET.to_owned(),
+    )];
+    let stores = duellsync_settings::load_stores(&stores, &env).expect("store files are valid");
 
     let mut config = Config::default();
     config.nats.url = nats.url();

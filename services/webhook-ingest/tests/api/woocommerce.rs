@@ -2,7 +2,10 @@
 
 use duellsync_events::{headers, v1};
 
-use crate::helpers::{order_body, spawn_app, spawn_app_with, RawConnection, S1_SECRET};
+use crate::helpers::{
+    order_body, spawn_app, spawn_app_with, RawConnection, ROTATED_NEW_SECRET, ROTATED_OLD_SECRET,
+    S1_SECRET,
+};
 
 #[tokio::test]
 async fn a_valid_delivery_is_stored_once_with_the_body_byte_for_byte() {
@@ -83,6 +86,27 @@ async fn rejects_forged_signature() {
         .await;
     assert_eq!(resp.status().as_u16(), 401);
     assert!(app.woo_events().await.is_empty());
+}
+
+#[tokio::test]
+async fn during_a_secret_rotation_both_the_new_and_the_previous_secret_are_accepted() {
+    let app = spawn_app().await;
+    let body = order_body(16, "processing", "10.00");
+    for secret in [ROTATED_NEW_SECRET, ROTATED_OLD_SECRET] {
+        let resp = app
+            .deliver_signed("rot", "order.created", secret, &body)
+            .await;
+        assert_eq!(resp.status().as_u16(), 200, "signed with {secret}");
+    }
+    let resp = app
+        .deliver_signed("rot", "order.created", "neither", &body)
+        .await;
+    assert_eq!(resp.status().as_u16(), 401);
+    // Only the previous secret of this store is accepted, not another store's.
+    let resp = app
+        .deliver_signed("s1", "order.created", ROTATED_OLD_SECRET, &body)
+        .await;
+    assert_eq!(resp.status().as_u16(), 401);
 }
 
 #[tokio::test]
