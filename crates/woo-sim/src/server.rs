@@ -1178,7 +1178,7 @@ fn create_product_locked(
     if p.stock_quantity.is_some() {
         state.record_stock_change(&p);
     }
-    state.products.insert(id, p);
+    state.put_product(p);
     if let Some(pid) = parent {
         products::sync_parent(state, pid);
     }
@@ -1231,7 +1231,7 @@ fn update_product_locked(
     }
     let pid = p.parent_id;
     let is_var = p.is_variation();
-    state.products.insert(id, p);
+    state.put_product(p);
     if is_var {
         products::sync_parent(state, pid);
     }

@@ -404,6 +404,13 @@ pub struct State {
     pub nonces: HashMap<String, BTreeMap<i64, String>>,
     /// Stock values set by product writes, while recording is on (`None` = off).
     pub stock_changes: Option<Vec<StockChange>>,
+    /// Candidate owners per normalised SKU and per slug, so the uniqueness checks of a create
+    /// do not scan every product (a 100,000-product sync was quadratic). Entries are added by
+    /// [`State::put_product`] and may go stale (trash, delete, a changed SKU): lookups verify
+    /// each candidate against `products`, so only a missing entry could mislead, and every
+    /// write that sets a SKU or slug stores the product through `put_product`.
+    sku_index: HashMap<String, Vec<u64>>,
+    slug_index: HashMap<String, Vec<u64>>,
 }
 
 pub const UNCATEGORIZED: u64 = 15;
@@ -444,6 +451,8 @@ impl State {
             captures: Vec::new(),
             nonces: HashMap::new(),
             stock_changes: None,
+            sku_index: HashMap::new(),
+            slug_index: HashMap::new(),
         }
     }
 
@@ -477,16 +486,49 @@ impl State {
         id
     }
 
+    /// Stores a product (new or rewritten) and indexes its SKU and slug. Every write that can
+    /// set a SKU or a slug goes through here, never through `products.insert`.
+    pub fn put_product(&mut self, p: Product) {
+        let sku = normalise_sku(&p.sku);
+        if !sku.is_empty() {
+            let ids = self.sku_index.entry(sku).or_default();
+            if !ids.contains(&p.id) {
+                ids.push(p.id);
+            }
+        }
+        if !p.slug.is_empty() {
+            let ids = self.slug_index.entry(p.slug.clone()).or_default();
+            if !ids.contains(&p.id) {
+                ids.push(p.id);
+            }
+        }
+        self.products.insert(p.id, p);
+    }
+
     /// The product (or variation) that owns `sku`, ignoring trash and `except`.
     pub fn sku_owner(&self, sku: &str, except: Option<u64>) -> Option<u64> {
         let wanted = normalise_sku(sku);
         if wanted.is_empty() {
             return None;
         }
-        self.products
-            .values()
-            .find(|p| Some(p.id) != except && !p.is_trashed() && same_sku(&p.sku, &wanted))
+        let owns =
+            |p: &Product| Some(p.id) != except && !p.is_trashed() && same_sku(&p.sku, &wanted);
+        let found = self
+            .sku_index
+            .get(&wanted)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.products.get(id))
+            .filter(|p| owns(p))
             .map(|p| p.id)
+            .min();
+        // The index must agree with a full scan; checked where a scan is affordable (tests).
+        debug_assert!(
+            self.products.len() > 5_000
+                || found == self.products.values().find(|p| owns(p)).map(|p| p.id),
+            "woo-sim SKU index out of step for {wanted:?}"
+        );
+        found
     }
 
     /// A free SKU suggestion: `sku-1`, `sku-2`, ...
@@ -500,9 +542,23 @@ impl State {
     pub fn unique_slug(&self, base: &str, except: u64) -> String {
         let base = if base.is_empty() { "product" } else { base };
         let taken = |s: &str| {
-            self.products
-                .values()
-                .any(|p| p.id != except && !p.is_variation() && p.slug == s)
+            let indexed = self
+                .slug_index
+                .get(s)
+                .into_iter()
+                .flatten()
+                .filter_map(|id| self.products.get(id))
+                .any(|p| p.id != except && !p.is_variation() && p.slug == s);
+            debug_assert!(
+                self.products.len() > 5_000
+                    || indexed
+                        == self
+                            .products
+                            .values()
+                            .any(|p| p.id != except && !p.is_variation() && p.slug == s),
+                "woo-sim slug index out of step for {s:?}"
+            );
+            indexed
         };
         if !taken(base) {
             return base.to_string();
@@ -711,6 +767,44 @@ pub fn parse_date(s: &str, default_offset: i64) -> Option<(i64, bool)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn product(id: u64, sku: &str, slug: &str) -> Product {
+        let mut p = Product::new(id, 0);
+        p.sku = sku.into();
+        p.slug = slug.into();
+        p
+    }
+
+    #[test]
+    fn the_sku_and_slug_indexes_follow_rewrites_trash_and_deletes() {
+        let mut s = State::new();
+        s.put_product(product(10, "AB-1", "shirt"));
+        assert_eq!(s.sku_owner(" ab-1", None), Some(10));
+        assert_eq!(s.sku_owner("AB-1", Some(10)), None);
+        assert_eq!(s.unique_slug("shirt", 11), "shirt-2");
+        assert_eq!(s.unique_slug("shirt", 10), "shirt");
+
+        // A rewrite that changes the SKU and slug frees the old ones.
+        s.put_product(product(10, "AB-2", "tee"));
+        assert_eq!(s.sku_owner("AB-1", None), None);
+        assert_eq!(s.sku_owner("ab-2", None), Some(10));
+        assert_eq!(s.unique_slug("shirt", 11), "shirt");
+        assert_eq!(s.unique_slug("tee", 11), "tee-2");
+
+        // Trash frees the SKU (the slug stays taken in this simulator); a delete frees both.
+        s.put_product(product(11, "AB-1", "shirt"));
+        s.products.get_mut(&11).unwrap().status = "trash".into();
+        assert_eq!(s.sku_owner("AB-1", None), None);
+        assert_eq!(s.unique_slug("shirt", 12), "shirt-2");
+        s.products.remove(&11);
+        assert_eq!(s.unique_slug("shirt", 12), "shirt");
+
+        // The lowest id wins when two own the same SKU, as the scan it replaced.
+        s.put_product(product(13, "X", "x"));
+        s.put_product(product(12, "x", "x-2"));
+        assert_eq!(s.sku_owner("X", None), Some(12));
+        assert_eq!(s.unique_sku("X"), "X-1");
+    }
 
     #[test]
     fn compares_skus_case_and_accent_insensitively() {
