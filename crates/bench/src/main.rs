@@ -74,6 +74,10 @@ struct Args {
     /// Seconds of the latency measurement [default: 10, quick 5].
     #[arg(long)]
     rate_seconds: Option<u64>,
+    /// Also write the results (JSON) to this file after every scenario, so a run that is cut
+    /// short keeps what it measured.
+    #[arg(long)]
+    save: Option<std::path::PathBuf>,
     /// `importer.concurrency` values for the importer alone (the first also for the pipeline);
     /// empty = the service default.
     #[arg(long, value_delimiter = ',')]
@@ -110,6 +114,20 @@ static STARTED: OnceLock<Instant> = OnceLock::new();
 pub(crate) fn log(msg: &str) {
     let t = STARTED.get_or_init(Instant::now).elapsed().as_secs_f64();
     eprintln!("[{t:7.1}s] {msg}");
+}
+
+/// Writes the results so far to `--save`, if given.
+fn save(args: &Args, report: &Report) {
+    if let Some(path) = &args.save {
+        match serde_json::to_string_pretty(report) {
+            Ok(text) => {
+                if let Err(e) = std::fs::write(path, text) {
+                    log(&format!("cannot write {}: {e}", path.display()));
+                }
+            }
+            Err(e) => log(&format!("cannot encode the results: {e}")),
+        }
+    }
 }
 
 fn pick(given: Option<usize>, quick: bool, small: usize, full: usize) -> usize {
@@ -168,6 +186,7 @@ async fn main() -> anyhow::Result<()> {
                     log(&format!("scenario {} failed: {e:#}", $name));
                     failures.push(format!("{}: {e:#}", $name));
                 }
+                save(&args, &report);
             }
         };
     }
@@ -233,6 +252,7 @@ async fn main() -> anyhow::Result<()> {
     }
     report.failures = failures;
     report.finish();
+    save(&args, &report);
     let table = report.markdown();
     if args.json {
         eprintln!("{table}");
