@@ -13,6 +13,7 @@
 use std::collections::BTreeMap;
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Arc, Mutex};
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -33,6 +34,8 @@ pub enum Error {
     Key { table: String },
     #[error("state database at {path} is locked by another process")]
     Locked { path: PathBuf },
+    #[error("state committer stopped; the state database can no longer be written")]
+    CommitterStopped,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -77,6 +80,7 @@ pub struct Store {
     db: sled::Db,
     tree: sled::Tree,
     path: Option<PathBuf>,
+    committer: Arc<Committer>,
 }
 
 impl std::fmt::Debug for Store {
@@ -108,10 +112,16 @@ impl Store {
                 }
             })?;
         let tree = db.open_tree("state")?;
+        Store::with_committer(db, tree, Some(options.path))
+    }
+
+    fn with_committer(db: sled::Db, tree: sled::Tree, path: Option<PathBuf>) -> Result<Store> {
+        let committer = Arc::new(Committer::start(db.clone(), tree.clone())?);
         Ok(Store {
             db,
             tree,
-            path: Some(options.path),
+            path,
+            committer,
         })
     }
 
@@ -119,11 +129,7 @@ impl Store {
     pub fn temporary() -> Result<Store> {
         let db = sled::Config::new().temporary(true).open()?;
         let tree = db.open_tree("state")?;
-        Ok(Store {
-            db,
-            tree,
-            path: None,
-        })
+        Store::with_committer(db, tree, None)
     }
 
     pub fn path(&self) -> Option<&Path> {
@@ -156,13 +162,17 @@ impl Store {
     }
 
     /// Applies `commit` atomically and waits until it is on disk.
+    ///
+    /// Commits from concurrent tasks are grouped: the store's committer thread applies every
+    /// commit queued so far and makes them durable with one flush.
     pub async fn commit(&self, commit: Commit) -> Result<()> {
         if commit.is_empty() {
             return Ok(());
         }
-        self.tree.apply_batch(commit.batch)?;
-        self.db.flush_async().await?;
-        Ok(())
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.committer
+            .send(Job::Commit(commit.batch, Reply::Async(tx)))?;
+        rx.await.map_err(|_| Error::CommitterStopped)?
     }
 
     /// Blocking variant of [`Store::commit`], for start-up and tools.
@@ -170,21 +180,29 @@ impl Store {
         if commit.is_empty() {
             return Ok(());
         }
-        self.tree.apply_batch(commit.batch)?;
-        self.db.flush()?;
-        Ok(())
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.committer
+            .send(Job::Commit(commit.batch, Reply::Blocking(tx)))?;
+        rx.recv().map_err(|_| Error::CommitterStopped)?
     }
 
+    /// Waits until everything written so far is on disk.
     pub async fn flush(&self) -> Result<()> {
-        self.db.flush_async().await?;
-        Ok(())
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.committer.send(Job::Flush(Reply::Async(tx)))?;
+        rx.await.map_err(|_| Error::CommitterStopped)?
+    }
+
+    fn flush_blocking(&self) -> Result<()> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.committer.send(Job::Flush(Reply::Blocking(tx)))?;
+        rx.recv().map_err(|_| Error::CommitterStopped)?
     }
 
     /// Drops every table (state rebuild).
     pub fn clear(&self) -> Result<()> {
         self.tree.clear()?;
-        self.db.flush()?;
-        Ok(())
+        self.flush_blocking()
     }
 
     /// Bytes used on disk.
@@ -219,10 +237,116 @@ impl Store {
             }
         }
         if !removed.is_empty() {
-            self.tree.apply_batch(batch)?;
-            self.db.flush()?;
+            let (tx, rx) = std::sync::mpsc::sync_channel(1);
+            self.committer
+                .send(Job::Commit(batch, Reply::Blocking(tx)))?;
+            rx.recv().map_err(|_| Error::CommitterStopped)??;
         }
         Ok(removed)
+    }
+}
+
+/// The one thread that writes to a store and flushes it.
+///
+/// sled 0.34 deadlocks when several `flush_async` calls run while other threads apply batches
+/// (spacejam/sled#1308, fixed upstream but never released): with 16 imports committing at once
+/// on a 2-worker runtime both workers stopped inside `apply_batch` for good. Funnelling every
+/// commit through one thread rules that out, and lets one flush cover every commit that queued
+/// up while the previous flush ran (group commit), which is also faster than concurrent
+/// flushes, which sled serialises anyway.
+struct Committer {
+    tx: Mutex<Option<mpsc::Sender<Job>>>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+enum Job {
+    Commit(sled::Batch, Reply),
+    Flush(Reply),
+}
+
+enum Reply {
+    Async(tokio::sync::oneshot::Sender<Result<()>>),
+    Blocking(mpsc::SyncSender<Result<()>>),
+}
+
+impl Reply {
+    fn send(self, result: Result<()>) {
+        // A caller that stopped waiting (its task was cancelled) needs no answer.
+        match self {
+            Reply::Async(tx) => {
+                let _ = tx.send(result);
+            }
+            Reply::Blocking(tx) => {
+                let _ = tx.send(result);
+            }
+        }
+    }
+}
+
+/// Commits grouped under one flush at most; bounds the latency of the first in a long queue.
+const MAX_GROUP: usize = 1024;
+
+impl Committer {
+    fn start(db: sled::Db, tree: sled::Tree) -> Result<Committer> {
+        let (tx, rx) = mpsc::channel::<Job>();
+        let thread = std::thread::Builder::new()
+            .name("state-commit".into())
+            .spawn(move || Committer::run(&db, &tree, &rx))
+            .map_err(|e| Error::Sled(sled::Error::Io(e)))?;
+        Ok(Committer {
+            tx: Mutex::new(Some(tx)),
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    fn send(&self, job: Job) -> Result<()> {
+        let tx = self.tx.lock().unwrap_or_else(|p| p.into_inner());
+        match tx.as_ref() {
+            Some(tx) => tx.send(job).map_err(|_| Error::CommitterStopped),
+            None => Err(Error::CommitterStopped),
+        }
+    }
+
+    fn run(db: &sled::Db, tree: &sled::Tree, rx: &mpsc::Receiver<Job>) {
+        let mut waiting: Vec<Reply> = Vec::new();
+        while let Ok(first) = rx.recv() {
+            let mut next = Some(first);
+            while let Some(job) = next.take() {
+                match job {
+                    Job::Commit(batch, reply) => match tree.apply_batch(batch) {
+                        Ok(()) => waiting.push(reply),
+                        // sled applies a batch whole or not at all: only this commit failed.
+                        Err(e) => reply.send(Err(Error::Sled(e))),
+                    },
+                    Job::Flush(reply) => waiting.push(reply),
+                }
+                if waiting.len() < MAX_GROUP {
+                    next = rx.try_recv().ok();
+                }
+            }
+            if waiting.is_empty() {
+                continue;
+            }
+            let flushed = db.flush().map(|_| ()).map_err(Error::Sled);
+            for reply in waiting.drain(..) {
+                reply.send(match &flushed {
+                    Ok(()) => Ok(()),
+                    Err(Error::Sled(e)) => Err(Error::Sled(e.clone())),
+                    Err(_) => Err(Error::CommitterStopped),
+                });
+            }
+        }
+    }
+}
+
+impl Drop for Committer {
+    /// Finishes the queued commits and lets go of the database before the last handle is gone,
+    /// so that the store can be opened again right away (a restart in the same process).
+    fn drop(&mut self) {
+        drop(self.tx.lock().unwrap_or_else(|p| p.into_inner()).take());
+        if let Some(thread) = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = thread.join();
+        }
     }
 }
 
@@ -532,6 +656,7 @@ impl Ledger {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use std::time::Duration;
 
     #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
     struct Link {
@@ -722,6 +847,73 @@ mod tests {
         assert!(err.is_locked(), "{err}");
         drop(held);
         assert!(!Error::Key { table: "t".into() }.is_locked());
+    }
+
+    /// sled 0.34 alone locks up here (16 tasks each applying a batch and awaiting
+    /// `flush_async`, on 2 workers); the committer thread must carry every commit through. The
+    /// timeout only turns a lock-up into a failure instead of a hung test run.
+    #[test]
+    fn many_tasks_committing_at_once_all_get_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("state")).unwrap();
+        // The runtime runs on its own thread: a lock-up stops both workers and the timer with
+        // them, so only a waiter outside the runtime can tell.
+        let (done_tx, done_rx) = mpsc::channel();
+        let writer = store.clone();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let mut tasks = Vec::new();
+                for task in 0..16i64 {
+                    let store = writer.clone();
+                    tasks.push(tokio::spawn(async move {
+                        let rows: Table<(i64, i64), String> = store.table("rows");
+                        for n in 0..100i64 {
+                            let mut c = Commit::new();
+                            rows.put(&mut c, &(task, n), &format!("{task}/{n}"));
+                            store.ledger().record(&mut c, &format!("e-{task}-{n}"));
+                            store.commit(c).await.unwrap();
+                        }
+                    }));
+                }
+                for t in tasks {
+                    t.await.unwrap();
+                }
+            });
+            drop(writer);
+            let _ = done_tx.send(());
+        });
+        done_rx
+            .recv_timeout(Duration::from_secs(120))
+            .expect("concurrent commits locked up (or a committing task failed)");
+        let rows: Table<(i64, i64), String> = store.table("rows");
+        assert_eq!(rows.count(), 1600);
+        assert_eq!(rows.get(&(15, 99)).unwrap().as_deref(), Some("15/99"));
+        assert!(store.ledger().seen("e-7-42").unwrap());
+        drop(rows);
+        drop(store);
+        // Every commit was flushed and the last handle let go of the files: it opens again.
+        let again = Store::open(dir.path().join("state")).unwrap();
+        let rows: Table<(i64, i64), String> = again.table("rows");
+        assert_eq!(rows.count(), 1600);
+    }
+
+    #[test]
+    fn a_blocking_commit_and_an_async_commit_see_each_others_writes() {
+        let store = Store::temporary().unwrap();
+        let t: Table<String, i64> = store.table("t");
+        t.put_now_blocking(&store, &"a".into(), &1).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(t.put_now(&store, &"b".into(), &2)).unwrap();
+        rt.block_on(store.flush()).unwrap();
+        assert_eq!(t.get(&"a".into()).unwrap(), Some(1));
+        assert_eq!(t.get(&"b".into()).unwrap(), Some(2));
     }
 
     #[tokio::test]
