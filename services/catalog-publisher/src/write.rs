@@ -448,18 +448,21 @@ async fn adopt_existing(
         }
     }
     st.commit().await?;
-    for (id, woo_id, _) in adopted {
-        publish_applied(
-            ctx,
-            id,
-            woo_id,
-            v1::product_applied::Action::Linked,
-            &["link"],
-            None,
-            "",
-        )
-        .await;
-    }
+    let linked = adopted
+        .into_iter()
+        .map(|(id, woo_id, _)| {
+            applied_event(
+                ctx,
+                id,
+                woo_id,
+                v1::product_applied::Action::Linked,
+                &["link"],
+                None,
+                "",
+            )
+        })
+        .collect();
+    publish_applied(ctx, linked).await;
     Ok(rest)
 }
 
@@ -480,32 +483,45 @@ async fn find_by_skus(ctx: &StoreCtx, skus: &[String]) -> anyhow::Result<HashMap
         .map(|c| c.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(","))
         .collect();
     queries.extend(odd.into_iter().cloned());
-    for q in queries {
-        let mut page = 1;
-        loop {
-            let res = ctx
-                .woo
-                .list_products(&ProductQuery {
-                    sku: Some(q.clone()),
-                    per_page: Some(100),
-                    page: Some(page),
-                    extra: edit_context(),
-                    ..ProductQuery::default()
-                })
-                .await?;
-            let n = res.items.len();
-            for p in res.items {
-                if !p.sku.is_empty() {
-                    out.insert(p.sku.trim().to_lowercase(), p);
-                }
+    // The look-ups run side by side within the store's request limit: one after the other they
+    // were most of a full sync's time against a slow store (200 sequential reads for 10,000
+    // new products).
+    let concurrency = ctx.settings.woo.max_concurrency.max(1);
+    let mut lookups =
+        futures::stream::iter(queries.into_iter().map(|q| products_with_skus(ctx, q)))
+            .buffer_unordered(concurrency);
+    while let Some(found) = lookups.next().await {
+        for p in found? {
+            if !p.sku.is_empty() {
+                out.insert(p.sku.trim().to_lowercase(), p);
             }
-            if n < 100 {
-                break;
-            }
-            page += 1;
         }
     }
     Ok(out)
+}
+
+/// Every product matching one `sku` query (a comma-separated list of up to 50), all pages.
+async fn products_with_skus(ctx: &StoreCtx, query: String) -> anyhow::Result<Vec<Product>> {
+    let mut out = Vec::new();
+    let mut page = 1;
+    loop {
+        let res = ctx
+            .woo
+            .list_products(&ProductQuery {
+                sku: Some(query.clone()),
+                per_page: Some(100),
+                page: Some(page),
+                extra: edit_context(),
+                ..ProductQuery::default()
+            })
+            .await?;
+        let n = res.items.len();
+        out.extend(res.items);
+        if n < 100 {
+            return Ok(out);
+        }
+        page += 1;
+    }
 }
 
 /// Creates the category path on demand (WooCommerce answers `term_exists` with the id of an
@@ -542,6 +558,8 @@ struct JobOutcome {
     batch_writes: usize,
     failures: usize,
     applied: usize,
+    /// Sync log entries of the products written, published once their results are committed.
+    applied_events: Vec<v1::ProductApplied>,
 }
 
 async fn send_job(ctx: &StoreCtx, job: Job) -> anyhow::Result<JobOutcome> {
@@ -572,8 +590,9 @@ async fn send_job(ctx: &StoreCtx, job: Job) -> anyhow::Result<JobOutcome> {
                 let mut state = WooState::from_product(&p);
                 // The answer of a trashing DELETE still shows the old status.
                 state.status = "trash".into();
-                record_ok(ctx, &mut st, item, state, "", true, &mut out).await?;
+                record_ok(ctx, &mut st, item, state, "", true, &mut out)?;
                 st.commit().await?;
+                publish_applied(ctx, std::mem::take(&mut out.applied_events)).await;
                 Ok(out)
             }
             Err(e) if e.status() == Some(410) || e.status() == Some(404) => {
@@ -642,8 +661,7 @@ async fn send_job(ctx: &StoreCtx, job: Job) -> anyhow::Result<JobOutcome> {
                     image_url,
                     *op == Op::Create,
                     &mut out,
-                )
-                .await?;
+                )?;
             }
             Some(BatchItem::Err { error, .. }) => {
                 let code = error.code.clone();
@@ -692,10 +710,11 @@ async fn send_job(ctx: &StoreCtx, job: Job) -> anyhow::Result<JobOutcome> {
         }
     }
     st.commit().await?;
+    publish_applied(ctx, std::mem::take(&mut out.applied_events)).await;
     Ok(out)
 }
 
-async fn record_ok(
+fn record_ok(
     ctx: &StoreCtx,
     st: &mut Staged<'_>,
     item: &Item,
@@ -754,7 +773,7 @@ async fn record_ok(
         .map(|p| p.product_number.clone())
         .unwrap_or_default();
     tracing::info!(store = %ctx.id, product_id = item.id, sku = %sku, woo_id, action = ?action, fields = ?item.plan.fields(), stock = ?stock, "product written");
-    publish_applied(
+    out.applied_events.push(applied_event(
         ctx,
         item.id,
         woo_id,
@@ -762,14 +781,13 @@ async fn record_ok(
         item.plan.fields(),
         item.gen,
         &cause,
-    )
-    .await;
+    ));
     metrics::counter!("duellsync_publisher_products_applied_total", "store" => ctx.id.clone(), "action" => format!("{action:?}").to_lowercase())
         .increment(1);
     Ok(())
 }
 
-async fn publish_applied(
+fn applied_event(
     ctx: &StoreCtx,
     id: i64,
     woo_id: u64,
@@ -777,7 +795,7 @@ async fn publish_applied(
     fields: &[&'static str],
     gen: Option<u64>,
     cause: &str,
-) {
+) -> v1::ProductApplied {
     let src = ctx.t.source.get(&(ctx.id.clone(), id)).ok().flatten();
     let sku = src
         .as_ref()
@@ -793,7 +811,7 @@ async fn publish_applied(
         .str(cause)
         .finish();
     let m = cause_meta(ctx, id, event_id, cause);
-    let ev = v1::ProductApplied {
+    v1::ProductApplied {
         meta: Some(m),
         product_id: id,
         sku,
@@ -805,11 +823,21 @@ async fn publish_applied(
         } else {
             vec![cause.to_owned()]
         },
-    };
-    // The sync log is written after WooCommerce confirmed; losing one entry in a crash costs a
-    // log line, never a write.
-    if let Err(e) = ctx.bus.publish(&ev).await {
-        tracing::warn!(store = %ctx.id, product_id = id, error = %e, "sync log entry not published");
+    }
+}
+
+/// Sync log entries in flight at once: a batch's hundred entries take a few round trips
+/// instead of a hundred while the next changes wait for this worker.
+const APPLIED_IN_FLIGHT: usize = 64;
+
+async fn publish_applied(ctx: &StoreCtx, events: Vec<v1::ProductApplied>) {
+    if events.is_empty() {
+        return;
+    }
+    // The sync log is written after WooCommerce confirmed and the result was committed; losing
+    // entries in a crash costs log lines, never a write.
+    if let Err(e) = ctx.bus.publish_all(&events, APPLIED_IN_FLIGHT).await {
+        tracing::warn!(store = %ctx.id, entries = events.len(), error = %e, "sync log entries not published");
     }
 }
 
