@@ -56,6 +56,9 @@ impl Error {
     }
 }
 
+/// How long opening waits for a lock that is about to be released (see [`Store::open_with`]).
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// How to open a store.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
@@ -96,21 +99,33 @@ impl Store {
     }
 
     pub fn open_with(options: StoreOptions) -> Result<Store> {
-        let db = sled::Config::new()
-            .path(&options.path)
-            .cache_capacity(options.cache_capacity_bytes)
-            .mode(sled::Mode::LowSpace)
-            .open()
-            .map_err(|e| {
-                let e = Error::Sled(e);
-                if e.is_locked() {
-                    Error::Locked {
-                        path: options.path.clone(),
+        // sled lets go of its file lock when the last of its internal handles is dropped, and its
+        // I/O threads may still hold one for a moment after the previous `Store` is gone (a
+        // restart within one process, a test reopening): wait for that briefly before calling
+        // the database locked by someone else.
+        let give_up = std::time::Instant::now() + LOCK_WAIT;
+        let db = loop {
+            match sled::Config::new()
+                .path(&options.path)
+                .cache_capacity(options.cache_capacity_bytes)
+                .mode(sled::Mode::LowSpace)
+                .open()
+            {
+                Ok(db) => break db,
+                Err(e) => {
+                    let e = Error::Sled(e);
+                    if !e.is_locked() {
+                        return Err(e);
                     }
-                } else {
-                    e
+                    if std::time::Instant::now() >= give_up {
+                        return Err(Error::Locked {
+                            path: options.path.clone(),
+                        });
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(10));
                 }
-            })?;
+            }
+        };
         let tree = db.open_tree("state")?;
         Store::with_committer(db, tree, Some(options.path))
     }
