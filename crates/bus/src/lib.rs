@@ -408,6 +408,28 @@ impl Bus {
     }
 }
 
+/// The readiness check every service registers on its admin port: connected to NATS, and the
+/// engine's streams are there (a broker that lost its state is not ready until they are back).
+pub struct BusReady(pub Bus);
+
+impl duellsync_telemetry::ReadinessCheck for BusReady {
+    fn name(&self) -> &str {
+        "nats"
+    }
+
+    fn check(&self) -> futures::future::BoxFuture<'_, std::result::Result<(), String>> {
+        Box::pin(async move {
+            if !self.0.is_connected() {
+                return Err("not connected".into());
+            }
+            if !self.0.streams_present().await {
+                return Err("streams missing".into());
+            }
+            Ok(())
+        })
+    }
+}
+
 /// Backoff for the n-th delivery (1-based): 1 s, 2 s, 4 s ... capped, with ±20 % jitter.
 pub fn redelivery_backoff(delivered: u64, cap: Duration) -> Duration {
     let exp = delivered.saturating_sub(1).min(16) as u32;

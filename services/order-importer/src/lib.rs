@@ -153,7 +153,7 @@ impl App {
             .await
             .with_context(|| format!("binding admin address {}", config.admin.listen))?;
         let readiness = Readiness::new();
-        readiness.add(Arc::new(BusReady(bus.clone())));
+        readiness.add(Arc::new(duellsync_bus::BusReady(bus.clone())));
         let started = Arc::new(AtomicBool::new(false));
         readiness.add(Arc::new(Started(started.clone())));
         Ok(App {
@@ -257,25 +257,6 @@ impl duellsync_telemetry::ReadinessCheck for Started {
             } else {
                 Err("starting".into())
             }
-        })
-    }
-}
-
-struct BusReady(Bus);
-
-impl duellsync_telemetry::ReadinessCheck for BusReady {
-    fn name(&self) -> &str {
-        "nats"
-    }
-    fn check(&self) -> futures::future::BoxFuture<'_, Result<(), String>> {
-        Box::pin(async move {
-            if !self.0.is_connected() {
-                return Err("not connected".into());
-            }
-            if !self.0.streams_present().await {
-                return Err("streams missing".into());
-            }
-            Ok(())
         })
     }
 }

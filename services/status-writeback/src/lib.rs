@@ -110,7 +110,7 @@ impl App {
             .await
             .with_context(|| format!("binding admin address {}", config.admin.listen))?;
         let readiness = Readiness::new();
-        readiness.add(Arc::new(BusReady(bus.clone())));
+        readiness.add(Arc::new(duellsync_bus::BusReady(bus.clone())));
         // Building the clients here makes a bad store setting fail the start, not a consumer.
         for store in stores.stores.values() {
             duellsync_settings::clients::woo_client(store).map_err(anyhow::Error::msg)?;
@@ -294,24 +294,5 @@ async fn supervise(
     if let Err(e) = task.await {
         tracing::error!(task = %name, error = %format!("{e:#}"), "consumer stopped with an error");
         failed.cancel();
-    }
-}
-
-struct BusReady(Bus);
-
-impl duellsync_telemetry::ReadinessCheck for BusReady {
-    fn name(&self) -> &str {
-        "nats"
-    }
-    fn check(&self) -> futures::future::BoxFuture<'_, Result<(), String>> {
-        Box::pin(async move {
-            if !self.0.is_connected() {
-                return Err("not connected".into());
-            }
-            if !self.0.streams_present().await {
-                return Err("streams missing".into());
-            }
-            Ok(())
-        })
     }
 }

@@ -249,7 +249,7 @@ impl App {
             .await
             .with_context(|| format!("binding admin address {}", config.admin.listen))?;
         let readiness = Readiness::new();
-        readiness.add(Arc::new(BusReady(bus.clone())));
+        readiness.add(Arc::new(duellsync_bus::BusReady(bus.clone())));
         let admin_router = duellsync_telemetry::admin_router(readiness.clone());
         let ingest = Arc::new(Ingest::new(&config.ingest, &stores, bus.clone()));
         tracing::info!(
@@ -336,23 +336,4 @@ impl App {
 
 fn flatten(r: Result<std::io::Result<()>, tokio::task::JoinError>) -> anyhow::Result<()> {
     r.map_err(anyhow::Error::from)?.map_err(anyhow::Error::from)
-}
-
-struct BusReady(Bus);
-
-impl duellsync_telemetry::ReadinessCheck for BusReady {
-    fn name(&self) -> &str {
-        "nats"
-    }
-    fn check(&self) -> futures::future::BoxFuture<'_, Result<(), String>> {
-        Box::pin(async move {
-            if !self.0.is_connected() {
-                return Err("not connected".into());
-            }
-            if !self.0.streams_present().await {
-                return Err("streams missing".into());
-            }
-            Ok(())
-        })
-    }
 }
