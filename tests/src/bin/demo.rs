@@ -155,9 +155,10 @@ async fn main() -> anyhow::Result<()> {
     }
     bar.finish();
     say(&format!(
-        "  ✔ {created} products created in {:.1} s; {} batch writes to WooCommerce",
+        "  ✔ {created} products and variations created in {:.1} s; WooCommerce got {} product batch writes and {} variation batch writes (variations go per variable product)",
         started.elapsed().as_secs_f64(),
-        world.woo.request_count("POST products/batch")
+        world.woo.request_count("POST products/batch"),
+        world.woo.request_count("POST products/{id}/variations/batch")
     ));
     for (code, n) in &failed {
         say(&format!(
