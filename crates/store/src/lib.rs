@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{mpsc, Arc};
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -184,10 +184,9 @@ impl Store {
         if commit.is_empty() {
             return Ok(());
         }
-        let (tx, rx) = tokio::sync::oneshot::channel();
         self.committer
-            .send(Job::Commit(commit.batch, Reply::Async(tx)))?;
-        rx.await.map_err(|_| Error::CommitterStopped)?
+            .call(|reply| Job::Commit(commit.batch, reply))
+            .await
     }
 
     /// Blocking variant of [`Store::commit`], for start-up and tools.
@@ -195,29 +194,19 @@ impl Store {
         if commit.is_empty() {
             return Ok(());
         }
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
         self.committer
-            .send(Job::Commit(commit.batch, Reply::Blocking(tx)))?;
-        rx.recv().map_err(|_| Error::CommitterStopped)?
+            .call_blocking(|reply| Job::Commit(commit.batch, reply))
     }
 
     /// Waits until everything written so far is on disk.
     pub async fn flush(&self) -> Result<()> {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        self.committer.send(Job::Flush(Reply::Async(tx)))?;
-        rx.await.map_err(|_| Error::CommitterStopped)?
-    }
-
-    fn flush_blocking(&self) -> Result<()> {
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        self.committer.send(Job::Flush(Reply::Blocking(tx)))?;
-        rx.recv().map_err(|_| Error::CommitterStopped)?
+        self.committer.call(Job::Flush).await
     }
 
     /// Drops every table (state rebuild).
     pub fn clear(&self) -> Result<()> {
         self.tree.clear()?;
-        self.flush_blocking()
+        self.committer.call_blocking(Job::Flush)
     }
 
     /// Bytes used on disk.
@@ -252,10 +241,8 @@ impl Store {
             }
         }
         if !removed.is_empty() {
-            let (tx, rx) = std::sync::mpsc::sync_channel(1);
             self.committer
-                .send(Job::Commit(batch, Reply::Blocking(tx)))?;
-            rx.recv().map_err(|_| Error::CommitterStopped)??;
+                .call_blocking(|reply| Job::Commit(batch, reply))?;
         }
         Ok(removed)
     }
@@ -270,8 +257,9 @@ impl Store {
 /// up while the previous flush ran (group commit), which is also faster than concurrent
 /// flushes, which sled serialises anyway.
 struct Committer {
-    tx: Mutex<Option<mpsc::Sender<Job>>>,
-    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Taken on drop, which ends the thread once the queue is empty.
+    tx: Option<mpsc::Sender<Job>>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 enum Job {
@@ -309,17 +297,29 @@ impl Committer {
             .spawn(move || Committer::run(&db, &tree, &rx))
             .map_err(|e| Error::Sled(sled::Error::Io(e)))?;
         Ok(Committer {
-            tx: Mutex::new(Some(tx)),
-            thread: Mutex::new(Some(thread)),
+            tx: Some(tx),
+            thread: Some(thread),
         })
     }
 
     fn send(&self, job: Job) -> Result<()> {
-        let tx = self.tx.lock().unwrap_or_else(|p| p.into_inner());
-        match tx.as_ref() {
-            Some(tx) => tx.send(job).map_err(|_| Error::CommitterStopped),
-            None => Err(Error::CommitterStopped),
-        }
+        let tx = self.tx.as_ref().ok_or(Error::CommitterStopped)?;
+        tx.send(job).map_err(|_| Error::CommitterStopped)
+    }
+
+    /// Queues a job and waits for its answer.
+    async fn call(&self, job: impl FnOnce(Reply) -> Job) -> Result<()> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.send(job(Reply::Async(tx)))?;
+        rx.await.map_err(|_| Error::CommitterStopped)?
+    }
+
+    /// Same, from synchronous code (a tokio oneshot cannot be waited for blockingly inside a
+    /// runtime, where some synchronous callers run).
+    fn call_blocking(&self, job: impl FnOnce(Reply) -> Job) -> Result<()> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.send(job(Reply::Blocking(tx)))?;
+        rx.recv().map_err(|_| Error::CommitterStopped)?
     }
 
     fn run(db: &sled::Db, tree: &sled::Tree, rx: &mpsc::Receiver<Job>) {
@@ -342,13 +342,9 @@ impl Committer {
             if waiting.is_empty() {
                 continue;
             }
-            let flushed = db.flush().map(|_| ()).map_err(Error::Sled);
+            let flushed = db.flush().map(|_| ());
             for reply in waiting.drain(..) {
-                reply.send(match &flushed {
-                    Ok(()) => Ok(()),
-                    Err(Error::Sled(e)) => Err(Error::Sled(e.clone())),
-                    Err(_) => Err(Error::CommitterStopped),
-                });
+                reply.send(flushed.clone().map_err(Error::Sled));
             }
         }
     }
@@ -358,8 +354,8 @@ impl Drop for Committer {
     /// Finishes the queued commits and lets go of the database before the last handle is gone,
     /// so that the store can be opened again right away (a restart in the same process).
     fn drop(&mut self) {
-        drop(self.tx.lock().unwrap_or_else(|p| p.into_inner()).take());
-        if let Some(thread) = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        drop(self.tx.take());
+        if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
     }
