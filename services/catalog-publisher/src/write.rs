@@ -439,7 +439,7 @@ async fn adopt_existing(
                         hidden_by_us: false,
                     },
                 )?;
-                adopted.push((item.id, existing.id, ()));
+                adopted.push((item.id, existing.id, source_sku(&st, item.id)?));
                 // Still dirty: the next round compares and writes only what differs.
                 st.mark_dirty(item.id)?;
                 outcome.waiting += 1;
@@ -450,10 +450,11 @@ async fn adopt_existing(
     st.commit().await?;
     let linked = adopted
         .into_iter()
-        .map(|(id, woo_id, _)| {
+        .map(|(id, woo_id, sku)| {
             applied_event(
                 ctx,
                 id,
+                sku,
                 woo_id,
                 v1::product_applied::Action::Linked,
                 &["link"],
@@ -767,15 +768,12 @@ fn record_ok(
         .as_ref()
         .map(|s| s.last_event_id.clone())
         .unwrap_or_default();
-    let sku = source
-        .as_ref()
-        .and_then(|s| s.product.as_ref())
-        .map(|p| p.product_number.clone())
-        .unwrap_or_default();
+    let sku = sku_of(source.as_ref());
     tracing::info!(store = %ctx.id, product_id = item.id, sku = %sku, woo_id, action = ?action, fields = ?item.plan.fields(), stock = ?stock, "product written");
     out.applied_events.push(applied_event(
         ctx,
         item.id,
+        sku,
         woo_id,
         action,
         item.plan.fields(),
@@ -787,21 +785,29 @@ fn record_ok(
     Ok(())
 }
 
+/// The DUELL product number the sync log shows for a product.
+fn sku_of(source: Option<&Source>) -> String {
+    source
+        .and_then(|s| s.product.as_ref())
+        .map(|p| p.product_number.clone())
+        .unwrap_or_default()
+}
+
+fn source_sku(st: &Staged<'_>, id: i64) -> anyhow::Result<String> {
+    Ok(sku_of(st.source(id)?.as_ref()))
+}
+
+#[allow(clippy::too_many_arguments)]
 fn applied_event(
     ctx: &StoreCtx,
     id: i64,
+    sku: String,
     woo_id: u64,
     action: v1::product_applied::Action,
     fields: &[&'static str],
     gen: Option<u64>,
     cause: &str,
 ) -> v1::ProductApplied {
-    let src = ctx.t.source.get(&(ctx.id.clone(), id)).ok().flatten();
-    let sku = src
-        .as_ref()
-        .and_then(|s| s.product.as_ref())
-        .map(|p| p.product_number.clone())
-        .unwrap_or_default();
     let event_id = EventId::new("product-applied", &ctx.id)
         .int(id)
         .int(woo_id as i64)
