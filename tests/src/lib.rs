@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use duellsync_duell_sim::{DuellSim, SimConfig as DuellConfig};
 use duellsync_test_support::sandbox::{Sandbox, StoreFile};
 use duellsync_woo::{ClientConfig, Product, WooClient};
-use duellsync_woo_sim::{SimConfig as WooConfig, WooSim};
+use duellsync_woo_sim::{PlaceLine, PlaceOrder, SimConfig as WooConfig, WooSim};
 
 pub use duellsync_test_support::sandbox;
 
@@ -140,6 +140,25 @@ impl World {
             .into_iter()
             .filter(|(k, _)| !k.starts_with("GET ") && !k.starts_with("OPTIONS "))
             .collect()
+    }
+
+    /// Places a web order of `quantity` × `sku` in the WooCommerce simulator, billed with the
+    /// given (field, value) pairs, and returns its id.
+    pub fn place_web_order(&self, sku: &str, quantity: i64, billing: &[(&str, &str)]) -> u64 {
+        self.woo
+            .place_order(&PlaceOrder {
+                lines: vec![PlaceLine {
+                    sku: Some(sku.to_owned()),
+                    quantity,
+                    ..PlaceLine::default()
+                }],
+                billing: billing
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), Some((*v).to_owned())))
+                    .collect(),
+                ..PlaceOrder::default()
+            })
+            .expect("order placed")
     }
 
     pub fn woo_write_count(&self) -> u64 {

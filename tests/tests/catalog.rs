@@ -109,8 +109,12 @@ async fn full_sync(world: &World, dry_run: bool) -> v1::FullSyncCompleted {
 /// Waits until the full sync that follows a store's first DUELL scan is done, so a test's own
 /// full sync is not raced by it.
 async fn initial_sync_done(world: &World) {
+    initial_sync_within(world, WAIT).await;
+}
+
+async fn initial_sync_within(world: &World, wait: Duration) {
     let bus = bus(world).await;
-    eventually("the initial full sync", WAIT, || async {
+    eventually("the initial full sync", wait, || async {
         let msgs = bus
             .read("SYNC", &v1::FullSyncCompleted::subject("s1"), 1, 100)
             .await
@@ -139,15 +143,7 @@ async fn a_full_sync_of_1000_new_products_costs_10_batch_writes_and_a_second_non
         });
     }
     world.start(&["change-poller", "catalog-publisher"]);
-    let bus = bus(&world).await;
-    eventually("the initial full sync", WAIT * 2, || async {
-        let msgs = bus
-            .read("SYNC", &v1::FullSyncCompleted::subject("s1"), 1, 100)
-            .await
-            .ok()?;
-        (!msgs.is_empty()).then_some(())
-    })
-    .await;
+    initial_sync_within(&world, WAIT * 2).await;
     let products = world.woo_products().await;
     assert_eq!(products.len(), 1000);
     assert!(products.values().all(|p| p.stock_quantity == Some(5)));

@@ -13,7 +13,7 @@ use duellsync_duell_sim::{Fault, SimConfig as DuellConfig};
 use duellsync_e2e::{eventually, World, STOCK_DEPARTMENT};
 use duellsync_test_support::free_port;
 use duellsync_test_support::sandbox::{StoreFile, SERVICES};
-use duellsync_woo_sim::{PlaceLine, PlaceOrder, SimConfig as WooConfig};
+use duellsync_woo_sim::SimConfig as WooConfig;
 use rust_decimal::Decimal;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -69,6 +69,18 @@ fn post(port: u16, path: &str, headers: &[(&str, &str)], body: &str) -> Option<u
     let mut resp = String::new();
     s.read_to_string(&mut resp).ok()?;
     resp.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Restarts every service (to pick up a changed store file) and waits until all are ready.
+fn restart_all(world: &mut World) {
+    block(|| {
+        for s in SERVICES {
+            world.sandbox.restart(s);
+        }
+        for s in SERVICES {
+            world.sandbox.wait_ready(s, WAIT);
+        }
+    });
 }
 
 fn block<T>(f: impl FnOnce() -> T) -> T {
@@ -154,14 +166,7 @@ async fn no_secret_reaches_any_log_through_failures_and_a_whole_flow() {
     wrong.consumer_secret = WRONG_WOO_SECRET.into();
     wrong.client_token = WRONG_DUELL_TOKEN.into();
     world.sandbox.write_store("s1", &store_toml(&wrong, &ca));
-    block(|| {
-        for s in SERVICES {
-            world.sandbox.restart(s);
-        }
-        for s in SERVICES {
-            world.sandbox.wait_ready(s, WAIT);
-        }
-    });
+    restart_all(&mut world);
     eventually("the wrong credentials to be refused", WAIT, || {
         let duell_refused = world.duell.response_count(401) > 0;
         let woo_refused = world
@@ -178,14 +183,7 @@ async fn no_secret_reaches_any_log_through_failures_and_a_whole_flow() {
 
     // 3. The right credentials: the whole flow, with expired DUELL tokens and forged requests.
     world.sandbox.write_store("s1", &store_toml(&good, &ca));
-    block(|| {
-        for s in SERVICES {
-            world.sandbox.restart(s);
-        }
-        for s in SERVICES {
-            world.sandbox.wait_ready(s, WAIT);
-        }
-    });
+    restart_all(&mut world);
     let forged = r#"{"id":1,"status":"processing"}"#;
     let wrong_signature = base64("not the signature of this body at all");
     let answers = block(|| {
@@ -254,21 +252,11 @@ async fn no_secret_reaches_any_log_through_failures_and_a_whole_flow() {
         "expired tokens were renewed"
     );
 
-    let order_id = world
-        .woo
-        .place_order(&PlaceOrder {
-            lines: vec![PlaceLine {
-                sku: Some(sku.clone()),
-                quantity: 2,
-                ..PlaceLine::default()
-            }],
-            billing: [("email", "kari@example.no"), ("phone", "+47 912 34 567")]
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), Some((*v).to_owned())))
-                .collect(),
-            ..PlaceOrder::default()
-        })
-        .expect("order placed");
+    let order_id = world.place_web_order(
+        &sku,
+        2,
+        &[("email", "kari@example.no"), ("phone", "+47 912 34 567")],
+    );
     let duell_order = eventually("the order in DUELL", WAIT, || async {
         world
             .duell

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use duellsync_duell_sim::{NewSimProduct, SimConfig as DuellConfig};
 use duellsync_e2e::{eventually, World, STOCK_DEPARTMENT};
-use duellsync_woo_sim::{PlaceLine, PlaceOrder, SimConfig as WooConfig};
+use duellsync_woo_sim::SimConfig as WooConfig;
 use rust_decimal::Decimal;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -59,21 +59,11 @@ async fn a_web_order_not_yet_in_duell_never_lets_a_stock_push_offer_its_units_ag
     })
     .await;
 
-    let order = world
-        .woo
-        .place_order(&PlaceOrder {
-            lines: vec![PlaceLine {
-                sku: Some("KOPP".into()),
-                quantity: 3,
-                ..PlaceLine::default()
-            }],
-            billing: [("first_name", "Ola"), ("phone", "+47 99 88 77 66")]
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), Some((*v).to_owned())))
-                .collect(),
-            ..PlaceOrder::default()
-        })
-        .unwrap();
+    let order = world.place_web_order(
+        "KOPP",
+        3,
+        &[("first_name", "Ola"), ("phone", "+47 99 88 77 66")],
+    );
     assert_eq!(
         woo_stock(&world, "KOPP").await,
         Some(7),

@@ -16,7 +16,7 @@ use duellsync_duell_sim::NewSimProduct;
 use duellsync_e2e::{eventually, World, STOCK_DEPARTMENT};
 use duellsync_test_support::free_port;
 use duellsync_test_support::sandbox::SERVICES;
-use duellsync_woo_sim::{PlaceLine, PlaceOrder, SimConfig as WooConfig};
+use duellsync_woo_sim::SimConfig as WooConfig;
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
@@ -299,21 +299,11 @@ async fn a_web_order_and_a_stock_change_are_each_one_trace_across_services() {
     .await;
 
     // A web order.
-    let order_id = world
-        .woo
-        .place_order(&PlaceOrder {
-            lines: vec![PlaceLine {
-                sku: Some(ordered.product_number.clone()),
-                quantity: 1,
-                ..PlaceLine::default()
-            }],
-            billing: [("email", "kari@example.no"), ("phone", "+47 912 34 567")]
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), Some((*v).to_owned())))
-                .collect(),
-            ..PlaceOrder::default()
-        })
-        .expect("order placed");
+    let order_id = world.place_web_order(
+        &ordered.product_number,
+        1,
+        &[("email", "kari@example.no"), ("phone", "+47 912 34 567")],
+    );
     eventually("the order in DUELL", WAIT, || async {
         world
             .duell
