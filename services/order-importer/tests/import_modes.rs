@@ -519,11 +519,15 @@ async fn status_after_import_moves_the_woo_order_and_the_note_names_the_duell_or
         (app.woo.order_json(id as u64).unwrap()["status"] == "on-hold").then_some(())
     })
     .await;
-    let notes = app.notes(id).await;
-    assert!(
-        notes.iter().any(|n| n.contains(&o.order_number)),
-        "{notes:?}"
-    );
+    // The note is written after the status: wait for it rather than read once.
+    eventually_async("the note naming the DUELL order", WAIT, || async {
+        let notes = app.notes(id).await;
+        notes
+            .iter()
+            .any(|n| n.contains(&o.order_number))
+            .then_some(())
+    })
+    .await;
     // The status change comes back as an observation: nothing more happens.
     app.observe(id).await;
     app.drained().await;
