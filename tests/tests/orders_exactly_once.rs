@@ -272,6 +272,9 @@ async fn a_crash_after_duell_saved_the_order_is_recovered_by_the_lookup_as_the_o
     .await;
     w.kill(IMPORTER);
     w.duell.clear_faults();
+    // The first lookup is refused (a firewall page): a read is repeated, not given up on.
+    w.duell
+        .fail_next(Some("logistics/orders/list"), 1, Fault::Firewall);
     w.restart(IMPORTER);
 
     let ev = eventually("OrderImported", || async {

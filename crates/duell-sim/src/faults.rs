@@ -26,7 +26,8 @@ pub enum Fault {
         #[serde(default = "default_1")]
         retry_after_secs: u64,
     },
-    /// Answer 401 `{"status":false,"code":401,…}` as for an expired token.
+    /// Answer 401 `{"status":false,"code":401,…}` as for an expired token. Random draws skip
+    /// it on `getaccesstokens`, where a 401 means refused credentials.
     ExpiredToken,
     /// Answer with the AWS WAF captcha HTML page (HTTP 405).
     Firewall,
@@ -215,7 +216,13 @@ impl Faults {
             }
             if rng.random_bool(r.rate.clamp(0.0, 1.0)) {
                 let i = rng.random_range(0..r.faults.len());
-                return Some(r.faults[i].clone());
+                let fault = &r.faults[i];
+                // A login carries no token to expire: a 401 there means refused credentials,
+                // which a random draw must not fake (a scheduled fault can still ask for it).
+                if matches!(fault, Fault::ExpiredToken) && endpoint == "getaccesstokens" {
+                    return None;
+                }
+                return Some(fault.clone());
             }
         }
         None
@@ -285,5 +292,31 @@ impl Stats {
 
     pub(crate) fn snapshot(&self) -> SimStats {
         self.with(|s| s.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn random_token_expiry_never_hits_the_login() {
+        let faults = Faults::default();
+        faults.set_random(Some(RandomFaults {
+            rate: 1.0,
+            seed: 7,
+            faults: vec![Fault::ExpiredToken],
+            endpoint: None,
+        }));
+        for _ in 0..50 {
+            assert_eq!(faults.take("getaccesstokens"), None);
+            assert_eq!(faults.take("product/list"), Some(Fault::ExpiredToken));
+        }
+        faults.schedule(ScheduledFault {
+            fault: Fault::ExpiredToken,
+            endpoint: Some("getaccesstokens".into()),
+            count: 1,
+        });
+        assert_eq!(faults.take("getaccesstokens"), Some(Fault::ExpiredToken));
     }
 }

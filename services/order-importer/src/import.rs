@@ -1038,9 +1038,16 @@ pub(crate) async fn recover(
             ctx.state.commit(c).await?;
             Ok(Recovered::Absent)
         }
-        Err(e) if e.action() == Action::RetryLater => Ok(Recovered::Wait {
+        // The lookup is a read: repeating it cannot apply anything, so only an endpoint DUELL
+        // refuses outright (no order lookup on this installation) leaves the order in doubt.
+        // Refused credentials, an outage or an unreadable answer are waited out like any other
+        // read, bounded by the consumer's max deliveries.
+        Err(e) if e.action() != Action::Reject => Ok(Recovered::Wait {
             reason: format!("order lookup: {e}"),
-            after: None,
+            after: match &e {
+                duellsync_duell::Error::RateLimited { retry_after, .. } => *retry_after,
+                _ => None,
+            },
         }),
         Err(e) => {
             if operator {
