@@ -163,6 +163,14 @@ impl Error {
         matches!(self, Error::OutcomeUnknown { .. })
     }
 
+    /// How long DUELL asked us to wait before the next call, when it throttled us and said so.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Error::RateLimited { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
     /// The HTTP status DUELL answered with, when the error came from a response.
     pub fn http_status(&self) -> Option<u16> {
         match self {

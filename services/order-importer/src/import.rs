@@ -634,10 +634,7 @@ fn classify(
         }
         Err(e) => match e.action() {
             Action::RetryLater => Classified::NotApplied {
-                after: match &e {
-                    duellsync_duell::Error::RateLimited { retry_after, .. } => *retry_after,
-                    _ => None,
-                },
+                after: e.retry_after(),
                 reason: e.to_string(),
                 rejected: false,
             },
@@ -1044,10 +1041,7 @@ pub(crate) async fn recover(
         // read, bounded by the consumer's max deliveries.
         Err(e) if e.action() != Action::Reject => Ok(Recovered::Wait {
             reason: format!("order lookup: {e}"),
-            after: match &e {
-                duellsync_duell::Error::RateLimited { retry_after, .. } => *retry_after,
-                _ => None,
-            },
+            after: e.retry_after(),
         }),
         Err(e) => {
             if operator {

@@ -65,10 +65,7 @@ pub(crate) fn duell_stop(what: &str, e: &duellsync_duell::Error, park_code: &'st
     let reason = format!("{what}: {e}");
     match e.action() {
         Action::RetryLater => Stop::Retry {
-            after: match e {
-                duellsync_duell::Error::RateLimited { retry_after, .. } => *retry_after,
-                _ => None,
-            },
+            after: e.retry_after(),
             reason,
         },
         // Settings or egress: retried (bounded by max deliveries), the reason says what to fix.
