@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 
 use duellsync_events::v1::DuellProduct;
 use duellsync_settings::StoreSettings;
-use duellsync_woo::{
+use duellsync_woo_model::{
     AttributeWrite, Clearable, ImageWrite, ManageStock, MetaWrite, Product, ProductWrite,
 };
 use rust_decimal::Decimal;
@@ -481,7 +481,7 @@ pub fn create_write(
         w.categories = Some(
             category_ids
                 .iter()
-                .map(|id| duellsync_woo::IdRef { id: *id })
+                .map(|id| duellsync_woo_model::IdRef { id: *id })
                 .collect(),
         );
     }

@@ -3,7 +3,7 @@
 //! nothing is left to write).
 
 use duellsync_events::v1::{CustomField, DuellProduct};
-use duellsync_woo::{Attribute, ManageStock, MetaData, Product, ProductWrite};
+use duellsync_woo_model::{Attribute, ManageStock, MetaData, Product, ProductWrite};
 use proptest::prelude::*;
 use rust_decimal::Decimal;
 

@@ -1,7 +1,7 @@
 //! Who the DUELL customer of a web order is: a normalised phone number, then a valid e-mail
 //! address, else the shared placeholder customer (SPEC §3.2, reference §9 "Customer matching").
 
-use duellsync_woo::{Address, Order};
+use duellsync_woo_model::{Address, Order};
 
 /// Fewest digits a phone number must keep after normalisation to be used for matching (a
 /// Norwegian number has 8).

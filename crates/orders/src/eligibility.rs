@@ -2,7 +2,7 @@
 //! statuses WooCommerce has reduced its own stock for an order.
 
 use duellsync_settings::StoreSettings;
-use duellsync_woo::Order;
+use duellsync_woo_model::Order;
 
 /// Why an order is not imported (now). The message is for people: it names the setting that
 /// decided and the value that did not match.
@@ -65,7 +65,7 @@ pub fn eligibility(order: &Order, settings: &StoreSettings) -> Result<(), SkipRe
             Some(created) => {
                 if created.assume_utc().unix_timestamp() < from {
                     return Err(SkipReason::BeforeFromDate {
-                        created: duellsync_woo::de::format_datetime(created),
+                        created: duellsync_woo_model::de::format_datetime(created),
                         from: from_text,
                     });
                 }

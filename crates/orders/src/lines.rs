@@ -6,7 +6,7 @@
 //! [`MapError`], never a panic. Per-unit amounts are rounded like PHP's `round()`: half away from
 //! zero.
 
-use duellsync_woo::Order;
+use duellsync_woo_model::Order;
 use rust_decimal::{Decimal, RoundingStrategy};
 
 /// Key of the (first) shipping line in a DUELL order's `product_data`, as DUELL's own plugin sent
@@ -232,7 +232,7 @@ fn per_unit(a: &Amounts, has_tax: bool, opts: &MapOptions) -> Option<Unit> {
     })
 }
 
-fn line_comments(meta: &[duellsync_woo::MetaData]) -> String {
+fn line_comments(meta: &[duellsync_woo_model::MetaData]) -> String {
     meta.iter()
         .filter(|m| !m.key.starts_with('_') && !m.key.trim().is_empty())
         .filter_map(|m| {

@@ -7,7 +7,6 @@
 //! ConfigMaps. Every problem is reported with the key, the value and how to fix it, all at once.
 #![forbid(unsafe_code)]
 
-pub mod clients;
 pub mod duration;
 mod layered;
 mod secret;

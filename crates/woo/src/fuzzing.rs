@@ -8,11 +8,11 @@ use serde_json::Value;
 
 use crate::client::{error_from_body, parse_json_body};
 use crate::error::{ApiError, Error};
-use crate::orders::{Order, OrderNote};
-use crate::products::{parse_batch, product_from_value, Category, Product};
+use crate::products::{parse_batch, product_from_value};
 use crate::settings::{price_num_decimals_of, prices_include_tax_of, version_of, Setting};
 use crate::webhooks::Webhook;
 use crate::WooResponse;
+use duellsync_woo_model::{Category, Order, OrderNote, Product};
 
 /// Reads `body` as the answer to a request, with the given HTTP status: the JSON the client
 /// would hand to a decoder, or the error it would return (the `{code, message, data}` envelope

@@ -18,7 +18,7 @@
 #![forbid(unsafe_code)]
 
 mod client;
-pub mod de;
+pub use duellsync_woo_model::de;
 mod error;
 #[doc(hidden)]
 pub mod fuzzing;
@@ -34,20 +34,21 @@ pub use client::{
     ApiVersion, AuthMode, ClientConfig, Idempotency, OAuthPlacement, RetryPolicy, WooClient,
     WooRequest, WooResponse,
 };
-pub use error::{ApiError, Error, ErrorKind, Result};
+pub use duellsync_woo_model::{
+    Address, ApiError, Attribute, AttributeWrite, Batch, BatchItem, BatchResult, Category,
+    CategoryCreated, Clearable, CouponLine, FeeLine, IdRef, Image, ImageWrite, LineItem,
+    ManageStock, MetaData, MetaWrite, NewFeeLine, NewLineItem, NewOrder, NewShippingLine, Order,
+    OrderNote, Page, Product, ProductWrite, Refund, ShippingLine, StockStatus, TermRef,
+    BATCH_LIMIT, MAX_PER_PAGE,
+};
+pub use error::{Error, ErrorKind, Result};
 pub use oauth::SignatureMethod;
 pub use order_webhooks::{
     secret_fingerprint, EnsureReport, TopicWebhooks, WebhookHealth, ORDER_WEBHOOK_TOPICS,
 };
-pub use orders::{
-    Address, CouponLine, FeeLine, LineItem, NewFeeLine, NewLineItem, NewOrder, NewShippingLine,
-    Order, OrderNote, OrderQuery, Refund, ShippingLine,
-};
+pub use orders::OrderQuery;
 pub use products::{
-    format_gmt_cursor, Attribute, AttributeWrite, Batch, BatchItem, BatchResult, Category,
-    CategoryCreated, CategoryQuery, Clearable, IdRef, Image, ImageWrite, ManageStock, MetaData,
-    MetaWrite, OrderBy, Page, Product, ProductQuery, ProductScan, ProductWrite, SortOrder,
-    StockStatus, TermRef, BATCH_LIMIT, MAX_PER_PAGE,
+    format_gmt_cursor, CategoryQuery, OrderBy, ProductQuery, ProductScan, SortOrder,
 };
 pub use reqwest::Method;
 pub use settings::Setting;

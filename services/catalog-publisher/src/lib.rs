@@ -111,7 +111,7 @@ impl App {
         let cfg = Arc::new(self.config.publisher.clone());
         let tables = state::Tables::new(&self.state);
         for store in self.stores.stores.values() {
-            let woo = duellsync_settings::clients::woo_client(store).map_err(anyhow::Error::msg)?;
+            let woo = duellsync_clients::woo_client(store).map_err(anyhow::Error::msg)?;
             let ctx = worker::StoreCtx::new(
                 Arc::new(store.clone()),
                 self.bus.clone(),

@@ -474,7 +474,7 @@ impl CatalogWorker {
 
     /// Scans the stock department; only changed rows become events. Returns the rows seen.
     async fn scan_stock_caused(&self, cause: Option<&Meta>) -> anyhow::Result<i64> {
-        let dept = duellsync_settings::clients::stock_department(&self.ctx.store);
+        let dept = duellsync_clients::stock_department(&self.ctx.store);
         let mut q = StockQuery::department(dept);
         q.view_on_webshop = Some(true);
         let mut pages = self.ctx.duell.stock(q);
@@ -651,7 +651,7 @@ impl CatalogWorker {
             }
         }
         if kind == v1::change_noticed::Kind::Stock {
-            let dept = duellsync_settings::clients::stock_department(&self.ctx.store);
+            let dept = duellsync_clients::stock_department(&self.ctx.store);
             let mut q = StockQuery::department(dept);
             q.product_ids = vec![duellsync_duell::ProductId(notice.product_id.max(0) as u64)];
             let mut pages = self.ctx.duell.stock(q);

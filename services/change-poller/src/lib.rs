@@ -135,9 +135,8 @@ impl App {
                 store: Arc::new(store.clone()),
                 bus: self.bus.clone(),
                 state: self.state.clone(),
-                duell: duellsync_settings::clients::duell_client(store)
-                    .map_err(anyhow::Error::msg)?,
-                woo: duellsync_settings::clients::woo_client(store).map_err(anyhow::Error::msg)?,
+                duell: duellsync_clients::duell_client(store).map_err(anyhow::Error::msg)?,
+                woo: duellsync_clients::woo_client(store).map_err(anyhow::Error::msg)?,
                 config: config.clone(),
             };
             spawn_store(&tracker, ctx, stop.clone(), failed.clone()).await?;

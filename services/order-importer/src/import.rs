@@ -682,8 +682,8 @@ async fn attempt(
             quantity: l.quantity,
         })
         .collect();
-    let order_department = duellsync_settings::clients::order_department(&ctx.settings);
-    let stock_department = duellsync_settings::clients::stock_department(&ctx.settings);
+    let order_department = duellsync_clients::order_department(&ctx.settings);
+    let stock_department = duellsync_clients::stock_department(&ctx.settings);
 
     st.attempts.push(Attempt {
         id: attempt_id.clone(),

@@ -187,7 +187,7 @@ impl App {
         let config = Arc::new(self.config.importer.clone());
         for store in self.stores.stores.values() {
             let mut duell_config =
-                duellsync_settings::clients::duell_config(store).map_err(anyhow::Error::msg)?;
+                duellsync_clients::duell_config(store).map_err(anyhow::Error::msg)?;
             duell_config.request_timeout = config.duell_timeout;
             let duell = duellsync_duell::DuellClient::new(duell_config)
                 .map_err(|e| anyhow::anyhow!("store {}: duell client: {e}", store.id))?;
@@ -202,7 +202,7 @@ impl App {
                 state: self.state.clone(),
                 t: state::Tables::new(&self.state),
                 duell,
-                woo: duellsync_settings::clients::woo_client(store).map_err(anyhow::Error::msg)?,
+                woo: duellsync_clients::woo_client(store).map_err(anyhow::Error::msg)?,
                 config: config.clone(),
                 locks: Arc::new(Locks::default()),
                 creation_locks: Arc::new(Locks::default()),

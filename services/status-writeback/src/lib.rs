@@ -74,7 +74,7 @@ impl StoreCtx {
         Ok(StoreCtx {
             id: store.id.clone(),
             status_map: store.status_map(),
-            woo: duellsync_settings::clients::woo_client(store).map_err(anyhow::Error::msg)?,
+            woo: duellsync_clients::woo_client(store).map_err(anyhow::Error::msg)?,
             imported: state::imported(&state),
             progress: state::progress(&state),
             bus,
@@ -113,7 +113,7 @@ impl App {
         readiness.add(Arc::new(duellsync_bus::BusReady(bus.clone())));
         // Building the clients here makes a bad store setting fail the start, not a consumer.
         for store in stores.stores.values() {
-            duellsync_settings::clients::woo_client(store).map_err(anyhow::Error::msg)?;
+            duellsync_clients::woo_client(store).map_err(anyhow::Error::msg)?;
         }
         Ok(App {
             config,

@@ -5,8 +5,9 @@
 
 use std::time::Duration;
 
+use duellsync_clients as clients;
 use duellsync_duell::{DuellClient, StockQuery};
-use duellsync_settings::{clients, ApiVersion, StoreSettings};
+use duellsync_settings::{ApiVersion, StoreSettings};
 use duellsync_woo::{ProductQuery, ProductWrite, RetryPolicy, WebhookHealth, WooClient};
 use serde_json::json;
 

@@ -6,8 +6,8 @@
 
 use std::time::Duration;
 
+use duellsync_clients as clients;
 use duellsync_events::{meta, v1, EventId};
-use duellsync_settings::clients;
 use duellsync_woo::{RetryPolicy, WooClient};
 use serde_json::json;
 

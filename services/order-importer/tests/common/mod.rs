@@ -319,8 +319,8 @@ impl TestApp {
     pub async fn notes(&self, woo_id: i64) -> Vec<String> {
         let stores = duellsync_settings::load_stores(&self.config.stores_path, &self.env)
             .expect("store settings are valid");
-        let client = duellsync_settings::clients::woo_client(stores.get(STORE).expect("store"))
-            .expect("woo client");
+        let client =
+            duellsync_clients::woo_client(stores.get(STORE).expect("store")).expect("woo client");
         client
             .list_order_notes(woo_id as u64)
             .await

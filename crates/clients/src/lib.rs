@@ -1,9 +1,13 @@
 //! The WooCommerce and DUELL clients of a store, built from its settings.
+//!
+//! Kept out of `duellsync-settings` so that the settings (and the pure rules that read them)
+//! do not pull in the HTTP client crates.
+#![forbid(unsafe_code)]
 
 use duellsync_duell::{ClientConfig as DuellConfig, DepartmentToken, DuellClient};
 use duellsync_woo::{AuthMode, ClientConfig as WooConfig, SignatureMethod, WooClient};
 
-use crate::{ApiVersion, StoreSettings, WooAuth};
+use duellsync_settings::{ApiVersion, StoreSettings, WooAuth};
 
 /// The WooCommerce client configuration of a store.
 pub fn woo_config(s: &StoreSettings) -> Result<WooConfig, String> {
