@@ -322,6 +322,7 @@ async fn shipping_and_fee_lines_become_lines_of_dedicated_products() {
             o.fee = Some(PlaceFee {
                 name: "Gebyr".into(),
                 total: "10.00".into(),
+                ..Default::default()
             });
         })
     };
