@@ -353,8 +353,12 @@ pub fn set_status(state: &mut State, o: &mut Order, new: &str, now: i64) -> Vec<
         touched.extend(restore_stock(state, o, now));
     }
     if new == "refunded" {
-        let refunded: Decimal = o.refunds.iter().map(|r| r.2).sum();
-        let remaining = order_total(o) - refunded;
+        let refunded = o
+            .refunds
+            .iter()
+            .try_fold(Decimal::ZERO, |acc, r| acc.checked_add(r.2))
+            .unwrap_or(Decimal::MAX);
+        let remaining = order_total(o).checked_sub(refunded).unwrap_or_default();
         if remaining > Decimal::ZERO {
             let id = state.post_id();
             o.refunds

@@ -710,16 +710,16 @@ pub fn checkout_totals(
                     given = add(given, d);
                 }
             } else {
-                'outer: for i in &order {
-                    for _ in 0..items[*i].qty {
-                        let it = &mut items[*i];
-                        if sub(it.price, it.discount) >= Decimal::ONE {
-                            it.discount = add(it.discount, Decimal::ONE);
-                            given = add(given, Decimal::ONE);
-                        }
-                        if given >= left {
-                            break 'outer;
-                        }
+                // One cent per unit while the line has a cent left, until the rest is given:
+                // counted per line at once rather than unit by unit (quantities may be huge).
+                for i in &order {
+                    let it = &mut items[*i];
+                    let room = sub(it.price, it.discount).floor().max(Decimal::ZERO);
+                    let n = Decimal::from(it.qty).min(room).min(sub(left, given));
+                    it.discount = add(it.discount, n);
+                    given = add(given, n);
+                    if given >= left {
+                        break;
                     }
                 }
             }
@@ -1179,6 +1179,30 @@ mod tests {
         assert_eq!(o["line_items"][0]["taxes"], json!([]));
         assert_eq!(o["shipping_lines"][0]["taxes"], json!([]));
         assert_eq!(o["total_tax"], json!("0.00"));
+    }
+
+    #[test]
+    fn absurd_quantities_and_amounts_never_panic() {
+        for settings in [Settings::norway(), Settings::default()] {
+            let mut st = store(settings, &[("X", "79228162514264337593543950", "")]);
+            let body = |st: &State| {
+                json!({"line_items": [{"product_id": pid(st, "X"), "quantity": i64::MAX}],
+                       "shipping_lines": [{"method_id": "flat_rate", "total": "79228162514264337593543950"}],
+                       "fee_lines": [{"name": "f", "total": "-79228162514264337593543950"}]})
+            };
+            let o = checkout_order(
+                &mut st,
+                body,
+                Some("79228162514264337593543950"),
+                &[CheckoutFee {
+                    taxable: true,
+                    tax_class: String::new(),
+                }],
+            );
+            assert!(o["total"].is_string());
+            let o = rest_order(&mut st, body);
+            assert!(o["total"].is_string());
+        }
     }
 
     #[test]
