@@ -12,7 +12,7 @@ use duellsync_duell_sim::{NewSimProduct, SimConfig as DuellConfig};
 use duellsync_e2e::{eventually, World};
 use duellsync_events::{v1, Event};
 use duellsync_test_support::free_port;
-use duellsync_woo_sim::{DeliveryKnobs, PlaceLine, PlaceOrder, SimConfig as WooConfig};
+use duellsync_woo_sim::{DeliveryKnobs, PlaceLine, PlaceOrder, Settings, SimConfig as WooConfig};
 
 const STORE: &str = "s1";
 const ORDERS: usize = 500;
@@ -105,6 +105,8 @@ async fn five_hundred_orders_through_duplicated_dropped_and_disabled_webhooks_be
         },
         WooConfig {
             https: false,
+            // A Norwegian shop: prices with VAT.
+            settings: Settings::norway(),
             // Every delivery three times (two extra copies), one in ten never sent.
             delivery: DeliveryKnobs {
                 delay_ms: 20,

@@ -10,7 +10,7 @@ use duellsync_bus::{Bus, BusOptions};
 use duellsync_duell_sim::{DuellSim, Fault, NewSimProduct, SimConfig as DuellConfig};
 use duellsync_events::{headers, meta, order_correlation, sha256_hex, v1, Event, EventId};
 use duellsync_test_support::sandbox::{Sandbox, StoreFile};
-use duellsync_woo_sim::{PlaceLine, PlaceOrder, SimConfig as WooConfig, WooSim};
+use duellsync_woo_sim::{PlaceLine, PlaceOrder, Settings, SimConfig as WooConfig, WooSim};
 use prost::Message as _;
 
 const STORE: &str = "s1";
@@ -36,6 +36,8 @@ async fn world(settings: &[&str]) -> World {
     .expect("duell-sim starts");
     let woo = WooSim::start(WooConfig {
         https: false,
+        // A Norwegian shop: prices with VAT, VAT on shipping.
+        settings: Settings::norway(),
         ..WooConfig::default()
     })
     .await

@@ -40,8 +40,25 @@
 //! | `GET /__sim/deliveries` | every delivery attempt ([`DeliveryRecord`]) |
 //! | `GET /__sim/captures` | payments captured (orders that reached `completed`) |
 //! | `PUT /__sim/clock` `{"offset_secs":N}` | shift the simulator's clock |
-//! | `PUT /__sim/settings` `{"prices_include_tax":true,"price_num_decimals":2,"manage_stock":true}` | store settings |
+//! | `PUT /__sim/settings` `{"prices_include_tax":true,"calc_taxes":true,"tax_rates":[…],…}` | store settings (keys below); an unknown key or value is refused with 400 |
+//! | `PUT /__sim/settings/preset` `{"preset":"norway"}` | replace the settings with a preset: `norway` ([`Settings::norway`]) or `default` |
 //! | `GET /__sim/ca.pem` | the CA certificate of the https listener |
+//!
+//! Settings keys: `prices_include_tax`, `price_num_decimals`, `manage_stock`, `currency`,
+//! `calc_taxes`, `tax_round_at_subtotal`, `shipping_tax_class` (`inherit`, `""` or a class
+//! slug), `tax_based_on` (`shipping`, `billing`, `base`), `default_country`, `tax_classes`
+//! (names of the additional classes) and `tax_rates` (a list of [`TaxRate`]). The REST API
+//! shows them under `/settings/general/…` and `/settings/tax/…`, the rates under `GET /taxes`
+//! and `GET /taxes/classes`.
+//!
+//! # Taxes
+//! With `calc_taxes` on, orders carry taxes computed as WooCommerce 7.9 computes them (see the
+//! `tax` module): REST-created orders through `calculate_totals` (lines priced without tax,
+//! taxes added per line and rounded with the store's tax rounding mode), checkout orders
+//! (`POST /__sim/orders`) through the cart's arithmetic in cents; shipping and taxable fees are
+//! taxed on top of their amount; `tax_lines`, `shipping_tax`, `cart_tax`, `discount_tax`,
+//! `total_tax` and the lines' `taxes` are filled as the real store fills them. Off (the
+//! default, as on the captured reference store) every tax is zero.
 //!
 //! The same operations exist as methods on [`WooSim`]. In-process only (for benchmarks):
 //! [`WooSim::product_count`], [`WooSim::peak_concurrency`], and [`WooSim::record_stock_changes`] /
@@ -54,6 +71,7 @@ mod orders;
 mod products;
 mod server;
 pub mod store;
+mod tax;
 mod tls;
 mod webhooks;
 
@@ -68,7 +86,7 @@ use serde::{Deserialize, Serialize};
 
 pub(crate) use duellsync_woo::webhook_signature::sign;
 pub use faults::{FaultKind, FaultRule};
-pub use store::StockChange;
+pub use store::{Settings, StockChange, TaxRate};
 pub use webhooks::{DeliveryKnobs, DeliveryRecord};
 
 /// Key permissions.
@@ -126,6 +144,9 @@ pub struct SimConfig {
     pub trust_forwarded_proto: bool,
     /// How long a "hang" fault holds a request.
     pub hang: Duration,
+    /// The store's settings at start: currency, decimals, prices with or without tax, tax rates
+    /// ([`Settings::norway`] for a Norwegian shop).
+    pub settings: Settings,
 }
 
 impl Default for SimConfig {
@@ -149,6 +170,7 @@ impl Default for SimConfig {
             allowed_hosts: vec!["127.0.0.1".into(), "localhost".into()],
             trust_forwarded_proto: true,
             hang: Duration::from_secs(600),
+            settings: Settings::default(),
         }
     }
 }
@@ -204,25 +226,32 @@ pub struct PlaceShipping {
     pub method_id: String,
     /// Title.
     pub method_title: String,
-    /// Amount.
+    /// Cost without tax (shipping costs are entered without tax even where prices include it).
     pub total: String,
 }
 
-/// Fee of [`PlaceOrder`].
+/// Fee of [`PlaceOrder`] (`WC_Cart::add_fee`): an amount without tax.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct PlaceFee {
     /// Name.
     pub name: String,
-    /// Amount.
+    /// Amount, without tax.
     pub total: String,
+    /// Whether tax is added (WooCommerce's default: no).
+    #[serde(default)]
+    pub taxable: bool,
+    /// Tax class slug of a taxable fee (`""` = standard).
+    #[serde(default)]
+    pub tax_class: String,
 }
 
-/// Coupon of [`PlaceOrder`].
+/// Coupon of [`PlaceOrder`]: a `fixed_cart` coupon.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct PlaceCoupon {
     /// Code.
     pub code: String,
-    /// Discount amount (spread over the lines).
+    /// Discount amount as the customer sees prices (with tax when prices include tax), spread
+    /// over the units as WooCommerce does: whole cents per unit, the rest a cent at a time.
     pub amount: String,
 }
 
@@ -309,7 +338,7 @@ impl WooSim {
             rng: Mutex::new(rand::rngs::StdRng::seed_from_u64(cfg.seed)),
             hooks: webhooks::Hooks::new(cfg.coalesce_deliveries, cfg.delivery.clone()),
             cfg: cfg.clone(),
-            state: Mutex::new(store::State::new()),
+            state: Mutex::new(store::State::with_settings(cfg.settings.clone())),
             clock_offset: AtomicI64::new(0),
             counts: Mutex::new(BTreeMap::new()),
             faults: Mutex::new(Vec::new()),
@@ -590,6 +619,23 @@ impl WooSim {
             }
         }
     }
+
+    /// The store's settings now (taxes included).
+    pub fn settings(&self) -> Settings {
+        self.shared
+            .state
+            .lock()
+            .map(|s| s.settings.clone())
+            .unwrap_or_default()
+    }
+
+    /// Replaces the store's settings, as an admin changing WooCommerce → Settings would. Existing
+    /// orders keep their amounts; new orders and recalculations use the new settings.
+    pub fn replace_settings(&self, settings: Settings) {
+        if let Ok(mut s) = self.shared.state.lock() {
+            s.settings = settings;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -637,6 +683,72 @@ mod tests {
         sim.admin_write_product(Some(id), serde_json::json!({"stock_quantity": 9}))
             .unwrap();
         assert!(sim.take_stock_changes().is_empty(), "off records nothing");
+    }
+
+    #[tokio::test]
+    async fn the_control_api_configures_taxes_and_refuses_what_it_cannot_apply() {
+        let sim = WooSim::start(SimConfig {
+            https: false,
+            ..SimConfig::default()
+        })
+        .await
+        .unwrap();
+        let http = reqwest::Client::new();
+        let put = |path: &str, body: serde_json::Value| {
+            http.put(format!("{}/__sim/{path}", sim.base_url()))
+                .json(&body)
+                .send()
+        };
+        let r = put(
+            "settings",
+            serde_json::json!({
+                "calc_taxes": true, "prices_include_tax": true, "currency": "NOK",
+                "tax_classes": ["Food"], "tax_round_at_subtotal": true,
+                "tax_rates": [{"id": 9, "country": "NO", "rate": "25", "name": "MVA"},
+                              {"id": 10, "country": "NO", "rate": 15, "name": "MVA", "class": "food"}]
+            }),
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+        let s = sim.settings();
+        assert!(s.calc_taxes && s.prices_include_tax && s.tax_round_at_subtotal);
+        assert_eq!(s.tax_rates.len(), 2);
+        assert!(
+            s.tax_rates[0].shipping,
+            "rates apply to shipping unless told"
+        );
+        assert_eq!(s.tax_rates[1].rate, rust_decimal::Decimal::from(15));
+
+        for (body, says) in [
+            (serde_json::json!({"calc_taxs": true}), "unknown setting"),
+            (serde_json::json!({"calc_taxes": "yes"}), "true or false"),
+            (
+                serde_json::json!({"tax_rates": [{"id": 1, "rate": "25", "class": "nope"}]}),
+                "not one of the tax classes",
+            ),
+            (
+                serde_json::json!({"tax_rates": [{"id": 1}]}),
+                "tax_rates must be",
+            ),
+            (serde_json::json!({"tax_based_on": "moon"}), "tax_based_on"),
+        ] {
+            let r = put("settings", body.clone()).await.unwrap();
+            assert_eq!(r.status(), 400, "{body}");
+            let text = r.text().await.unwrap();
+            assert!(text.contains(says), "{body}: {text}");
+        }
+        assert_eq!(sim.settings(), s, "a refused body changes nothing");
+
+        let r = put("settings/preset", serde_json::json!({"preset": "norway"}))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(sim.settings(), Settings::norway());
+        let r = put("settings/preset", serde_json::json!({"preset": "mars"}))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400);
     }
 
     #[tokio::test]

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 
 use clap::Parser;
-use duellsync_woo_sim::{ApiKey, Permissions, SimConfig, WooSim};
+use duellsync_woo_sim::{ApiKey, Permissions, Settings, SimConfig, WooSim};
 
 /// A WooCommerce 7.9 simulator.
 #[derive(Debug, Parser)]
@@ -47,6 +47,10 @@ struct Args {
     /// Write the https CA certificate to this file.
     #[arg(long)]
     ca_out: Option<std::path::PathBuf>,
+    /// Store settings: `default` (EUR, no taxes) or `norway` (NOK, prices with 25 % VAT, food
+    /// 15 %, reduced 12 %, zero-rated 0 %).
+    #[arg(long, env = "WOO_SIM_PRESET", default_value = "default", value_parser = ["default", "norway"])]
+    preset: String,
 }
 
 #[tokio::main]
@@ -66,6 +70,11 @@ async fn main() -> anyhow::Result<()> {
         }],
         seed: args.seed,
         site_utc_offset_secs: args.utc_offset_hours * 3600,
+        settings: if args.preset == "norway" {
+            Settings::norway()
+        } else {
+            Settings::default()
+        },
         ..SimConfig::default()
     };
     let sim = WooSim::start(cfg).await?;

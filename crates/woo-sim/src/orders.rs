@@ -8,8 +8,8 @@ use crate::json::J;
 use crate::obj;
 use crate::products::{str_field, Ctx, Mode};
 use crate::store::{
-    dec, fmt_date, money, Capture, CouponLine, FeeLine, Meta, Note, Order, OrderLine, ShippingLine,
-    State, WpError,
+    dec, fmt_date, money, unrounded, Capture, FeeLine, Meta, Note, Order, OrderLine, OrderTotals,
+    RateTaxes, ShippingLine, State, WpError,
 };
 
 /// Statuses of the 7.9 REST enum.
@@ -88,6 +88,8 @@ pub fn new_order(state: &mut State, now: i64, created_via: &str) -> Order {
         shipping_lines: Vec::new(),
         fee_lines: Vec::new(),
         coupon_lines: Vec::new(),
+        tax_lines: Vec::new(),
+        totals: OrderTotals::default(),
         refunds: Vec::new(),
         stock_reduced: false,
         trashed_from: None,
@@ -106,11 +108,45 @@ fn line_sku(state: &State, l: &OrderLine) -> J {
     }
 }
 
+/// `taxes` of a line: `[{id, total, subtotal}]` with the unrounded amounts as strings;
+/// `subtotal` is `""` for lines without a subtotal (shipping, fees).
+fn taxes_j(total: &RateTaxes, subtotal: Option<&RateTaxes>) -> J {
+    J::Arr(
+        total
+            .iter()
+            .map(|(rate, t)| {
+                let sub = match subtotal {
+                    Some(st) => st
+                        .iter()
+                        .find(|(r, _)| r == rate)
+                        .map(|(_, v)| unrounded(*v))
+                        .unwrap_or_default(),
+                    None => String::new(),
+                };
+                obj! { "id" => *rate, "total" => unrounded(*t), "subtotal" => sub }
+            })
+            .collect(),
+    )
+}
+
+/// A percent as PHP's `json_encode` writes the float (`25`, `12.5`).
+fn percent_j(d: Decimal) -> J {
+    J::Raw(d.normalize().to_string())
+}
+
+fn currency_symbol(code: &str) -> &'static str {
+    match code {
+        "EUR" => "€",
+        "NOK" | "SEK" | "DKK" => "kr",
+        "GBP" => "£",
+        _ => "$",
+    }
+}
+
 /// Renders an order (view or edit context look the same for orders).
 pub fn render_order(state: &State, ctx: &Ctx, o: &Order) -> J {
     let dp = state.settings.price_num_decimals;
     let m = |d: Decimal| J::Str(money(d, dp));
-    let zero = Decimal::ZERO;
     let lines: Vec<J> = o
         .lines
         .iter()
@@ -139,10 +175,10 @@ pub fn render_order(state: &State, ctx: &Ctx, o: &Order) -> J {
                 "quantity" => l.quantity,
                 "tax_class" => l.tax_class.as_str(),
                 "subtotal" => m(l.subtotal),
-                "subtotal_tax" => m(zero),
+                "subtotal_tax" => m(l.subtotal_tax),
                 "total" => m(l.total),
-                "total_tax" => m(zero),
-                "taxes" => J::Arr(vec![]),
+                "total_tax" => m(l.total_tax),
+                "taxes" => taxes_j(&l.taxes, Some(&l.subtotal_taxes)),
                 "meta_data" => J::Arr(meta),
                 "sku" => line_sku(state, l),
                 "price" => J::Raw(price.to_string()),
@@ -151,19 +187,8 @@ pub fn render_order(state: &State, ctx: &Ctx, o: &Order) -> J {
             }
         })
         .collect();
-    let checked_sum = |it: &mut dyn Iterator<Item = Decimal>| {
-        it.fold(Decimal::ZERO, |acc, x| {
-            acc.checked_add(x).unwrap_or(Decimal::MAX)
-        })
-    };
-    let shipping_total = checked_sum(&mut o.shipping_lines.iter().map(|s| s.total));
-    let discount = checked_sum(
-        &mut o
-            .lines
-            .iter()
-            .map(|l| l.subtotal.checked_sub(l.total).unwrap_or_default()),
-    );
-    let total = order_total(o);
+    let t = &o.totals;
+    let total = t.total;
     let payment_url = format!(
         "{}/checkout/order-pay/{}/?pay_for_order=true&key={}",
         ctx.home, o.id, o.order_key
@@ -180,7 +205,7 @@ pub fn render_order(state: &State, ctx: &Ctx, o: &Order) -> J {
             .map(|(k, v)| (k.clone(), J::from(v.as_str())))
             .collect(),
     );
-    let needs_payment = matches!(o.status.as_str(), "pending" | "failed") && total > zero;
+    let needs_payment = matches!(o.status.as_str(), "pending" | "failed") && total > Decimal::ZERO;
     let mut j = obj! {
         "id" => o.id,
         "parent_id" => o.parent_id,
@@ -190,13 +215,13 @@ pub fn render_order(state: &State, ctx: &Ctx, o: &Order) -> J {
         "prices_include_tax" => o.prices_include_tax,
         "date_created" => J::Str(fmt_date(o.created, ctx.offset)),
         "date_modified" => J::Str(fmt_date(o.modified, ctx.offset)),
-        "discount_total" => m(discount),
-        "discount_tax" => m(zero),
-        "shipping_total" => m(shipping_total),
-        "shipping_tax" => m(zero),
-        "cart_tax" => m(zero),
+        "discount_total" => m(t.discount_total),
+        "discount_tax" => m(t.discount_tax),
+        "shipping_total" => m(t.shipping_total),
+        "shipping_tax" => m(t.shipping_tax),
+        "cart_tax" => m(t.cart_tax),
         "total" => m(total),
-        "total_tax" => m(zero),
+        "total_tax" => m(t.total_tax),
         "customer_id" => o.customer_id,
         "order_key" => o.order_key.as_str(),
         "billing" => billing,
@@ -214,15 +239,18 @@ pub fn render_order(state: &State, ctx: &Ctx, o: &Order) -> J {
         "number" => o.id.to_string(),
         "meta_data" => J::Arr(o.meta.iter().map(|mm| obj!{ "id" => mm.id, "key" => mm.key.as_str(), "value" => J::from(&mm.value) }).collect()),
         "line_items" => J::Arr(lines),
-        "tax_lines" => J::Arr(vec![]),
+        "tax_lines" => J::Arr(o.tax_lines.iter().map(|tl| obj!{
+            "id" => tl.id, "rate_code" => tl.rate_code.as_str(), "rate_id" => tl.rate_id, "label" => tl.label.as_str(),
+            "compound" => tl.compound, "tax_total" => m(tl.tax_total), "shipping_tax_total" => m(tl.shipping_tax_total),
+            "rate_percent" => percent_j(tl.rate_percent), "meta_data" => J::Arr(vec![]) }).collect()),
         "shipping_lines" => J::Arr(o.shipping_lines.iter().map(|s| obj!{
             "id" => s.id, "method_title" => s.method_title.as_str(), "method_id" => s.method_id.as_str(),
-            "instance_id" => "", "total" => m(s.total), "total_tax" => m(zero), "taxes" => J::Arr(vec![]), "meta_data" => J::Arr(vec![]) }).collect()),
+            "instance_id" => "", "total" => m(s.total), "total_tax" => m(s.total_tax), "taxes" => taxes_j(&s.taxes, None), "meta_data" => J::Arr(vec![]) }).collect()),
         "fee_lines" => J::Arr(o.fee_lines.iter().map(|f| obj!{
-            "id" => f.id, "name" => f.name.as_str(), "tax_class" => "", "tax_status" => f.tax_status.as_str(),
-            "amount" => money(f.total, dp), "total" => m(f.total), "total_tax" => m(zero), "taxes" => J::Arr(vec![]), "meta_data" => J::Arr(vec![]) }).collect()),
+            "id" => f.id, "name" => f.name.as_str(), "tax_class" => f.tax_class.as_str(), "tax_status" => f.tax_status.as_str(),
+            "amount" => money(f.total, dp), "total" => m(f.total), "total_tax" => m(f.total_tax), "taxes" => taxes_j(&f.taxes, None), "meta_data" => J::Arr(vec![]) }).collect()),
         "coupon_lines" => J::Arr(o.coupon_lines.iter().map(|c| obj!{
-            "id" => c.id, "code" => c.code.as_str(), "discount" => m(c.discount), "discount_tax" => m(zero), "meta_data" => J::Arr(vec![]) }).collect()),
+            "id" => c.id, "code" => c.code.as_str(), "discount" => m(c.discount), "discount_tax" => m(c.discount_tax), "meta_data" => J::Arr(vec![]) }).collect()),
         "refunds" => J::Arr(o.refunds.iter().map(|(id, reason, t)| obj!{ "id" => *id, "reason" => reason.as_str(), "total" => format!("-{}", money(*t, dp)) }).collect()),
         "payment_url" => payment_url,
         "is_editable" => matches!(o.status.as_str(), "pending" | "on-hold" | "auto-draft" | "checkout-draft"),
@@ -232,7 +260,7 @@ pub fn render_order(state: &State, ctx: &Ctx, o: &Order) -> J {
         "date_modified_gmt" => J::Str(fmt_date(o.modified, 0)),
         "date_completed_gmt" => J::from(o.completed.map(|t| fmt_date(t, 0))),
         "date_paid_gmt" => J::from(o.paid.map(|t| fmt_date(t, 0))),
-        "currency_symbol" => if o.currency == "EUR" { "€" } else { "$" },
+        "currency_symbol" => currency_symbol(&o.currency),
     };
     j.set(
         "_links",
@@ -244,17 +272,9 @@ pub fn render_order(state: &State, ctx: &Ctx, o: &Order) -> J {
     j
 }
 
-/// Grand total: lines after discounts + shipping + fees (taxes are zero in the simulator).
+/// The grand total the order stores (what a payment gateway captures).
 pub fn order_total(o: &Order) -> Decimal {
-    // Checked sums: absurd amounts from a request must not panic while the store is locked.
-    o.lines
-        .iter()
-        .map(|l| l.total)
-        .chain(o.shipping_lines.iter().map(|s| s.total))
-        .chain(o.fee_lines.iter().map(|f| f.total))
-        .fold(Decimal::ZERO, |acc, x| {
-            acc.checked_add(x).unwrap_or(Decimal::MAX)
-        })
+    o.totals.total
 }
 
 /// Renders a note.
@@ -333,8 +353,12 @@ pub fn set_status(state: &mut State, o: &mut Order, new: &str, now: i64) -> Vec<
         touched.extend(restore_stock(state, o, now));
     }
     if new == "refunded" {
-        let refunded: Decimal = o.refunds.iter().map(|r| r.2).sum();
-        let remaining = order_total(o) - refunded;
+        let refunded = o
+            .refunds
+            .iter()
+            .try_fold(Decimal::ZERO, |acc, r| acc.checked_add(r.2))
+            .unwrap_or(Decimal::MAX);
+        let remaining = order_total(o).checked_sub(refunded).unwrap_or_default();
         if remaining > Decimal::ZERO {
             let id = state.post_id();
             o.refunds
@@ -499,12 +523,11 @@ fn new_line(state: &mut State, item: &Map<String, Value>) -> Result<OrderLine, W
             )
         })?;
     let quantity = item.get("quantity").and_then(Value::as_i64).unwrap_or(1);
-    let unit = dec(&priced.price).unwrap_or_default();
-    let amount = unit
-        .checked_mul(Decimal::from(quantity))
-        .unwrap_or_default();
+    // prepare_line_items: a new line is priced from the product without tax; amounts sent
+    // along win, each on its own.
+    let amount = crate::tax::price_excluding_tax(state, &priced, quantity);
     let subtotal = item.get("subtotal").and_then(decimal).unwrap_or(amount);
-    let total = item.get("total").and_then(decimal).unwrap_or(subtotal);
+    let total = item.get("total").and_then(decimal).unwrap_or(amount);
     let name = if priced.is_variation() {
         let parent = state
             .products
@@ -526,9 +549,21 @@ fn new_line(state: &mut State, item: &Map<String, Value>) -> Result<OrderLine, W
         product_id,
         variation_id,
         quantity,
-        tax_class: priced.tax_class.clone(),
+        tax_class: match item.get("tax_class").and_then(Value::as_str) {
+            Some(c) if state.settings.has_tax_class(c) => c.to_string(),
+            _ if priced.tax_class == "parent" => state
+                .products
+                .get(&priced.parent_id)
+                .map(|p| p.tax_class.clone())
+                .unwrap_or_default(),
+            _ => priced.tax_class.clone(),
+        },
         subtotal,
         total,
+        subtotal_tax: Decimal::ZERO,
+        total_tax: Decimal::ZERO,
+        taxes: Vec::new(),
+        subtotal_taxes: Vec::new(),
         meta: Vec::new(),
         reduced_stock: None,
     })
@@ -670,21 +705,31 @@ pub fn apply_order_write(
                     .unwrap_or("")
                     .into(),
                 total,
+                total_tax: Decimal::ZERO,
+                taxes: Vec::new(),
             });
         }
     }
     if let Some(Value::Array(lines)) = body.get("fee_lines") {
         for f in lines {
             let Value::Object(f) = f else { continue };
+            let tax_status = match f.get("tax_status").and_then(Value::as_str) {
+                Some("none") => "none",
+                _ => "taxable",
+            };
             o.fee_lines.push(FeeLine {
                 id: state.item_id(),
                 name: f.get("name").and_then(Value::as_str).unwrap_or("").into(),
-                tax_status: f
-                    .get("tax_status")
+                tax_class: f
+                    .get("tax_class")
                     .and_then(Value::as_str)
-                    .unwrap_or("taxable")
+                    .filter(|c| state.settings.has_tax_class(c))
+                    .unwrap_or("")
                     .into(),
+                tax_status: tax_status.into(),
                 total: f.get("total").and_then(decimal).unwrap_or_default(),
+                total_tax: Decimal::ZERO,
+                taxes: Vec::new(),
             });
         }
     }
@@ -713,32 +758,4 @@ pub fn apply_order_write(
         }
     }
     Ok(new_status)
-}
-
-/// Applies a coupon-like discount spread over the lines (the simulator has no coupon engine;
-/// the control API uses this for "customer used a coupon").
-pub fn apply_discount(state: &mut State, o: &mut Order, code: &str, amount: Decimal) {
-    let subtotal: Decimal = o.lines.iter().map(|l| l.subtotal).sum();
-    if subtotal <= Decimal::ZERO || amount <= Decimal::ZERO {
-        return;
-    }
-    let amount = amount.min(subtotal);
-    let dp = state.settings.price_num_decimals;
-    let mut left = amount;
-    let n = o.lines.len();
-    for (i, l) in o.lines.iter_mut().enumerate() {
-        let share = if i + 1 == n {
-            left
-        } else {
-            (amount * l.subtotal / subtotal).round_dp(dp)
-        };
-        left -= share;
-        l.total = l.subtotal - share;
-    }
-    let id = state.item_id();
-    o.coupon_lines.push(CouponLine {
-        id,
-        code: code.into(),
-        discount: amount,
-    });
 }

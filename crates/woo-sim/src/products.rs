@@ -630,8 +630,8 @@ pub fn apply_write(
         let c = str_field(v, "tax_class", mode)?;
         // "standard" is stored as ""; an unknown class silently becomes "".
         p.tax_class = match c.as_str() {
-            "reduced-rate" | "zero-rate" => c,
             "parent" if p.is_variation() => c,
+            c if state.settings.has_tax_class(c) => c.to_string(),
             _ => String::new(),
         };
     }

@@ -23,6 +23,7 @@ use crate::obj;
 use crate::orders::{self, render_note, render_order};
 use crate::products::{self, apply_write, render_product, render_variation, Ctx, Fetched, Mode};
 use crate::store::{dec, parse_date, Order, Product, State, WpError};
+use crate::tax;
 use crate::webhooks::{self, render_webhook};
 use crate::{Permissions, PlaceOrder, Shared};
 
@@ -567,6 +568,8 @@ fn route_exists(method: &str, rest: &[&str]) -> bool {
         }
         ["orders", id, "notes", nid] if num(id) && num(nid) => matches!(method, "GET" | "DELETE"),
         ["settings", _group, _id] => method == "GET" || write,
+        ["taxes"] | ["taxes", "classes"] => method == "GET",
+        ["taxes", id] if num(id) => method == "GET",
         ["system_status"] => method == "GET",
         _ => false,
     }
@@ -680,6 +683,9 @@ async fn dispatch(shared: &Arc<Shared>, req: &Req) -> Resp {
         ("DELETE", ["webhooks", _]) => delete_webhook(shared, req),
         (_, ["webhooks", _]) => update_webhook(shared, req).await,
         ("GET", ["settings", group, id]) => get_setting(shared, req, group, id),
+        ("GET", ["taxes"]) => list_tax_rates(shared, req),
+        ("GET", ["taxes", "classes"]) => list_tax_classes(shared, req),
+        ("GET", ["taxes", _]) => get_tax_rate(shared, req),
         ("GET", ["system_status"]) => system_status(shared, req),
         _ => Err(WpError::new(
             404,
@@ -1744,6 +1750,8 @@ fn create_order_locked(
     }
     let mut o = orders::new_order(state, now, via);
     let status = orders::apply_order_write(state, &mut o, body, mode, now)?;
+    // save_object: a created order's totals (and taxes) are calculated before its status is set.
+    tax::calculate_totals(state, &mut o);
     let mut touched = Vec::new();
     let set_paid = body
         .get("set_paid")
@@ -1811,6 +1819,20 @@ fn update_order_locked(
         ));
     };
     let status = orders::apply_order_write(state, &mut o, body, mode, now)?;
+    // Totals are recalculated only when addresses or lines are sent (a status change keeps them).
+    if [
+        "billing",
+        "shipping",
+        "line_items",
+        "shipping_lines",
+        "fee_lines",
+        "coupon_lines",
+    ]
+    .iter()
+    .any(|k| body.contains_key(*k))
+    {
+        tax::calculate_totals(state, &mut o);
+    }
     let mut touched = Vec::new();
     if let Some(s) = status {
         touched = orders::set_status(state, &mut o, &s, now);
@@ -2327,6 +2349,44 @@ fn get_setting(shared: &Shared, req: &Req, group: &str, id: &str) -> Result<Resp
         ("general", "woocommerce_currency") => obj! {
             "id" => id, "label" => "Currency", "type" => "select", "default" => "USD", "value" => s.currency.as_str(), "group_id" => "general", "_links" => links(group, id),
         },
+        ("general", "woocommerce_calc_taxes") => obj! {
+            "id" => id, "label" => "Enable taxes", "description" => "Enable tax rates and calculations", "type" => "checkbox", "default" => "no",
+            "tip" => "Rates will be configurable and taxes will be calculated during checkout.",
+            "value" => yes_no(s.calc_taxes), "group_id" => "general", "_links" => links(group, id),
+        },
+        ("general", "woocommerce_default_country") => obj! {
+            "id" => id, "label" => "Country / State", "description" => "The country and state or province, if any, in which your business is located.",
+            "type" => "select", "default" => "US:CA", "tip" => "The country and state or province, if any, in which your business is located.",
+            "value" => s.default_country.as_str(), "group_id" => "general", "_links" => links(group, id),
+        },
+        ("tax", "woocommerce_tax_round_at_subtotal") => obj! {
+            "id" => id, "label" => "Rounding", "description" => "Round tax at subtotal level, instead of rounding per line", "type" => "checkbox", "default" => "no",
+            "value" => yes_no(s.tax_round_at_subtotal), "group_id" => "tax", "_links" => links(group, id),
+        },
+        ("tax", "woocommerce_shipping_tax_class") => {
+            let mut options = vec![
+                (
+                    "inherit".to_string(),
+                    J::from("Shipping tax class based on cart items"),
+                ),
+                (String::new(), J::from("Standard")),
+            ];
+            for (name, slug) in s.tax_classes.iter().zip(s.tax_class_slugs()) {
+                options.push((slug, J::from(name.as_str())));
+            }
+            obj! {
+                "id" => id, "label" => "Shipping tax class", "description" => "Optionally control which tax class shipping gets, or leave it so shipping tax is based on the cart items themselves.",
+                "type" => "select", "default" => "inherit", "options" => J::Obj(options),
+                "tip" => "Optionally control which tax class shipping gets, or leave it so shipping tax is based on the cart items themselves.",
+                "value" => s.shipping_tax_class.as_str(), "group_id" => "tax", "_links" => links(group, id),
+            }
+        }
+        ("tax", "woocommerce_tax_based_on") => obj! {
+            "id" => id, "label" => "Calculate tax based on", "description" => "", "type" => "select", "default" => "shipping",
+            "options" => obj!{ "shipping" => "Customer shipping address", "billing" => "Customer billing address", "base" => "Shop base address" },
+            "tip" => "This option determines which address is used to calculate tax.",
+            "value" => s.tax_based_on.as_str(), "group_id" => "tax", "_links" => links(group, id),
+        },
         ("products", "woocommerce_manage_stock") => obj! {
             "id" => id, "label" => "Manage stock", "type" => "checkbox", "default" => "yes", "value" => if s.manage_stock { "yes" } else { "no" }, "group_id" => "products", "_links" => links(group, id),
         },
@@ -2339,6 +2399,113 @@ fn get_setting(shared: &Shared, req: &Req, group: &str, id: &str) -> Result<Resp
         }
     };
     Ok(Resp::json(200, &j))
+}
+
+fn yes_no(b: bool) -> &'static str {
+    if b {
+        "yes"
+    } else {
+        "no"
+    }
+}
+
+fn render_tax_rate(req: &Req, order: usize, r: &crate::store::TaxRate) -> J {
+    let mut rate = r.rate.round_dp(4);
+    rate.rescale(4);
+    obj! {
+        "id" => r.id,
+        "country" => r.country.as_str(),
+        "state" => r.state.as_str(),
+        "postcode" => "",
+        "city" => "",
+        "postcodes" => J::Arr(vec![]),
+        "cities" => J::Arr(vec![]),
+        "rate" => rate.to_string(),
+        "name" => r.name.as_str(),
+        "priority" => r.priority,
+        "compound" => r.compound,
+        "shipping" => r.shipping,
+        "order" => order as u64,
+        "class" => if r.class.is_empty() { "standard" } else { r.class.as_str() },
+        "_links" => obj! {
+            "self" => vec![obj!{ "href" => format!("{}/wp-json/wc/{}/taxes/{}", req.ctx.home, req.ctx.version, r.id) }],
+            "collection" => vec![obj!{ "href" => format!("{}/wp-json/wc/{}/taxes", req.ctx.home, req.ctx.version) }],
+        },
+    }
+}
+
+/// `GET /taxes`: the rate tables, `class=standard|<slug>` filters, paged like any list.
+fn list_tax_rates(shared: &Shared, req: &Req) -> Result<Resp, WpError> {
+    let paging = paging(&req.query)?;
+    let state = lock(shared)?;
+    let class = req.query.get("class").map(|c| {
+        if c == "standard" {
+            String::new()
+        } else {
+            c.to_string()
+        }
+    });
+    let rows: Vec<(usize, &crate::store::TaxRate)> = state
+        .settings
+        .tax_rates
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| class.as_ref().is_none_or(|c| *c == r.class))
+        .collect();
+    let total = rows.len() as u64;
+    let start = paging.offset.unwrap_or((paging.page - 1) * paging.per_page) as usize;
+    let items: Vec<J> = rows
+        .iter()
+        .skip(start)
+        .take(paging.per_page as usize)
+        .map(|(i, r)| render_tax_rate(req, *i, r))
+        .collect();
+    Ok(page_headers(
+        Resp::json(200, &J::Arr(items)),
+        req,
+        total,
+        &paging,
+    ))
+}
+
+fn get_tax_rate(shared: &Shared, req: &Req) -> Result<Resp, WpError> {
+    let state = lock(shared)?;
+    let id = req.id(1);
+    let found = state
+        .settings
+        .tax_rates
+        .iter()
+        .enumerate()
+        .find(|(_, r)| r.id == id);
+    match found {
+        Some((i, r)) => Ok(Resp::json(200, &render_tax_rate(req, i, r))),
+        None => Err(WpError::new(
+            404,
+            "woocommerce_rest_invalid_id",
+            "Invalid resource ID.",
+        )),
+    }
+}
+
+/// `GET /taxes/classes`: the standard class and the store's additional ones.
+fn list_tax_classes(shared: &Shared, req: &Req) -> Result<Resp, WpError> {
+    let state = lock(shared)?;
+    let collection = obj! {
+        "collection" => vec![obj!{ "href" => format!("{}/wp-json/wc/{}/taxes/classes", req.ctx.home, req.ctx.version) }],
+    };
+    let mut items = vec![
+        obj! { "slug" => "standard", "name" => "Standard rate", "_links" => collection.clone() },
+    ];
+    for (name, slug) in state
+        .settings
+        .tax_classes
+        .iter()
+        .zip(state.settings.tax_class_slugs())
+    {
+        items
+            .push(obj! { "slug" => slug, "name" => name.as_str(), "_links" => collection.clone() });
+    }
+    Ok(Resp::json(200, &J::Arr(items)))
 }
 
 fn system_status(shared: &Shared, req: &Req) -> Result<Resp, WpError> {
@@ -2493,6 +2660,21 @@ pub(crate) fn place_order(shared: &Shared, order: &PlaceOrder) -> Result<u64, St
             serde_json::json!([{ "name": f.name, "total": f.total }]),
         );
     }
+    let fees: Vec<tax::CheckoutFee> = order
+        .fee
+        .iter()
+        .map(|f| tax::CheckoutFee {
+            taxable: f.taxable,
+            tax_class: f.tax_class.clone(),
+        })
+        .collect();
+    let coupon = match &order.coupon {
+        Some(c) => Some(tax::CheckoutCoupon {
+            code: c.code.clone(),
+            amount: dec(&c.amount).ok_or("coupon amount is not a number")?,
+        }),
+        None => None,
+    };
     if let Some(pm) = &order.payment_method {
         body.insert("payment_method".into(), Value::String(pm.clone()));
         body.insert("payment_method_title".into(), Value::String(pm.clone()));
@@ -2508,10 +2690,8 @@ pub(crate) fn place_order(shared: &Shared, order: &PlaceOrder) -> Result<u64, St
         let mut o = orders::new_order(&mut state, now, "checkout");
         orders::apply_order_write(&mut state, &mut o, &body, Mode::Batch, now)
             .map_err(|e| format!("{}: {}", e.code, e.message))?;
-        if let Some(c) = &order.coupon {
-            let amount = dec(&c.amount).ok_or("coupon amount is not a number")?;
-            orders::apply_discount(&mut state, &mut o, &c.code, amount);
-        }
+        // The cart priced the order: its amounts, taxes and totals are the cart's.
+        tax::checkout_totals(&mut state, &mut o, coupon.as_ref(), &fees);
         let status = order.status.clone().unwrap_or_else(|| "processing".into());
         if !orders::STATUSES.contains(&status.as_str()) {
             return Err(format!("unknown status {status}"));
@@ -2546,6 +2726,79 @@ pub(crate) fn admin_order_status(shared: &Shared, id: u64, status: &str) -> Resu
         t
     };
     webhooks::enqueue(shared, &order_events(id, &touched, false));
+    Ok(())
+}
+
+/// Applies the keys of a `PUT /__sim/settings` body; unknown keys are refused so a typo does not
+/// leave a test running on settings it did not mean.
+pub(crate) fn apply_settings(s: &mut crate::store::Settings, v: &Value) -> Result<(), String> {
+    let Value::Object(map) = v else {
+        return Err("the body must be a JSON object of settings".into());
+    };
+    let mut next = s.clone();
+    for (k, val) in map {
+        let want_bool = || {
+            val.as_bool()
+                .ok_or_else(|| format!("{k} must be true or false, got {val}"))
+        };
+        let want_str = || {
+            val.as_str()
+                .map(str::to_string)
+                .ok_or_else(|| format!("{k} must be a string, got {val}"))
+        };
+        match k.as_str() {
+            "prices_include_tax" => next.prices_include_tax = want_bool()?,
+            "manage_stock" => next.manage_stock = want_bool()?,
+            "calc_taxes" => next.calc_taxes = want_bool()?,
+            "tax_round_at_subtotal" => next.tax_round_at_subtotal = want_bool()?,
+            "price_num_decimals" => {
+                next.price_num_decimals = val
+                    .as_u64()
+                    .filter(|n| *n <= 8)
+                    .ok_or_else(|| format!("price_num_decimals must be 0..=8, got {val}"))?
+                    as u32
+            }
+            "currency" => next.currency = want_str()?,
+            "default_country" => next.default_country = want_str()?,
+            "tax_based_on" => {
+                let b = want_str()?;
+                if !matches!(b.as_str(), "shipping" | "billing" | "base") {
+                    return Err(format!(
+                        "tax_based_on must be shipping, billing or base, got {b:?}"
+                    ));
+                }
+                next.tax_based_on = b;
+            }
+            "shipping_tax_class" => next.shipping_tax_class = want_str()?,
+            "tax_classes" => {
+                next.tax_classes = serde_json::from_value(val.clone())
+                    .map_err(|e| format!("tax_classes must be a list of names: {e}"))?
+            }
+            "tax_rates" => {
+                next.tax_rates = serde_json::from_value(val.clone()).map_err(|e| {
+                    format!("tax_rates must be a list of {{id, country, rate, name, priority, compound, shipping, class}}: {e}")
+                })?
+            }
+            other => return Err(format!("unknown setting {other:?}")),
+        }
+    }
+    if next.shipping_tax_class != "inherit" && !next.has_tax_class(&next.shipping_tax_class) {
+        return Err(format!(
+            "shipping_tax_class {:?} is not \"inherit\", \"\" or one of the tax classes",
+            next.shipping_tax_class
+        ));
+    }
+    if let Some(r) = next
+        .tax_rates
+        .iter()
+        .find(|r| !next.has_tax_class(&r.class))
+    {
+        return Err(format!(
+            "tax rate {} is in class {:?}, which is not one of the tax classes",
+            r.id, r.class
+        ));
+    }
+    *s = next;
     Ok(())
 }
 
@@ -2700,16 +2953,31 @@ async fn control(shared: &Arc<Shared>, method: &Method, rest: &str, body: &Bytes
         }
         ("PUT", ["settings"]) => {
             let v = parsed();
+            let Ok(mut s) = shared.state.lock() else {
+                return bad("state poisoned".into());
+            };
+            match apply_settings(&mut s.settings, &v) {
+                Ok(()) => ok(),
+                Err(e) => bad(e),
+            }
+        }
+        ("PUT", ["settings", "preset"]) => {
+            let preset = parsed()
+                .get("preset")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
+            let settings = match preset.as_str() {
+                "norway" => crate::store::Settings::norway(),
+                "default" => crate::store::Settings::default(),
+                other => {
+                    return bad(format!(
+                        "unknown preset {other:?}: use \"norway\" or \"default\""
+                    ))
+                }
+            };
             if let Ok(mut s) = shared.state.lock() {
-                if let Some(b) = v.get("prices_include_tax").and_then(Value::as_bool) {
-                    s.settings.prices_include_tax = b;
-                }
-                if let Some(n) = v.get("price_num_decimals").and_then(Value::as_u64) {
-                    s.settings.price_num_decimals = n.min(8) as u32;
-                }
-                if let Some(b) = v.get("manage_stock").and_then(Value::as_bool) {
-                    s.settings.manage_stock = b;
-                }
+                s.settings = settings;
             }
             ok()
         }

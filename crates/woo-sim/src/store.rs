@@ -251,7 +251,11 @@ pub struct Category {
     pub description: String,
 }
 
-/// An order line.
+/// Taxes per rate id, in the order WooCommerce keeps them: stored unrounded (at the rounding
+/// precision, 6 decimals), rounded only when summed.
+pub type RateTaxes = Vec<(u64, Decimal)>;
+
+/// An order line. Amounts are stored as WooCommerce stores them: excluding tax, unrounded.
 #[derive(Clone, Debug, PartialEq)]
 pub struct OrderLine {
     pub id: u64,
@@ -262,27 +266,37 @@ pub struct OrderLine {
     pub tax_class: String,
     pub subtotal: Decimal,
     pub total: Decimal,
+    pub subtotal_tax: Decimal,
+    pub total_tax: Decimal,
+    /// `taxes.total` and `taxes.subtotal`.
+    pub taxes: RateTaxes,
+    pub subtotal_taxes: RateTaxes,
     pub meta: Vec<Meta>,
     /// Units taken from stock for this line (`_reduced_stock`).
     pub reduced_stock: Option<i64>,
 }
 
-/// A shipping line.
+/// A shipping line; the cost is always entered excluding tax.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ShippingLine {
     pub id: u64,
     pub method_title: String,
     pub method_id: String,
     pub total: Decimal,
+    pub total_tax: Decimal,
+    pub taxes: RateTaxes,
 }
 
-/// A fee line.
+/// A fee line; the amount is always excluding tax.
 #[derive(Clone, Debug, PartialEq)]
 pub struct FeeLine {
     pub id: u64,
     pub name: String,
+    pub tax_class: String,
     pub tax_status: String,
     pub total: Decimal,
+    pub total_tax: Decimal,
+    pub taxes: RateTaxes,
 }
 
 /// A coupon line.
@@ -291,6 +305,32 @@ pub struct CouponLine {
     pub id: u64,
     pub code: String,
     pub discount: Decimal,
+    pub discount_tax: Decimal,
+}
+
+/// A tax line: one per rate used by the order (`WC_Order_Item_Tax`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TaxLine {
+    pub id: u64,
+    pub rate_id: u64,
+    pub rate_code: String,
+    pub label: String,
+    pub compound: bool,
+    pub rate_percent: Decimal,
+    pub tax_total: Decimal,
+    pub shipping_tax_total: Decimal,
+}
+
+/// The totals an order stores (recomputed only where WooCommerce recomputes them).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct OrderTotals {
+    pub discount_total: Decimal,
+    pub discount_tax: Decimal,
+    pub shipping_total: Decimal,
+    pub shipping_tax: Decimal,
+    pub cart_tax: Decimal,
+    pub total: Decimal,
+    pub total_tax: Decimal,
 }
 
 /// An order (post storage semantics of 7.9).
@@ -319,6 +359,8 @@ pub struct Order {
     pub shipping_lines: Vec<ShippingLine>,
     pub fee_lines: Vec<FeeLine>,
     pub coupon_lines: Vec<CouponLine>,
+    pub tax_lines: Vec<TaxLine>,
+    pub totals: OrderTotals,
     pub refunds: Vec<(u64, String, Decimal)>,
     pub stock_reduced: bool,
     pub trashed_from: Option<String>,
@@ -351,14 +393,136 @@ pub struct Webhook {
     pub modified: Option<i64>,
 }
 
-/// Store-wide settings.
+/// A tax rate (WooCommerce → Settings → Tax → the rate tables).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TaxRate {
+    /// Rate id (`tax_rate_id`); the id order items refer to.
+    pub id: u64,
+    /// ISO country, `""` for every country.
+    #[serde(default)]
+    pub country: String,
+    /// State code, `""` for every state.
+    #[serde(default)]
+    pub state: String,
+    /// Percent, e.g. `25`.
+    pub rate: Decimal,
+    /// Name shown to customers and used as the tax line label (`MVA`).
+    #[serde(default)]
+    pub name: String,
+    /// One matching rate per priority is used.
+    #[serde(default = "one")]
+    pub priority: i64,
+    /// Applied on top of the other rates.
+    #[serde(default)]
+    pub compound: bool,
+    /// Also applied to shipping.
+    #[serde(default = "yes")]
+    pub shipping: bool,
+    /// Tax class slug, `""` for the standard class.
+    #[serde(default)]
+    pub class: String,
+}
+
+fn one() -> i64 {
+    1
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Store-wide settings (the `woocommerce_*` options the simulator honours).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Settings {
+    /// `woocommerce_prices_include_tax`: product prices are entered with tax.
     pub prices_include_tax: bool,
     pub price_num_decimals: u32,
     pub currency: String,
     pub manage_stock: bool,
     pub notify_no_stock_amount: i64,
+    /// `woocommerce_calc_taxes`: "Enable tax rates and calculations".
+    pub calc_taxes: bool,
+    /// `woocommerce_tax_round_at_subtotal`: round tax at subtotal level instead of per line.
+    pub tax_round_at_subtotal: bool,
+    /// `woocommerce_shipping_tax_class`: `inherit` (from the cart items), `""` (standard) or a
+    /// class slug.
+    pub shipping_tax_class: String,
+    /// `woocommerce_tax_based_on`: `shipping`, `billing` or `base`.
+    pub tax_based_on: String,
+    /// `woocommerce_default_country`: the shop's base country (`NO`, or `US:CA` with a state).
+    pub default_country: String,
+    /// `woocommerce_tax_classes`: the additional classes by name; the slug is the sanitised
+    /// name (`Reduced rate` → `reduced-rate`).
+    pub tax_classes: Vec<String>,
+    /// The rate tables of every class.
+    pub tax_rates: Vec<TaxRate>,
+}
+
+impl Default for Settings {
+    /// What the captured reference store used: EUR, prices without tax, no tax rates.
+    fn default() -> Self {
+        Settings {
+            prices_include_tax: false,
+            price_num_decimals: 2,
+            currency: "EUR".into(),
+            manage_stock: true,
+            notify_no_stock_amount: 0,
+            calc_taxes: false,
+            tax_round_at_subtotal: false,
+            shipping_tax_class: "inherit".into(),
+            tax_based_on: "shipping".into(),
+            default_country: "DE".into(),
+            tax_classes: vec!["Reduced rate".into(), "Zero rate".into()],
+            tax_rates: Vec::new(),
+        }
+    }
+}
+
+impl Settings {
+    /// A Norwegian shop as a retailer sets one up: NOK with 2 decimals, prices entered with tax,
+    /// taxes on (MVA 25 % standard, 15 % food, 12 % reduced, 0 %), tax on shipping.
+    pub fn norway() -> Self {
+        let rate = |id: u64, pct: i64, class: &str| TaxRate {
+            id,
+            country: "NO".into(),
+            state: String::new(),
+            rate: Decimal::from(pct),
+            name: "MVA".into(),
+            priority: 1,
+            compound: false,
+            shipping: true,
+            class: class.into(),
+        };
+        Settings {
+            prices_include_tax: true,
+            currency: "NOK".into(),
+            calc_taxes: true,
+            default_country: "NO".into(),
+            tax_classes: vec!["Reduced rate".into(), "Zero rate".into(), "Food".into()],
+            tax_rates: vec![
+                rate(1, 25, ""),
+                rate(2, 15, "food"),
+                rate(3, 12, "reduced-rate"),
+                rate(4, 0, "zero-rate"),
+            ],
+            ..Settings::default()
+        }
+    }
+
+    /// The slugs of the additional tax classes, in the store's order.
+    pub fn tax_class_slugs(&self) -> Vec<String> {
+        self.tax_classes.iter().map(|c| slugify(c)).collect()
+    }
+
+    /// Whether `slug` names a tax class of this store (`""` is the standard class).
+    pub fn has_tax_class(&self, slug: &str) -> bool {
+        slug.is_empty() || self.tax_class_slugs().iter().any(|s| s == slug)
+    }
+
+    /// The base country without a state.
+    pub fn base_country(&self) -> &str {
+        self.default_country.split(':').next().unwrap_or_default()
+    }
 }
 
 /// A capture recorded when an order reached `completed` (or `processing`) for the first time:
@@ -417,6 +581,10 @@ pub const UNCATEGORIZED: u64 = 15;
 
 impl State {
     pub fn new() -> Self {
+        State::with_settings(Settings::default())
+    }
+
+    pub fn with_settings(settings: Settings) -> Self {
         let mut categories = BTreeMap::new();
         categories.insert(
             UNCATEGORIZED,
@@ -441,13 +609,7 @@ impl State {
             orders: BTreeMap::new(),
             notes: Vec::new(),
             webhooks: BTreeMap::new(),
-            settings: Settings {
-                prices_include_tax: false,
-                price_num_decimals: 2,
-                currency: "EUR".into(),
-                manage_stock: true,
-                notify_no_stock_amount: 0,
-            },
+            settings,
             captures: Vec::new(),
             nonces: HashMap::new(),
             stock_changes: None,
@@ -686,11 +848,25 @@ pub fn dec(s: &str) -> Option<Decimal> {
     t.parse::<Decimal>().ok()
 }
 
-/// Money rounded to `dp` decimals with trailing zeros, as order totals are rendered.
+/// Money rounded to `dp` decimals with trailing zeros, as order totals are rendered
+/// (`wc_format_decimal` with `dp`: PHP's `number_format`, half away from zero).
 pub fn money(d: Decimal, dp: u32) -> String {
-    let mut r = d.round_dp(dp);
+    let mut r = d.round_dp_with_strategy(dp, rust_decimal::RoundingStrategy::MidpointAwayFromZero);
     r.rescale(dp);
     r.to_string()
+}
+
+/// A stored unrounded amount as `wc_format_decimal` without `dp` writes a float: at most 6
+/// decimals, trailing zeros trimmed (`4.4`, `1.225`, `0`).
+pub fn unrounded(d: Decimal) -> String {
+    let r = d
+        .round_dp_with_strategy(6, rust_decimal::RoundingStrategy::MidpointAwayFromZero)
+        .normalize();
+    if r.is_zero() {
+        "0".into()
+    } else {
+        r.to_string()
+    }
 }
 
 /// Formats a unix time as WooCommerce's offset-less date, shifted by `offset` seconds.
@@ -846,5 +1022,11 @@ mod tests {
     #[test]
     fn formats_money_with_trailing_zeros() {
         assert_eq!(money(Decimal::new(49, 1), 2), "4.90");
+        // number_format rounds half away from zero, not to even.
+        assert_eq!(money(Decimal::new(1225, 3), 2), "1.23");
+        assert_eq!(money(Decimal::new(-1225, 3), 2), "-1.23");
+        assert_eq!(unrounded(Decimal::new(44000, 4)), "4.4");
+        assert_eq!(unrounded(Decimal::new(1_2250001, 7)), "1.225");
+        assert_eq!(unrounded(Decimal::ZERO), "0");
     }
 }

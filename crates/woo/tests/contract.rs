@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::{Receiver, Target};
 use duellsync_woo::*;
-use duellsync_woo_sim::{FaultKind, FaultRule, PlaceLine, PlaceOrder, SimConfig};
+use duellsync_woo_sim::{FaultKind, FaultRule, PlaceLine, PlaceOrder, Settings, SimConfig};
 use rust_decimal::Decimal;
 use secrecy::SecretString;
 
@@ -415,7 +415,38 @@ async fn product_lists_ordered_by_date_repeat_and_skip_rows_that_share_a_timesta
 
 #[tokio::test]
 async fn fields_trim_the_response_and_the_client_always_asks_for_id() {
-    let t = Target::new().await;
+    fields_trim(Target::new().await).await;
+}
+
+#[tokio::test]
+async fn fields_trim_over_https_with_a_private_ca_as_woo_ca_cert_names_it() {
+    // A store over https whose certificate a private CA signed: the suite's own raw requests
+    // trust the CA from WOO_CA_CERT as the client does (they failed with UnknownIssuer).
+    let sim = Target::https(SimConfig::default()).await;
+    let Some(running) = sim.sim.as_ref() else {
+        // Against a real store the target already comes from WOO_URL and WOO_CA_CERT.
+        return fields_trim(sim).await;
+    };
+    let ca = std::env::temp_dir().join(format!("woo-ca-{}.pem", t_prefix(&sim)));
+    std::fs::write(&ca, running.ca_pem().expect("the simulator's CA")).unwrap();
+    let mut t = Target::real(
+        sim.url.clone(),
+        sim.key.clone(),
+        sim.secret.clone(),
+        Some(ca.display().to_string()),
+    );
+    assert!(t.url.starts_with("https://"), "{}", t.url);
+    t.sim = sim.sim;
+    fields_trim(t).await;
+    let _ = std::fs::remove_file(&ca);
+}
+
+/// A name unique to this test run (the target's SKU prefix).
+fn t_prefix(t: &Target) -> String {
+    t.prefix.trim_end_matches('-').to_owned()
+}
+
+async fn fields_trim(t: Target) {
     let c = t.client();
     let p = c
         .create_product(&simple(&t, "F1", "3", Some(2)))
@@ -435,16 +466,13 @@ async fn fields_trim_the_response_and_the_client_always_asks_for_id() {
         page.items[0].name.is_empty(),
         "fields not asked for are absent"
     );
-    let raw = common::raw(
-        &t.url,
-        &t.key,
-        &t.secret,
-        "GET",
-        &format!("/wp-json/wc/v3/products?include={}&_fields=sku", p.id),
-        None,
-        true,
-    )
-    .await;
+    let raw = t
+        .raw(
+            "GET",
+            &format!("/wp-json/wc/v3/products?include={}&_fields=sku", p.id),
+            None,
+        )
+        .await;
     assert_eq!(
         raw.body,
         serde_json::json!([{ "sku": t.sku("F1") }]),
@@ -620,10 +648,13 @@ async fn reads_price_settings_and_the_woocommerce_version() {
     assert!(v.split('.').count() >= 2, "{v}");
 }
 
-#[tokio::test]
-async fn an_order_is_created_listed_completed_and_annotated() {
-    let t = Target::new().await;
+/// Creates an order over REST and follows it through its life. The amounts asserted are what
+/// the store's tax settings imply (read from the store), so the test holds in a store without
+/// taxes and in one that adds VAT to shipping alike; `sim_total` is what the simulator's
+/// configuration must come to (a check that the expectation really depends on the settings).
+async fn order_lifecycle(t: Target, sim_total: &str) {
     let c = t.client();
+    let taxes = common::taxes::StoreTaxes::read(&t).await;
     let p = c
         .create_product(&simple(&t, "O1", "11.00", Some(24)))
         .await
@@ -651,13 +682,32 @@ async fn an_order_is_created_listed_completed_and_annotated() {
         })
         .await
         .unwrap();
+    let expected = taxes.rest_order(
+        &[common::taxes::Line {
+            price: d("11.00"),
+            quantity: 2,
+            class: String::new(),
+        }],
+        &[d("4.90")],
+    );
     assert_eq!(order.status, "processing");
-    assert_eq!(order.total, d("26.90"));
+    assert_eq!(order.total, expected.total, "{taxes:?}");
+    assert_eq!(order.total_tax, expected.total_tax);
+    assert_eq!(order.shipping_tax, expected.shipping_tax);
+    assert_eq!(order.cart_tax, expected.cart_tax);
+    assert_eq!(order.shipping_total, d("4.90"));
+    assert_eq!(order.prices_include_tax, taxes.prices_include_tax);
+    if t.is_sim() {
+        assert_eq!(order.total, d(sim_total));
+    }
     assert_eq!(
         order.line_items[0].sku.as_deref(),
         Some(t.sku("O1").as_str())
     );
-    assert_eq!(order.line_items[0].total, d("22.00"));
+    assert_eq!(
+        (order.line_items[0].total, order.line_items[0].total_tax),
+        expected.lines[0]
+    );
     assert!(order.date_paid_gmt.is_some());
     assert!(!order.number.is_empty());
     assert_eq!(
@@ -675,9 +725,14 @@ async fn an_order_is_created_listed_completed_and_annotated() {
         .await
         .unwrap();
     assert_eq!(listed.items.len(), 1);
+    assert_eq!(listed.items[0].total, expected.total);
     let done = c.update_order_status(order.id, "completed").await.unwrap();
     assert_eq!(done.status, "completed");
     assert!(done.date_completed_gmt.is_some());
+    assert_eq!(
+        done.total, expected.total,
+        "a status change keeps the totals"
+    );
     let again = c.update_order_status(order.id, "completed").await.unwrap();
     assert_eq!(
         again.date_completed_gmt, done.date_completed_gmt,
@@ -701,6 +756,38 @@ async fn an_order_is_created_listed_completed_and_annotated() {
     assert_eq!(err.status(), Some(404));
     let _ = c.delete_order(order.id, true).await;
     c.delete_product(p.id, true).await.unwrap();
+}
+
+#[tokio::test]
+async fn an_order_is_created_listed_completed_and_annotated() {
+    // The simulator's default store computes no taxes: 2 × 11.00 + 4.90.
+    order_lifecycle(Target::new().await, "26.90").await;
+}
+
+#[tokio::test]
+async fn an_order_in_a_norwegian_shop_carries_vat_on_its_lines_and_shipping() {
+    // Prices with 25 % VAT, shipping entered without it: 22.00 + 4.90 + 1.225 (rounded half
+    // down, as a store whose prices include tax rounds tax) = 28.12, as on the reference store.
+    let t = Target::with_config(SimConfig {
+        settings: Settings::norway(),
+        ..SimConfig::default()
+    })
+    .await;
+    order_lifecycle(t, "28.12").await;
+}
+
+#[tokio::test]
+async fn an_order_in_a_shop_with_prices_without_tax_rounding_at_subtotal() {
+    let mut settings = Settings::norway();
+    settings.prices_include_tax = false;
+    settings.tax_round_at_subtotal = true;
+    let t = Target::with_config(SimConfig {
+        settings,
+        ..SimConfig::default()
+    })
+    .await;
+    // 22.00 + 5.50 VAT + 4.90 + 1.225 VAT, rounded once: 33.625 → 33.63.
+    order_lifecycle(t, "33.63").await;
 }
 
 #[tokio::test]
@@ -734,6 +821,7 @@ async fn a_customer_order_reduces_stock_once_and_cancelling_restores_it() {
             fee: Some(duellsync_woo_sim::PlaceFee {
                 name: "Gift wrap".into(),
                 total: "1.50".into(),
+                ..Default::default()
             }),
             ..Default::default()
         })

@@ -11,7 +11,7 @@ use base64::Engine as _;
 use common::{raw, Raw};
 use duellsync_woo::oauth::{self, SignatureMethod};
 use duellsync_woo::*;
-use duellsync_woo_sim::{SimConfig, WooSim};
+use duellsync_woo_sim::{Settings, SimConfig, WooSim};
 use serde_json::{json, Value};
 
 const SAMPLE_SECRET: &str = "cs_1b2970bc245f6468c58198f7e42707242aa1698e";
@@ -1234,6 +1234,168 @@ async fn the_simulator_runs_orders_like_the_real_store() {
         )
         .await;
     assert_eq!(v2.status, 400, "v2 takes one status");
+}
+
+/// The field names of an object, sorted (serde_json keeps no order).
+fn keys(v: &Value) -> Vec<&str> {
+    let mut k: Vec<&str> = v
+        .as_object()
+        .unwrap_or_else(|| panic!("an object: {v}"))
+        .keys()
+        .map(String::as_str)
+        .collect();
+    k.sort_unstable();
+    k
+}
+
+#[tokio::test]
+async fn the_simulator_shapes_taxed_orders_like_the_real_store() {
+    // The captured store computed no taxes; a store that does fills the same fields (and the
+    // tax arrays, whose element shapes are WooCommerce's: taxes[{id,total,subtotal}], tax_lines
+    // [{id,rate_code,rate_id,label,compound,tax_total,shipping_tax_total,rate_percent,meta_data}]).
+    let s = Sim::with(SimConfig {
+        settings: Settings::norway(),
+        ..SimConfig::default()
+    })
+    .await;
+    let mug = s.create(json!({"name": "Lab Mug", "sku": "LAB-4D5FC1-001", "regular_price": "14.50", "sale_price": "11.00", "manage_stock": true, "stock_quantity": 24})).await;
+    let tee = s.create(json!({"name": "Lab Tee M", "sku": "LAB-4D5FC1-TM", "regular_price": "22.00", "tax_class": "food", "manage_stock": true, "stock_quantity": 60})).await;
+    assert_eq!(
+        tee["tax_class"],
+        json!("food"),
+        "a class of the store is kept"
+    );
+    let mut body = sample("24-")["request"]["body"].clone();
+    body["line_items"][0]["product_id"] = mug["id"].clone();
+    body["line_items"][1]["product_id"] = tee["id"].clone();
+    body["billing"]["country"] = json!("NO");
+    body["shipping"]["country"] = json!("NO");
+    let got = s.send("POST", "/wp-json/wc/v3/orders", Some(&body)).await;
+    assert_eq!(got.status, 201, "{}", got.text);
+    let real = sample("24-")["response"]["body"].clone();
+    let o = &got.body;
+    assert_eq!(keys(o), keys(&real), "the same order fields");
+    for list in ["line_items", "shipping_lines"] {
+        assert_eq!(keys(&o[list][0]), keys(&real[list][0]), "{list} fields");
+    }
+    let taxes = o["line_items"][0]["taxes"].as_array().unwrap();
+    assert_eq!(taxes.len(), 1);
+    assert_eq!(keys(&taxes[0]), ["id", "subtotal", "total"]);
+    assert!(taxes[0]["id"].is_u64() && taxes[0]["total"].is_string());
+    assert_eq!(
+        o["line_items"][1]["taxes"][0]["id"],
+        json!(2),
+        "food is taxed at its own rate"
+    );
+    assert_eq!(o["shipping_lines"][0]["taxes"][0]["subtotal"], json!(""));
+    let lines = o["tax_lines"].as_array().unwrap();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(
+        keys(&lines[0]),
+        [
+            "compound",
+            "id",
+            "label",
+            "meta_data",
+            "rate_code",
+            "rate_id",
+            "rate_percent",
+            "shipping_tax_total",
+            "tax_total"
+        ]
+    );
+    assert_eq!(lines[0]["rate_percent"], json!(25));
+    assert_eq!(lines[1]["rate_percent"], json!(15));
+    // Amounts are strings rounded to the store's decimals, and add up.
+    let dec = |v: &Value| {
+        v.as_str()
+            .unwrap()
+            .parse::<rust_decimal::Decimal>()
+            .unwrap()
+    };
+    for k in [
+        "discount_tax",
+        "shipping_tax",
+        "cart_tax",
+        "total",
+        "total_tax",
+    ] {
+        assert!(
+            o[k].as_str()
+                .is_some_and(|v| v.split('.').nth(1).map(str::len) == Some(2)),
+            "{k}: {}",
+            o[k]
+        );
+    }
+    let items: rust_decimal::Decimal = o["line_items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| dec(&l["total"]))
+        .sum();
+    assert_eq!(
+        dec(&o["total"]),
+        items + dec(&o["shipping_total"]) + dec(&o["total_tax"]),
+        "{o}"
+    );
+    // 2 × 11.00 and 22.00 with VAT, 4.90 + 25 % VAT shipping.
+    assert_eq!(o["total"], json!("50.12"));
+
+    // Lists (27/30) and GET show the same order.
+    let id = o["id"].as_u64().unwrap();
+    let listed = s
+        .send("GET", &format!("/wp-json/wc/v3/orders?include={id}"), None)
+        .await;
+    assert_eq!(
+        keys(&listed.body[0]),
+        keys(&sample("27-")["response"]["body"][0])
+    );
+    assert_eq!(listed.body[0]["tax_lines"], o["tax_lines"]);
+    assert_eq!(listed.body[0]["total"], o["total"]);
+
+    // The tax settings answer like 34 does.
+    let real34 = sample("34-")["response"]["body"].clone();
+    for (group, id, value) in [
+        ("tax", "woocommerce_prices_include_tax", "yes"),
+        ("general", "woocommerce_calc_taxes", "yes"),
+        ("tax", "woocommerce_tax_round_at_subtotal", "no"),
+        ("tax", "woocommerce_shipping_tax_class", "inherit"),
+        ("tax", "woocommerce_tax_based_on", "shipping"),
+        ("general", "woocommerce_default_country", "NO"),
+        ("general", "woocommerce_currency", "NOK"),
+    ] {
+        let got = s
+            .send(
+                "GET",
+                &format!("/wp-json/wc/v3/settings/{group}/{id}"),
+                None,
+            )
+            .await;
+        assert_eq!(got.status, 200, "{id}: {}", got.text);
+        assert_eq!(got.body["value"], json!(value), "{id}");
+        assert_eq!(got.body["group_id"], json!(group));
+        for k in [
+            "id", "label", "type", "default", "value", "group_id", "_links",
+        ] {
+            assert!(
+                real34.get(k).is_some() && got.body.get(k).is_some(),
+                "{id}: {k}"
+            );
+        }
+    }
+    let rates = s.send("GET", "/wp-json/wc/v3/taxes?class=food", None).await;
+    assert_eq!(rates.body.as_array().unwrap().len(), 1);
+    assert_eq!(rates.body[0]["rate"], json!("15.0000"));
+    assert_eq!(rates.body[0]["class"], json!("food"));
+    let classes = s.send("GET", "/wp-json/wc/v3/taxes/classes", None).await;
+    let slugs: Vec<&str> = classes
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["slug"].as_str().unwrap())
+        .collect();
+    assert_eq!(slugs, ["standard", "reduced-rate", "zero-rate", "food"]);
 }
 
 #[tokio::test]

@@ -322,6 +322,7 @@ async fn shipping_and_fee_lines_become_lines_of_dedicated_products() {
             o.fee = Some(PlaceFee {
                 name: "Gebyr".into(),
                 total: "10.00".into(),
+                ..Default::default()
             });
         })
     };
@@ -339,16 +340,29 @@ async fn shipping_and_fee_lines_become_lines_of_dedicated_products() {
         .iter()
         .find(|l| l.line_key == "-9999999")
         .expect("shipping line");
+    // Shipping is entered without VAT; the Norwegian shop adds 25 %. The fee is not taxable.
     assert_eq!(
-        (ship.product_id, ship.price_inc_vat, ship.quantity),
-        (shipping_id[0], dec!(49), dec!(1))
+        (
+            ship.product_id,
+            ship.price_inc_vat,
+            ship.vatrate_percent,
+            ship.quantity
+        ),
+        (shipping_id[0], dec!(61.25), dec!(25), dec!(1))
     );
     let fee = o
         .lines
         .iter()
         .find(|l| l.product_id == fee_id[0])
         .expect("fee line");
-    assert_eq!(fee.price_inc_vat, dec!(10));
+    assert_eq!(
+        (fee.price_inc_vat, fee.vatrate_percent),
+        (dec!(10), dec!(0))
+    );
+    assert_eq!(
+        TestApp::booked(&o).to_string(),
+        app.order_json(id)["total"].as_str().unwrap()
+    );
     assert_eq!(
         app.duell
             .categories()

@@ -1,7 +1,10 @@
 //! Shared test harness: a target store (the simulator in-process by default, or a real store
 //! from `WOO_URL`/`WOO_CONSUMER_KEY`/`WOO_CONSUMER_SECRET`[/`WOO_CA_CERT`]), clients, a raw
-//! signed request helper, and a tiny local HTTP receiver for webhooks and images.
+//! signed request helper, a tiny local HTTP receiver for webhooks and images, and the store's
+//! tax settings with what WooCommerce charges under them ([`taxes`]).
 #![allow(dead_code)]
+
+pub mod taxes;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -44,17 +47,7 @@ impl Target {
                 std::env::var("WOO_CONSUMER_KEY").expect("WOO_CONSUMER_KEY is set with WOO_URL");
             let secret = std::env::var("WOO_CONSUMER_SECRET")
                 .expect("WOO_CONSUMER_SECRET is set with WOO_URL");
-            let ca_pem = std::env::var("WOO_CA_CERT")
-                .ok()
-                .map(|p| std::fs::read(p).expect("WOO_CA_CERT is readable"));
-            return Target {
-                sim: None,
-                url,
-                key,
-                secret,
-                ca_pem,
-                prefix: unique_prefix(),
-            };
+            return Target::real(url, key, secret, std::env::var("WOO_CA_CERT").ok());
         }
         let sim = WooSim::start(cfg).await.expect("simulator starts");
         let (key, secret) = sim.credentials();
@@ -66,6 +59,33 @@ impl Target {
             secret,
             prefix: unique_prefix(),
         }
+    }
+
+    /// A real store as the environment describes it: `WOO_URL`, the key and secret, and
+    /// optionally the path of a PEM CA certificate (`WOO_CA_CERT`) for a private https store.
+    pub fn real(url: String, key: String, secret: String, ca_cert_path: Option<String>) -> Target {
+        let ca_pem = ca_cert_path.map(|p| {
+            std::fs::read(&p).unwrap_or_else(|e| panic!("WOO_CA_CERT {p} is not readable: {e}"))
+        });
+        Target {
+            sim: None,
+            url,
+            key,
+            secret,
+            ca_pem,
+            prefix: unique_prefix(),
+        }
+    }
+
+    /// The simulator over https, its certificate signed by its own private CA (which the
+    /// target trusts, as `WOO_CA_CERT` makes a real store's target trust it); the real store
+    /// when `WOO_URL` is set.
+    pub async fn https(cfg: SimConfig) -> Target {
+        let mut t = Target::with_config(SimConfig { https: true, ..cfg }).await;
+        if let Some(url) = t.sim.as_ref().and_then(WooSim::https_base_url) {
+            t.url = url;
+        }
+        t
     }
 
     pub fn is_sim(&self) -> bool {
@@ -104,6 +124,40 @@ impl Target {
     pub fn sku(&self, s: &str) -> String {
         format!("{}{s}", self.prefix)
     }
+
+    /// A raw request to this store, authenticated as the client does it (Basic over https,
+    /// OAuth 1.0a in the header over http) and trusting the same CA.
+    pub async fn raw(
+        &self,
+        method: &str,
+        path_and_query: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Raw {
+        let auth = if self.url.starts_with("https://") {
+            RawAuth::Basic
+        } else {
+            RawAuth::OAuth
+        };
+        send_raw(
+            &self.url,
+            &self.key,
+            &self.secret,
+            self.ca_pem.as_deref(),
+            method,
+            path_and_query,
+            body,
+            auth,
+        )
+        .await
+    }
+}
+
+/// How a raw request authenticates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RawAuth {
+    None,
+    OAuth,
+    Basic,
 }
 
 /// A raw request signed with OAuth 1.0a in the header (or unsigned), for comparing the exact
@@ -124,16 +178,39 @@ pub async fn raw(
     body: Option<&serde_json::Value>,
     sign: bool,
 ) -> Raw {
+    let auth = if sign { RawAuth::OAuth } else { RawAuth::None };
+    send_raw(base, key, secret, None, method, path_and_query, body, auth).await
+}
+
+/// A raw request; `ca_pem` is trusted besides the system roots, as the client trusts
+/// `ClientConfig::ca_cert_pem`.
+#[allow(clippy::too_many_arguments)]
+pub async fn send_raw(
+    base: &str,
+    key: &str,
+    secret: &str,
+    ca_pem: Option<&[u8]>,
+    method: &str,
+    path_and_query: &str,
+    body: Option<&serde_json::Value>,
+    auth: RawAuth,
+) -> Raw {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let url = format!("{base}{path_and_query}");
     let parsed = url::Url::parse(&url).expect("valid url");
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client");
+    let mut builder = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none());
+    if let Some(pem) = ca_pem {
+        let certs =
+            reqwest::Certificate::from_pem_bundle(pem).expect("WOO_CA_CERT holds PEM certificates");
+        builder = builder.tls_certs_merge(certs);
+    }
+    let http = builder.build().expect("client");
     let m = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
     let mut rb = http.request(m, parsed.clone());
-    if sign {
+    if auth == RawAuth::Basic {
+        rb = rb.basic_auth(key, Some(secret));
+    }
+    if auth == RawAuth::OAuth {
         let pairs: Vec<(String, String)> = parsed
             .query()
             .unwrap_or("")
@@ -185,7 +262,10 @@ pub async fn raw(
             .header("Content-Type", "application/json")
             .body(serde_json::to_vec(b).expect("json"));
     }
-    let resp = rb.send().await.expect("request sent");
+    let resp = rb
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{method} {url}: {e:?}"));
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
     let text = resp.text().await.unwrap_or_default();

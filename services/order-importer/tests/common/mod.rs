@@ -28,6 +28,9 @@ pub struct Setup {
     pub sections: String,
     /// DUELL simulator configuration.
     pub duell: duellsync_duell_sim::SimConfig,
+    /// The WooCommerce store's settings (taxes, currency): a Norwegian shop with VAT by default,
+    /// `Settings::default()` for a store that computes no taxes.
+    pub woo: duellsync_woo_sim::Settings,
     /// Importer configuration (NATS, paths and ports are filled in).
     pub config: Config,
     /// Environment for the store files (`DUELLSYNC_STORES__S1__DUELL__ORDER_LOOKUP=true`).
@@ -78,6 +81,8 @@ pub async fn spawn_app_with(f: impl FnOnce(&mut Setup)) -> TestApp {
             customers: 0,
             ..Default::default()
         },
+        // A Norwegian shop, as the engine's users run: prices with VAT, VAT on shipping.
+        woo: duellsync_woo_sim::Settings::norway(),
         config,
         env: Vec::new(),
     };
@@ -87,6 +92,7 @@ pub async fn spawn_app_with(f: impl FnOnce(&mut Setup)) -> TestApp {
         .expect("duell-sim starts");
     let woo = WooSim::start(duellsync_woo_sim::SimConfig {
         https: false,
+        settings: setup.woo.clone(),
         ..Default::default()
     })
     .await
@@ -166,6 +172,14 @@ impl TestApp {
         self.start().await;
     }
 
+    /// A WooCommerce client for the store, configured as the importer configures its own.
+    pub fn woo_client(&self) -> duellsync_woo::WooClient {
+        let stores = duellsync_settings::load_stores(&self.config.stores_path, &self.env)
+            .expect("store settings are valid");
+        let store = stores.get(STORE).expect("the store");
+        duellsync_clients::woo_client(store).expect("woo client")
+    }
+
     pub fn state_dir(&self) -> PathBuf {
         self.config.state_dir.clone()
     }
@@ -191,15 +205,28 @@ impl TestApp {
     }
 
     pub fn woo_product(&self, sku: &str, price: &str) -> u64 {
+        self.woo_product_in(sku, price, "")
+    }
+
+    /// A WooCommerce product in a tax class (`""` standard, `food`, `reduced-rate`, `zero-rate`).
+    pub fn woo_product_in(&self, sku: &str, price: &str, tax_class: &str) -> u64 {
         self.woo
             .admin_write_product(
                 None,
                 serde_json::json!({
                     "name": format!("Vare {sku}"), "sku": sku, "regular_price": price,
-                    "manage_stock": true, "stock_quantity": 10,
+                    "manage_stock": true, "stock_quantity": 10, "tax_class": tax_class,
                 }),
             )
             .expect("woo product")
+    }
+
+    /// What a DUELL order books: Σ (unit price with VAT − unit discount) × quantity.
+    pub fn booked(o: &duellsync_duell_sim::SimOrder) -> Decimal {
+        o.lines
+            .iter()
+            .map(|l| (l.price_inc_vat - l.discount_amount.unwrap_or_default()) * l.quantity)
+            .sum()
     }
 
     /// Places an order at checkout (status `processing` unless `f` says otherwise).
