@@ -141,6 +141,113 @@ pub fn load_service<T: ServiceConfig>(
     Ok((config, stores))
 }
 
+/// One part of a configuration check: a config file or a set of stores.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct CheckSection {
+    pub title: String,
+    pub problems: Vec<CheckProblem>,
+    pub warnings: Vec<String>,
+    /// The stores it defines or would serve.
+    pub stores: Vec<String>,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct CheckProblem {
+    pub key: String,
+    pub message: String,
+}
+
+impl From<&crate::Problem> for CheckProblem {
+    fn from(p: &crate::Problem) -> Self {
+        CheckProblem {
+            key: p.key.clone(),
+            message: p.message.clone(),
+        }
+    }
+}
+
+/// The result of `<service> --check-config`, printed as JSON on stdout.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct CheckReport {
+    pub service: String,
+    pub ok: bool,
+    pub sections: Vec<CheckSection>,
+}
+
+/// A service's own check of its configuration (`--check-config`): its config file and
+/// environment with its own `Config` type and `validate`, then the stores it would serve.
+/// `syncctl config check --service` runs the service binary with `--check-config` and reads
+/// this report, so that the CLI never has to link the services to know their rules.
+pub fn check_config<T: ServiceConfig>(
+    service: &str,
+    path: Option<&Path>,
+    env: &[(String, String)],
+    validate: impl Fn(&T) -> Result<(), ConfigError>,
+) -> CheckReport {
+    let problems = |e: ConfigError| e.problems.iter().map(CheckProblem::from).collect();
+    let mut section = CheckSection {
+        title: format!(
+            "service {service} {}",
+            path.map(|p| p.display().to_string())
+                .unwrap_or_else(|| "(environment)".into())
+        ),
+        problems: Vec::new(),
+        warnings: Vec::new(),
+        stores: Vec::new(),
+    };
+    let config: T = match load_service_config(path, env) {
+        Ok(c) => c,
+        Err(e) => {
+            section.problems = problems(e);
+            return CheckReport {
+                service: service.to_owned(),
+                ok: false,
+                sections: vec![section],
+            };
+        }
+    };
+    if let Err(e) = validate(&config) {
+        section.problems = problems(e);
+    }
+    let mut stores = CheckSection {
+        title: format!("stores {}", config.stores_path().display()),
+        problems: Vec::new(),
+        warnings: Vec::new(),
+        stores: Vec::new(),
+    };
+    match crate::load_stores_for(config.stores_path(), env, config.secrets_needed())
+        .and_then(|s| s.select(config.shard()))
+    {
+        Ok(s) => {
+            stores.stores = s.ids().map(str::to_owned).collect();
+            stores.warnings = s.warnings;
+        }
+        Err(e) => stores.problems = problems(e),
+    }
+    let sections = vec![section, stores];
+    CheckReport {
+        service: service.to_owned(),
+        ok: sections.iter().all(|s| s.problems.is_empty()),
+        sections,
+    }
+}
+
+/// Prints a [`CheckReport`] as JSON on stdout and returns the exit code: 0 valid, 2 invalid.
+pub fn print_check_report(report: &CheckReport) -> i32 {
+    match serde_json::to_string_pretty(report) {
+        Ok(text) => println!("{text}"),
+        Err(e) => {
+            eprintln!("cannot print the report: {e}");
+            return 1;
+        }
+    }
+    if report.ok {
+        0
+    } else {
+        2
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -149,6 +256,48 @@ mod tests {
     struct Shard {
         #[serde(deserialize_with = "string_list")]
         shard: Vec<String>,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(default, deny_unknown_fields)]
+    struct Svc {
+        stores_path: std::path::PathBuf,
+        #[serde(deserialize_with = "string_list")]
+        shard: Vec<String>,
+        limit: u32,
+    }
+
+    impl ServiceConfig for Svc {
+        fn stores_path(&self) -> &Path {
+            &self.stores_path
+        }
+        fn shard(&self) -> &[String] {
+            &self.shard
+        }
+    }
+
+    #[test]
+    fn a_config_check_reports_the_services_own_rules_and_its_stores() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("svc.toml");
+        std::fs::write(&cfg, "stores_path = \"/nowhere\"\nlimit = 0\n").unwrap();
+        let rule = |c: &Svc| {
+            if c.limit == 0 {
+                Err(ConfigError::one("limit", "0 is too small; use 1 or more"))
+            } else {
+                Ok(())
+            }
+        };
+        let report = check_config::<Svc>("svc", Some(&cfg), &[], rule);
+        assert!(!report.ok);
+        assert_eq!(report.sections[0].problems[0].key, "limit");
+        assert!(report.sections[1].problems[0]
+            .message
+            .contains("cannot read"));
+        std::fs::write(&cfg, "limitt = 1\n").unwrap();
+        let report = check_config::<Svc>("svc", Some(&cfg), &[], rule);
+        assert!(report.sections[0].problems[0].message.contains("limitt"));
+        assert_eq!(report.sections.len(), 1);
     }
 
     #[test]

@@ -57,9 +57,24 @@ pub struct Args {
     /// Service config file (TOML); `DUELLSYNC_*` environment variables override it.
     #[arg(long, env = "DUELLSYNC_CONFIG")]
     pub config: Option<PathBuf>,
+    /// Check the configuration and the stores it would serve, print the result as JSON and
+    /// exit (0 valid, 2 invalid) without starting anything (`syncctl config check --service`).
+    #[arg(long)]
+    pub check_config: bool,
 }
 
 impl Args {
+    /// `--check-config`: this service's own rules, printed as JSON; returns the exit code.
+    pub fn check(&self, env: &[(String, String)]) -> i32 {
+        let report = duellsync_settings::service::check_config::<Config>(
+            SERVICE,
+            self.config.as_deref(),
+            env,
+            Config::validate,
+        );
+        duellsync_settings::service::print_check_report(&report)
+    }
+
     pub fn load(&self, env: &[(String, String)]) -> anyhow::Result<(Config, Stores)> {
         let (config, stores) =
             duellsync_settings::service::load_service::<Config>(self.config.as_deref(), env)?;

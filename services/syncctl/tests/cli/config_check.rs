@@ -118,6 +118,10 @@ async fn an_unknown_key_a_bad_value_and_a_forbidden_combination_are_each_named()
 
 #[tokio::test]
 async fn a_service_config_is_checked_with_the_services_own_rules_and_its_stores() {
+    // syncctl runs the service binaries (`--check-config`), found next to itself.
+    for service in ["change-poller", "order-importer"] {
+        duellsync_test_support::sandbox::binary(service);
+    }
     let dir = tempfile::tempdir().unwrap();
     let stores = dir.path().join("stores");
     std::fs::create_dir(&stores).unwrap();
