@@ -69,6 +69,19 @@ impl Default for AdminSection {
     }
 }
 
+/// The keys that open secrets sealed in the store registry (`duellsync-registry`). Two keys,
+/// so that the internet-facing webhook-ingest holds only the one for webhook and notice
+/// secrets and can never open API credentials.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SealSection {
+    /// Opens WooCommerce keys and DUELL tokens: 32 random bytes, base64
+    /// (`syncctl store keygen`), or `{ file = "/run/secrets/…" }`.
+    pub api_key: crate::Secret,
+    /// Opens webhook and change-notice secrets.
+    pub receiver_key: crate::Secret,
+}
+
 /// A list written as a TOML array (`["a", "b"]`) or as one comma-separated string (`"a,b"`,
 /// convenient in an environment variable such as `DUELLSYNC_SHARD=a,b`).
 pub fn string_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
