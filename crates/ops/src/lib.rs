@@ -87,14 +87,31 @@ impl Ctx {
         }
     }
 
-    /// Connects to NATS; a broker that is not there is a failure (exit 1) with the fix.
-    pub async fn bus(&self) -> anyhow::Result<Bus> {
+    /// Connects to NATS without asking for the engine's streams (the registry comes before
+    /// any service has run).
+    pub async fn connect(&self) -> anyhow::Result<Bus> {
         let mut options = BusOptions::new(&self.nats_url, "syncctl");
         options.connect_timeout = self.connect_timeout;
         options.publish_deadline = Duration::from_secs(15);
-        let bus = Bus::connect(options).await.map_err(|e| {
+        // The registry's bucket is declared with the cluster's replica count, as the services
+        // declare their streams.
+        if let Some(n) = self
+            .env
+            .iter()
+            .rev()
+            .find(|(k, _)| k == "DUELLSYNC_NATS__REPLICAS")
+            .and_then(|(_, v)| v.trim().parse().ok())
+        {
+            options.replicas = n;
+        }
+        Bus::connect(options).await.map_err(|e| {
             anyhow::anyhow!("{e}; check --nats-url (or DUELLSYNC_NATS__URL) and that NATS runs")
-        })?;
+        })
+    }
+
+    /// Connects to NATS; a broker that is not there is a failure (exit 1) with the fix.
+    pub async fn bus(&self) -> anyhow::Result<Bus> {
+        let bus = self.connect().await?;
         // syncctl never declares streams (the services do, with the cluster's replica count).
         // (`Bus::streams_present` asks nothing of the server, so each stream is looked up.)
         for spec in duellsync_events::ALL_STREAMS.iter() {
@@ -109,12 +126,35 @@ impl Ctx {
         Ok(bus)
     }
 
-    /// Every store of the settings path, validated; problems are a configuration error.
+    /// The sealing keys of this process (`DUELLSYNC_SEAL__API_KEY`, `…RECEIVER_KEY`).
+    pub fn keys(&self) -> anyhow::Result<duellsync_registry::Keyring> {
+        #[derive(serde::Deserialize, Default)]
+        #[serde(default)]
+        struct Env {
+            seal: duellsync_settings::service::SealSection,
+        }
+        let env: Env =
+            duellsync_settings::load_layered("environment", None, "DUELLSYNC_", &self.env)
+                .map_err(|e| usage(e.to_string()))?;
+        duellsync_registry::Keyring::from_section(&env.seal, &self.env)
+            .map_err(|e| usage(e.to_string()))
+    }
+
+    /// The store registry on NATS.
+    pub async fn registry(&self) -> anyhow::Result<duellsync_registry::Registry> {
+        let bus = self.connect().await?;
+        Ok(duellsync_registry::Registry::open(&bus, self.keys()?).await?)
+    }
+
+    /// Every store of the registry (or of `--stores` files when given), validated and with
+    /// its secrets resolved as a service would; problems are a configuration error.
     pub fn stores(&self) -> anyhow::Result<Stores> {
         let Some(path) = &self.stores_path else {
-            return Err(usage(
-                "the store settings are needed: give --stores PATH or set DUELLSYNC_STORES_PATH",
-            ));
+            // The operations ask synchronously (they were written for files); the registry is
+            // read on this runtime meanwhile.
+            return tokio::task::block_in_place(|| {
+                tokio::runtime::Handle::current().block_on(self.registry_stores())
+            });
         };
         duellsync_settings::load_stores(path, &self.env).map_err(|e| {
             usage(format!(
@@ -130,14 +170,42 @@ impl Ctx {
         let stores = self.stores()?;
         stores.get(id).cloned().ok_or_else(|| {
             usage(format!(
-                "store `{id}` is not defined in {}; known stores: {}",
+                "store `{id}` is not defined in {}; known stores: {}{}",
                 self.stores_path
                     .as_deref()
                     .map(|p| p.display().to_string())
-                    .unwrap_or_default(),
-                stores.ids().collect::<Vec<_>>().join(", ")
+                    .unwrap_or_else(|| "the store registry".into()),
+                stores.ids().collect::<Vec<_>>().join(", "),
+                stores
+                    .warnings
+                    .iter()
+                    .map(|w| format!("\n{w}"))
+                    .collect::<String>()
             ))
         })
+    }
+
+    async fn registry_stores(&self) -> anyhow::Result<Stores> {
+        let registry = self.registry().await?;
+        let source = duellsync_registry::RegistrySource {
+            shard: String::new(),
+            keys: registry.keys().clone(),
+            env: self.env.clone(),
+            needs: duellsync_settings::Needs::ALL,
+        };
+        let mut out = Stores::default();
+        for stored in registry.list().await? {
+            match source.resolve(&stored.record) {
+                Some(Ok(s)) => {
+                    out.stores.insert(s.id.clone(), s);
+                }
+                Some(Err(e)) => out
+                    .warnings
+                    .push(format!("store {}: {e}", stored.record.id)),
+                None => {}
+            }
+        }
+        Ok(out)
     }
 
     pub fn env(&self) -> &[(String, String)] {

@@ -167,12 +167,14 @@ impl Registry {
         match table.get("id") {
             Some(toml::Value::String(s)) if s == id => {}
             None => {}
-            Some(other) => return Err(Error::Invalid(ConfigError::one(
-                "id",
-                format!(
+            Some(other) => {
+                return Err(Error::Invalid(ConfigError::one(
+                    "id",
+                    format!(
                     "`{other}` differs from the store's id `{id}`; make them equal or leave it out"
                 ),
-            ))),
+                )))
+            }
         }
         table.remove("id");
         let before = base.map(|b| b.record.table()).unwrap_or_default();

@@ -12,6 +12,7 @@
 
 mod config_check;
 mod rebuild;
+mod store;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -71,6 +72,9 @@ pub enum Command {
     /// WooCommerce order webhooks.
     #[command(subcommand)]
     Webhooks(webhooks::WebhooksCommand),
+    /// The store registry: apply settings files, read, list, delete, history.
+    #[command(subcommand)]
+    Store(store::StoreCommand),
     /// A service's local state.
     #[command(subcommand)]
     State(rebuild::StateCommand),
@@ -102,6 +106,7 @@ pub async fn run(cli: Cli) -> u8 {
         Command::Explain(args) => explain::run(&ctx, args).await,
         Command::Webhooks(cmd) => webhooks::run(&ctx, cmd).await,
         Command::State(cmd) => rebuild::run(&ctx, cmd).await,
+        Command::Store(cmd) => store::run(&ctx, cmd).await,
     };
     match result {
         Ok(Outcome::Ok) => 0,
