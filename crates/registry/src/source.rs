@@ -58,11 +58,18 @@ impl RegistrySource {
         if !self.shard.is_empty() && record.shard() != self.shard {
             return None;
         }
+        // The record is the whole truth: no `DUELLSYNC_STORES__…` override of a pod applies.
+        let env: Vec<(String, String)> = self
+            .env
+            .iter()
+            .filter(|(k, _)| !k.starts_with("DUELLSYNC_STORES__"))
+            .cloned()
+            .collect();
         let parsed = duellsync_settings::parse_stores_with(
             &record.id,
             &record.id,
             &record.settings,
-            &self.env,
+            &env,
             self.needs,
             &self.keys,
         );

@@ -107,8 +107,8 @@ pub fn env_vars() -> Vec<(String, String)> {
 }
 
 /// Loads a service config: defaults, then the TOML file (if any), then `DUELLSYNC_*`
-/// environment variables (`__` nests). Store overrides (`DUELLSYNC_STORES__…`) belong to the
-/// store files and are skipped here.
+/// environment variables (`__` nests). Store settings live in the store registry, so a
+/// `DUELLSYNC_STORES__…` variable is refused like any unknown key.
 pub fn load_service_config<T: DeserializeOwned>(
     path: Option<&Path>,
     env: &[(String, String)],
@@ -120,15 +120,10 @@ pub fn load_service_config<T: DeserializeOwned>(
             })?),
             None => None,
         };
-    let env: Vec<(String, String)> = env
-        .iter()
-        .filter(|(k, _)| !k.starts_with("DUELLSYNC_STORES__"))
-        .cloned()
-        .collect();
     let name = path
         .map(|p| p.display().to_string())
         .unwrap_or_else(|| "environment".into());
-    load_layered(&name, text.as_deref(), "DUELLSYNC_", &env)
+    load_layered(&name, text.as_deref(), "DUELLSYNC_", env)
 }
 
 /// What the shared loader needs to know of a service config.

@@ -43,6 +43,14 @@ pub enum StoreCommand {
     },
     /// Every change of a store's settings: who, when, which fields.
     History { id: String },
+    /// Serve a store by another shard (its `shard`); the old shard lets go first. A name no
+    /// shard has (e.g. `parked`) stops it everywhere but webhook-ingest.
+    Move {
+        id: String,
+        shard: String,
+        #[arg(long = "as", value_name = "NAME")]
+        actor: Option<String>,
+    },
     /// Print a new sealing key (for DUELLSYNC_SEAL__API_KEY / DUELLSYNC_SEAL__RECEIVER_KEY).
     Keygen,
 }
@@ -359,6 +367,38 @@ pub async fn run(ctx: &Ctx, cmd: StoreCommand) -> anyhow::Result<Outcome> {
                 Err(RegistryError::NotFound(_)) => {
                     Err(usage(format!("no store `{id}` in the registry")))
                 }
+                Err(e) => Err(e.into()),
+            }
+        }
+        StoreCommand::Move {
+            id,
+            shard,
+            actor: who,
+        } => {
+            check_store_id(&id)?;
+            let registry = ctx.registry().await?;
+            let Some(current) = registry.get(&id).await? else {
+                return Err(usage(format!("no store `{id}` in the registry")));
+            };
+            let mut table = current.record.table();
+            table.insert("shard".into(), toml::Value::String(shard.clone()));
+            match registry.save(&id, table, Some(&current), &actor(who)).await {
+                Ok((plan, rev)) => {
+                    for c in &plan.changes {
+                        ctx.ui.line(change_line(ctx, c));
+                    }
+                    ctx.ui.line(format!(
+                        "{} store {id} is served by shard {shard} from revision {rev}",
+                        ctx.ui.paint(Tone::Good, "✔")
+                    ));
+                    if ctx.ui.json {
+                        ctx.ui.json_out(
+                            &json!({"ok": true, "store": id, "shard": shard, "revision": rev}),
+                        );
+                    }
+                    Ok(Outcome::Ok)
+                }
+                Err(RegistryError::Invalid(e)) => Err(usage(e.to_string())),
                 Err(e) => Err(e.into()),
             }
         }

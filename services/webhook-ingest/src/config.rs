@@ -25,7 +25,6 @@ pub struct Config {
     pub ingest: IngestSection,
 }
 
-
 impl ServiceConfig for Config {
     fn shard(&self) -> &str {
         &self.shard
