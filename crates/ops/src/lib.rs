@@ -17,6 +17,7 @@ pub mod dlq;
 pub mod events;
 pub mod explain;
 pub mod log;
+pub mod query;
 pub mod status;
 pub mod sync;
 pub mod timefmt;
