@@ -17,6 +17,8 @@ pub struct Config {
     /// Not used: the console serves every store. Accepted so that one environment fits every
     /// service of a deployment.
     pub shard: String,
+    /// Not used: the console keeps its state in NATS (accepted for the same reason).
+    pub state_dir: Option<std::path::PathBuf>,
     /// Both keys: the console seals what a retailer types and tests a store's connection.
     pub seal: SealSection,
     pub console: ConsoleSection,
