@@ -445,6 +445,11 @@ def store_checks(docs: list[tuple[Path, dict]], report: Report) -> None:
                 "needs DUELLSYNC_SEAL__RECEIVER_KEY from Secret duellsync-seal",
             )
             shard = env.get("DUELLSYNC_SHARD")
+            if svc == "console":
+                report.check(shard is None, where, "the console serves every store: no DUELLSYNC_SHARD")
+                missing = sorted(s for s in all_stores if f"store-{s}" not in secret_refs)
+                report.check(not missing, where, f"needs the Secret of every store, missing {missing}")
+                continue
             if svc == "webhook-ingest":
                 report.check(shard is None, where, "webhook-ingest serves every store: no DUELLSYNC_SHARD")
                 report.check(

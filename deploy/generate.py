@@ -31,6 +31,7 @@ SECRETS_OUT = DEPLOY / "secrets-example"
 
 ADMIN_PORT = 9090
 INGEST_PORT = 8080
+CONSOLE_PORT = 8088
 # distroless `nonroot`: the image's USER (deploy/Dockerfile).
 UID = 65532
 STORES_PATH = "/etc/duellsync/stores"
@@ -63,6 +64,7 @@ SLEEPERS = ["order-importer", "status-writeback"]
 # Grace the services need at SIGTERM (see each service's lib.rs), rounded up with margin for
 # the trace flush (5 s). terminationGracePeriodSeconds must be at least this.
 SHUTDOWN_GRACE = {
+    "console": 30,            # requests in flight (an SSE stream ends with the connection)
     "webhook-ingest": 45,     # drain_delay 5 s + shutdown_grace 30 s + flush
     "change-poller": 30,      # workers stop within 20 s
     "catalog-publisher": 30,  # current batch finishes within 20 s
@@ -71,6 +73,7 @@ SHUTDOWN_GRACE = {
 }
 
 COMPONENT = {
+    "console": "ui",
     "webhook-ingest": "source",
     "change-poller": "source",
     "catalog-publisher": "sink",
@@ -223,6 +226,7 @@ class Inputs:
     namespace: str
     shared: dict
     ingest: dict
+    console: dict
     shards: list[Shard]
     stores: dict[str, Store]
 
@@ -276,6 +280,7 @@ def load_inputs(deploy: Path = DEPLOY) -> Inputs:
         namespace=raw["namespace"],
         shared=raw["shared"],
         ingest=raw["ingest"],
+        console=raw["console"],
         shards=shards,
         stores=stores,
     )
@@ -556,6 +561,28 @@ def container(inp: Inputs, service: str, shard: Shard | None, store_ids: list[st
         res = resources(
             inp.ingest["cpu_request"], inp.ingest["cpu_limit"], inp.ingest["memory_request"], inp.ingest["memory_limit"]
         )
+    elif service == "console":
+        con = inp.console
+        ports.append({"name": "http", "containerPort": CONSOLE_PORT, "protocol": "TCP"})
+        env += [
+            {"name": "DUELLSYNC_CONSOLE__LISTEN", "value": f"0.0.0.0:{CONSOLE_PORT}"},
+            C(
+                {"name": "DUELLSYNC_CONSOLE__PUBLIC_URL", "value": f"https://{con['public_host']}"},
+                "Invitation links point here.",
+            ),
+            C(
+                {
+                    "name": "DUELLSYNC_CONSOLE__OPERATOR_USER",
+                    "valueFrom": {"secretKeyRef": {"name": "duellsync-console", "key": "operator_user"}},
+                },
+                "The operator's login, from Secret duellsync-console (`console hash-password`).",
+            ),
+            {
+                "name": "DUELLSYNC_CONSOLE__OPERATOR_PASSWORD_HASH",
+                "valueFrom": {"secretKeyRef": {"name": "duellsync-console", "key": "operator_password_hash"}},
+            },
+        ]
+        res = resources(con["cpu_request"], con["cpu_limit"], con["memory_request"], con["memory_limit"])
     else:
         assert shard is not None
         env += [
@@ -737,6 +764,127 @@ def ingest_objects(inp: Inputs) -> list[tuple[str | None, dict]]:
             "ingest.body_limit (2 MiB) so the ingest, not the proxy, answers 413.",
             ingress,
         ),
+    ]
+
+
+def console_objects(inp: Inputs) -> list[tuple[str | None, dict]]:
+    ns = inp.namespace
+    svc = "console"
+    all_ids = sorted(inp.stores)
+    lbl = labels(svc)
+    con = inp.console
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": meta(svc, ns, lbl),
+        "spec": {
+            "revisionHistoryLimit": 5,
+            "selector": {"matchLabels": selector(svc)},
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+            "template": {
+                "metadata": {"labels": lbl, "annotations": pod_annotations(inp, all_ids)},
+                "spec": pod_spec(svc, [container(inp, svc, None, all_ids)], [tmp_volume()], SHUTDOWN_GRACE[svc]),
+            },
+        },
+    }
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": meta(svc, ns, lbl),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector(svc),
+            "ports": [
+                {"name": "http", "port": CONSOLE_PORT, "targetPort": "http", "protocol": "TCP"},
+                {"name": "admin", "port": ADMIN_PORT, "targetPort": "admin", "protocol": "TCP"},
+            ],
+        },
+    }
+    pdb = {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": meta(svc, ns, lbl),
+        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector(svc)}},
+    }
+    hpa = {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": meta(svc, ns, lbl),
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": svc},
+            "minReplicas": C(con["min_replicas"], "Sessions, accounts and invitations live in NATS: any replica serves anyone."),
+            "maxReplicas": con["max_replicas"],
+            "metrics": [
+                {
+                    "type": "Resource",
+                    "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}},
+                }
+            ],
+        },
+    }
+    ingress = {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": meta(
+            svc,
+            ns,
+            lbl,
+            {
+                # Server-Sent Events (progress, status) stay open: no buffering, long reads.
+                "nginx.ingress.kubernetes.io/proxy-buffering": "off",
+                "nginx.ingress.kubernetes.io/proxy-read-timeout": "3600",
+            },
+        ),
+        "spec": {
+            "ingressClassName": con["ingress_class"],
+            "tls": [{"hosts": [con["public_host"]], "secretName": con["tls_secret"]}],
+            "rules": [
+                {
+                    "host": con["public_host"],
+                    "http": {
+                        "paths": [
+                            {
+                                "path": "/",
+                                "pathType": "Prefix",
+                                "backend": {"service": {"name": svc, "port": {"name": "http"}}},
+                            }
+                        ]
+                    },
+                }
+            ],
+        },
+    }
+    return [
+        (
+            "The retailer's page and the operator's view. Both sealing keys (it seals what is typed\n"
+            "and tests connections) and every store's Secret (stores with { env } secrets).",
+            deployment,
+        ),
+        ("The pages (8088, behind the Ingress) and the admin port (9090).", service),
+        ("Two replicas at least; more under load (argon2 logins and page renders are CPU).", hpa),
+        ("Drains take one pod at a time.", pdb),
+        ("HTTPS only (the session cookie is Secure); its own host, apart from the webhooks.", ingress),
+    ]
+
+
+def console_secret_example(inp: Inputs) -> list[tuple[str | None, dict]]:
+    return [
+        (
+            "The console's operator. An EXAMPLE, never applied as it is:\n"
+            f"  kubectl -n {inp.namespace} create secret generic duellsync-console \\\n"
+            "    --from-literal=operator_user=operator \\\n"
+            "    --from-literal=operator_password_hash=\"$(console hash-password)\"   # reads the password on stdin",
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": meta("duellsync-console", inp.namespace, {"app.kubernetes.io/part-of": PART_OF}),
+                "type": "Opaque",
+                "stringData": {
+                    "operator_user": C("operator", "the login name"),
+                    "operator_password_hash": C("REPLACE_ME", "$argon2id$... from `console hash-password`"),
+                },
+            },
+        )
     ]
 
 
@@ -1103,6 +1251,7 @@ def base_objects(inp: Inputs) -> dict[str, list[tuple[str | None, dict]]]:
     store_docs.append(store_apply_job(inp))
     files["10-stores.yaml"] = store_docs
     files["20-webhook-ingest.yaml"] = ingest_objects(inp)
+    files["25-console.yaml"] = console_objects(inp)
     for i, sh in enumerate(inp.shards):
         files[f"{30 + i:02d}-{sh.name}.yaml"] = shard_objects(inp, sh)
     return files
@@ -1223,6 +1372,7 @@ def render(inp: Inputs) -> dict[Path, str]:
     for sid, st in sorted(inp.stores.items()):
         out[SECRETS_OUT / f"store-{sid}.yaml"] = to_yaml(secret_example(inp, st), HEADER)
     out[SECRETS_OUT / "duellsync-seal.yaml"] = to_yaml(seal_secret_example(inp), HEADER)
+    out[SECRETS_OUT / "duellsync-console.yaml"] = to_yaml(console_secret_example(inp), HEADER)
     return out
 
 
