@@ -110,11 +110,16 @@ async fn main() -> anyhow::Result<()> {
         &[
             ("DUELLSYNC_CONSOLE__LISTEN", console_listen.as_str()),
             ("DUELLSYNC_CONSOLE__OPERATOR_PASSWORD_HASH", hash.as_str()),
-            ("DUELLSYNC_CONSOLE__PUBLIC_URL", &format!("http://{console_listen}")),
+            (
+                "DUELLSYNC_CONSOLE__PUBLIC_URL",
+                &format!("http://{console_listen}"),
+            ),
         ],
     );
     world.sandbox.wait_ready("console", Duration::from_secs(60));
-    say(&format!("  console:               http://{console_listen}/  (operator / {password})"));
+    say(&format!(
+        "  console:               http://{console_listen}/  (operator / {password})"
+    ));
 
     let bus = Bus::connect(BusOptions::new(world.sandbox.nats.url(), "demo")).await?;
     let stop = CancellationToken::new();
@@ -370,4 +375,3 @@ fn console_password_hash(password: &str) -> anyhow::Result<String> {
     anyhow::ensure!(out.status.success(), "console hash-password failed");
     Ok(String::from_utf8(out.stdout)?.trim().to_owned())
 }
-
