@@ -788,6 +788,10 @@ pub fn new_store_form(
             div class="field" { label for="consumer_secret" { "Consumer secret" } input id="consumer_secret" name="consumer_secret" type="password" value=(val("consumer_secret")) autocomplete="off" required; }
             div class="field" { label for="client_number" { "DUELL kundenummer" } input id="client_number" name="client_number" value=(val("client_number")) inputmode="numeric" required; }
             div class="field" { label for="client_token" { "DUELL token" } input id="client_token" name="client_token" type="password" value=(val("client_token")) autocomplete="off" required; }
+            div class="field" {
+                label for="duell_url" { "DUELL API-adresse / address" }
+                input id="duell_url" name="duell_url" type="url" value=(form.get("duell_url").cloned().unwrap_or_else(|| DUELL_URL.to_owned())) required;
+            }
             @if !depts.is_empty() {
                 @for (name, key) in [("stock_department", "stock_department"), ("order_department", "order_department")] {
                     div class="field" {
@@ -841,11 +845,13 @@ pub async fn create_store(
     }
     let client_number = field(&form, "client_number");
     let token = form.get("client_token").cloned().unwrap_or_default();
-    let depts = match departments("https://api.kasseservice.no/v1/", client_number, &token).await {
+    let duell_url = match field(&form, "duell_url") {
+        "" => DUELL_URL,
+        u => u,
+    };
+    let depts = match departments(duell_url, client_number, &token).await {
         Ok(d) => d,
         Err(e) => {
-            // A DUELL elsewhere (the simulator, a test system): the operator sets duell.url
-            // afterwards in "Avansert"; the departments can also be chosen there.
             return redraw(
                 html! { p class="error" role="alert" { (v.t("departments")) ": " (e) } },
                 &[],
@@ -856,6 +862,13 @@ pub async fn create_store(
         return redraw(html! {}, &depts);
     }
     let mut table = toml::Table::new();
+    if duell_url != DUELL_URL {
+        set_path(
+            &mut table,
+            "duell.url",
+            Some(toml::Value::String(duell_url.to_owned())),
+        );
+    }
     if !field(&form, "shard").is_empty() {
         table.insert(
             "shard".into(),
@@ -1264,6 +1277,9 @@ pub async fn status_events(
 // Log, CSV, dead letters, history
 
 const PAGE: usize = 50;
+
+/// DUELL's API (the default of `duell.url`).
+const DUELL_URL: &str = "https://api.kasseservice.no/v1/";
 
 fn parse_day(s: &str, end: bool) -> Option<i64> {
     let fmt = time::macros::format_description!("[year]-[month]-[day]");

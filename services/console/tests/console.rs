@@ -563,3 +563,54 @@ async fn the_log_is_filtered_paged_and_exported_as_exactly_the_rows_shown() {
     let (_, one) = console.page(&op, "/stores/acme/log?q=SKU-1").await;
     assert_eq!(one.matches("data-seq=").count(), 1, "{one}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_creates_a_store_choosing_departments_from_duells_list() {
+    let console = start().await;
+    let op = client();
+    console.login(&op, "operator", OPERATOR_PW).await;
+    let (_, page) = console.page(&op, "/operator").await;
+    let (ck, cs) = console.woo.credentials();
+    let https = console.woo.https_base_url().unwrap();
+    let duell_url = console.duell.base_url();
+    let mut form = vec![
+        ("csrf", csrf(&page)),
+        ("id", "cafe".to_owned()),
+        ("woo_url", https.clone()),
+        ("consumer_key", ck.clone()),
+        ("consumer_secret", cs.clone()),
+        ("client_number", console.duell.client_number().to_owned()),
+        ("client_token", console.duell.client_token().to_owned()),
+        ("duell_url", duell_url.clone()),
+    ];
+    // First: DUELL's departments for the credentials, by name; nothing stored yet.
+    let html = op
+        .post(console.url("/operator/stores"))
+        .form(&form)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("id=\"stock_department\""), "{html}");
+    assert!(
+        !html.contains(&console.duell.department_token(1).unwrap()),
+        "tokens stay on the server"
+    );
+    assert!(console.registry.get("cafe").await.unwrap().is_none());
+    // Then the chosen departments: stored, secrets sealed.
+    form.push(("stock_department", "1".into()));
+    form.push(("order_department", "2".into()));
+    let r = op
+        .post(console.url("/operator/stores"))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.url().path(), "/stores/cafe/settings");
+    let stored = console.registry.get("cafe").await.unwrap().unwrap();
+    assert!(!stored.record.settings.contains(&cs));
+    assert!(stored.record.settings.contains(&duell_url));
+    assert!(stored.record.secrets.contains_key("duell.stock_department"));
+}
