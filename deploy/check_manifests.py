@@ -11,9 +11,10 @@
    - every DUELLSYNC_* variable a container gets is a setting of that service's Config;
    - every store file parses and uses only keys the store settings know (deny_unknown_fields);
    - every env name a store file reads is a key of the store's Secret, and every workload
-     that mounts the store's file also gets that Secret;
-   - each store is served by exactly one instance of each stateful service, DUELLSYNC_SHARD
-     matches the store files mounted, and webhook-ingest sees every store;
+     that serves the store (its `shard`, or webhook-ingest) gets that Secret;
+   - each store names its shard, served by exactly one instance of each stateful service
+     (DUELLSYNC_SHARD); the store-apply Job applies every store file to the registry; the
+     sealing keys reach each service as its role needs (webhook-ingest: receiver key only);
    - the KEDA triggers name consumers the services really create;
    - the Dockerfile ships every service binary.
 5. hadolint on deploy/Dockerfile; deploy/nats/values.yaml has JetStream on file storage,
@@ -205,8 +206,11 @@ def workload_checks(docs: list[tuple[Path, dict]], report: Report) -> None:
         report.check(pod.get("automountServiceAccountToken") is False, where, "automountServiceAccountToken must be false")
         report.check(pod.get("enableServiceLinks") is False, where, "enableServiceLinks must be false (DUELLSYNC_* service links)")
         ann = tmpl_meta.get("annotations", {})
+        # A Job runs a command to its end (the store-apply Job): nothing to scrape or probe.
+        one_shot = d.get("kind") in ("Job", "CronJob")
         report.check(
-            ann.get("prometheus.io/scrape") == "true" and ann.get("prometheus.io/port") == str(generate.ADMIN_PORT),
+            one_shot
+            or (ann.get("prometheus.io/scrape") == "true" and ann.get("prometheus.io/port") == str(generate.ADMIN_PORT)),
             where,
             "pod template needs prometheus.io/scrape and prometheus.io/port annotations",
         )
@@ -222,6 +226,8 @@ def workload_checks(docs: list[tuple[Path, dict]], report: Report) -> None:
             image = c.get("image", "")
             report.check(":" in image.rsplit("/", 1)[-1] and not image.endswith(":latest"), cw, f"image `{image}` needs a fixed tag")
             for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+                if one_shot:
+                    continue
                 pr = c.get(probe)
                 ok = report.check(pr is not None, cw, f"no {probe}")
                 if ok and "httpGet" in pr:
@@ -388,7 +394,32 @@ def store_checks(docs: list[tuple[Path, dict]], report: Report) -> None:
                 report.check(False, f"Secret/store-{sid}", f"`{extra}` is read by no setting of {sid}.toml")
     all_stores = set(store_envs)
 
-    # Workloads: secrets for every mounted store, DUELLSYNC_SHARD consistent, one writer per store.
+    # Which shard serves each store (the `shard` its ConfigMap gives the registry).
+    shard_of: dict[str, str] = {}
+    for name, cm in configmaps.items():
+        if name.startswith("store-"):
+            sid = name[len("store-") :]
+            try:
+                shard_of[sid] = tomllib.loads(cm["data"][f"{sid}.toml"]).get("shard", "")
+            except (KeyError, tomllib.TOMLDecodeError):
+                pass
+    for sid in sorted(all_stores):
+        report.check(bool(shard_of.get(sid)), f"ConfigMap/store-{sid}", "names no `shard`: no stateful service would serve it")
+
+    # The store-apply Job: every store file goes to the registry.
+    jobs = [d for _, d in docs if d.get("kind") == "Job" and d["metadata"]["name"].startswith("store-apply-")]
+    if report.check(len(jobs) == 1, "deploy/k8s/base", f"needs exactly one store-apply Job, found {len(jobs)}"):
+        pod = pod_spec_of(jobs[0])
+        c = pod["containers"][0]
+        mounted = mounted_stores(pod, c, generate.STORES_PATH) or []
+        report.check(
+            sorted(m[len("store-") :] for m in mounted) == sorted(all_stores),
+            f"Job/{jobs[0]['metadata']['name']}",
+            f"must mount every store file at {generate.STORES_PATH}",
+        )
+        report.check(c["command"][1:4] == ["store", "apply", "-f"], f"Job/{jobs[0]['metadata']['name']}", "must run `syncctl store apply -f`")
+
+    # Workloads: the Secrets of the stores they serve, settings they know, one writer per store.
     served: dict[tuple[str, str], list[str]] = {}
     structs_by_service = {svc: service_config(svc) for svc in generate.COMPONENT}
     for p, d in docs:
@@ -399,48 +430,53 @@ def store_checks(docs: list[tuple[Path, dict]], report: Report) -> None:
             where = f"{name_of(p, d)} container {c['name']}"
             svc = c["name"]
             env, secret_refs = env_of(c, configmaps)
-            stores_path = env.get("DUELLSYNC_STORES_PATH", generate.STORES_PATH)
-            mounted = mounted_stores(pod, c, stores_path)
-            if not report.check(mounted is not None, where, f"nothing mounted at the stores path {stores_path}"):
-                continue
-            ids = [m[len("store-") :] for m in mounted]
-            for sid in ids:
-                report.check(sid in all_stores, where, f"mounts ConfigMap store-{sid}, which does not exist")
-                report.check(f"store-{sid}" in secret_refs, where, f"mounts store {sid} but not its Secret store-{sid} (envFrom)")
-            # Settings: only what this service's Config knows.
             structs = structs_by_service.get(svc)
             if structs:
                 for k, v in env.items():
-                    if k.startswith("DUELLSYNC_STORES__"):
-                        sid = k.split("__")[1].lower()
-                        report.check(sid in ids, where, f"{k} overrides a store this workload does not load")
-                        continue
                     if not k.startswith("DUELLSYNC_"):
                         continue
                     path = [x.lower() for x in k[len("DUELLSYNC_") :].split("__") if x]
                     why = check_env_path(structs, "Config", path)
                     report.check(why is None, where, f"{k}: {why}")
-            shard_raw = env.get("DUELLSYNC_SHARD")
+            seal = {e["name"]: e.get("valueFrom", {}).get("secretKeyRef", {}) for e in c.get("env", [])}
+            report.check(
+                seal.get("DUELLSYNC_SEAL__RECEIVER_KEY", {}).get("name") == "duellsync-seal",
+                where,
+                "needs DUELLSYNC_SEAL__RECEIVER_KEY from Secret duellsync-seal",
+            )
+            shard = env.get("DUELLSYNC_SHARD")
+            if svc == "console":
+                report.check(shard is None, where, "the console serves every store: no DUELLSYNC_SHARD")
+                missing = sorted(s for s in all_stores if f"store-{s}" not in secret_refs)
+                report.check(not missing, where, f"needs the Secret of every store, missing {missing}")
+                continue
             if svc == "webhook-ingest":
-                report.check(shard_raw is None, where, "webhook-ingest serves every store: no DUELLSYNC_SHARD")
-                report.check(set(ids) == all_stores, where, f"must mount every store, missing {sorted(all_stores - set(ids))}")
+                report.check(shard is None, where, "webhook-ingest serves every store: no DUELLSYNC_SHARD")
+                report.check(
+                    "DUELLSYNC_SEAL__API_KEY" not in seal,
+                    where,
+                    "webhook-ingest must not get the API sealing key (it faces the internet)",
+                )
+                missing = sorted(s for s in all_stores if f"store-{s}" not in secret_refs)
+                report.check(not missing, where, f"needs the Secret of every store, missing {missing}")
                 continue
-            if not report.check(shard_raw is not None, where, "a stateful service needs DUELLSYNC_SHARD (else it serves every store)"):
+            report.check(
+                seal.get("DUELLSYNC_SEAL__API_KEY", {}).get("name") == "duellsync-seal",
+                where,
+                "needs DUELLSYNC_SEAL__API_KEY from Secret duellsync-seal",
+            )
+            if not report.check(bool(shard), where, "a stateful service needs DUELLSYNC_SHARD (else it serves every store)"):
                 continue
-            try:
-                shard = tomllib.loads(f"v = {shard_raw}")["v"]
-                ok = isinstance(shard, list) and all(isinstance(s, str) for s in shard)
-            except tomllib.TOMLDecodeError:
-                ok = False
-            if not report.check(ok, where, f"DUELLSYNC_SHARD={shard_raw!r} must be a TOML array of strings, e.g. [\"a\",\"b\"]"):
-                continue
-            report.check(sorted(shard) == sorted(ids), where, f"DUELLSYNC_SHARD {shard} differs from the mounted stores {ids}")
+            report.check(re.fullmatch(r"[a-z0-9_-]{1,32}", shard or "") is not None, where, f"DUELLSYNC_SHARD={shard!r} must be a shard name")
+            ids = sorted(s for s, sh in shard_of.items() if sh == shard)
+            for sid in ids:
+                report.check(f"store-{sid}" in secret_refs, where, f"serves store {sid} but does not get its Secret store-{sid} (envFrom)")
             report.check(
                 env.get("DUELLSYNC_STATE_DIR", "").startswith(generate.STATE_ROOT + "/"),
                 where,
                 f"DUELLSYNC_STATE_DIR must be on the state volume ({generate.STATE_ROOT}/...)",
             )
-            for sid in shard:
+            for sid in ids:
                 served.setdefault((svc, sid), []).append(d["metadata"]["name"])
     for svc in generate.SHARD_SERVICES:
         for sid in sorted(all_stores):
@@ -466,7 +502,8 @@ def keda_checks(docs: list[tuple[Path, dict]], report: Report) -> None:
             continue
         c = pod_spec_of(target)["containers"][0]
         svc = c["name"]
-        shard = json.loads(next(e["value"] for e in c["env"] if e["name"] == "DUELLSYNC_SHARD"))
+        shard_name = next(e["value"] for e in c["env"] if e["name"] == "DUELLSYNC_SHARD")
+        shard = next((sh.stores for sh in generate.load_inputs().shards if sh.name == shard_name), [])
         want = {(s, f"{svc}-{sid}-{suffix}") for sid in shard for s, suffix in code.get(svc, set())}
         have = {(t["metadata"]["stream"], t["metadata"]["consumer"]) for t in d["spec"]["triggers"] if t["type"] == "nats-jetstream"}
         report.check(have == want, where, f"triggers differ from the consumers of {svc} for {shard}: missing {sorted(want - have)}, extra {sorted(have - want)}")
@@ -496,7 +533,7 @@ def runbook_checks(docs: list[tuple[Path, dict]], report: Report) -> None:
                     kubernetes_validate.validate(job, KUBE_VERSION, strict=True)
                 except kubernetes_validate.ValidationError as e:
                     report.check(False, jw, f"Job does not validate: {e.message}")
-                claim = job["spec"]["template"]["spec"]["volumes"][1]["persistentVolumeClaim"]["claimName"]
+                claim = job["spec"]["template"]["spec"]["volumes"][0]["persistentVolumeClaim"]["claimName"]
                 sts = f"{svc}-{other.name}"
                 report.check(("statefulset", sts) in names and claim == f"state-{sts}-0", jw, f"mounts {claim}, not the state of {sts}")
 

@@ -31,6 +31,7 @@ SECRETS_OUT = DEPLOY / "secrets-example"
 
 ADMIN_PORT = 9090
 INGEST_PORT = 8080
+CONSOLE_PORT = 8088
 # distroless `nonroot`: the image's USER (deploy/Dockerfile).
 UID = 65532
 STORES_PATH = "/etc/duellsync/stores"
@@ -63,6 +64,7 @@ SLEEPERS = ["order-importer", "status-writeback"]
 # Grace the services need at SIGTERM (see each service's lib.rs), rounded up with margin for
 # the trace flush (5 s). terminationGracePeriodSeconds must be at least this.
 SHUTDOWN_GRACE = {
+    "console": 30,            # requests in flight (an SSE stream ends with the connection)
     "webhook-ingest": 45,     # drain_delay 5 s + shutdown_grace 30 s + flush
     "change-poller": 30,      # workers stop within 20 s
     "catalog-publisher": 30,  # current batch finishes within 20 s
@@ -71,6 +73,7 @@ SHUTDOWN_GRACE = {
 }
 
 COMPONENT = {
+    "console": "ui",
     "webhook-ingest": "source",
     "change-poller": "source",
     "catalog-publisher": "sink",
@@ -223,6 +226,7 @@ class Inputs:
     namespace: str
     shared: dict
     ingest: dict
+    console: dict
     shards: list[Shard]
     stores: dict[str, Store]
 
@@ -276,6 +280,7 @@ def load_inputs(deploy: Path = DEPLOY) -> Inputs:
         namespace=raw["namespace"],
         shared=raw["shared"],
         ingest=raw["ingest"],
+        console=raw["console"],
         shards=shards,
         stores=stores,
     )
@@ -348,12 +353,40 @@ def meta(name: str, ns: str, lbl: dict, annotations: dict | None = None) -> dict
 
 
 def config_hash(inp: Inputs, store_ids: list[str]) -> str:
+    # Store settings are not hashed: the services follow the store registry live. The store
+    # ids are (a store added to a workload brings its Secret, read at start).
     h = hashlib.sha256()
     h.update(json.dumps(shared_env(inp), sort_keys=True).encode())
     for sid in store_ids:
         h.update(sid.encode())
-        h.update(inp.stores[sid].text.encode())
     return h.hexdigest()[:16]
+
+
+def store_text(inp: Inputs, sid: str) -> str:
+    """The store file as the registry gets it: with the shard that serves it."""
+    st = inp.stores[sid]
+    if "shard" in st.settings:
+        return st.text
+    return f'shard = "{shard_of(inp, sid).name}"\n' + st.text
+
+
+def seal_env(service: str) -> list:
+    """The sealing keys from Secret duellsync-seal: the receiver key for every service, the
+    API key for all but webhook-ingest (least secrets in the internet-facing pod)."""
+    out = [
+        {
+            "name": "DUELLSYNC_SEAL__RECEIVER_KEY",
+            "valueFrom": {"secretKeyRef": {"name": "duellsync-seal", "key": "receiver"}},
+        }
+    ]
+    if service != "webhook-ingest":
+        out.append(
+            {
+                "name": "DUELLSYNC_SEAL__API_KEY",
+                "valueFrom": {"secretKeyRef": {"name": "duellsync-seal", "key": "api"}},
+            }
+        )
+    return out
 
 
 def shared_env(inp: Inputs) -> dict:
@@ -365,7 +398,6 @@ def shared_env(inp: Inputs) -> dict:
         "DUELLSYNC_TELEMETRY__LOG_FORMAT": s["log_format"],
         "DUELLSYNC_TELEMETRY__LOG_FILTER": s["log_filter"],
         "DUELLSYNC_ADMIN__LISTEN": f"0.0.0.0:{ADMIN_PORT}",
-        "DUELLSYNC_STORES_PATH": STORES_PATH,
     }
 
 
@@ -529,18 +561,42 @@ def container(inp: Inputs, service: str, shard: Shard | None, store_ids: list[st
         res = resources(
             inp.ingest["cpu_request"], inp.ingest["cpu_limit"], inp.ingest["memory_request"], inp.ingest["memory_limit"]
         )
+    elif service == "console":
+        con = inp.console
+        ports.append({"name": "http", "containerPort": CONSOLE_PORT, "protocol": "TCP"})
+        env += [
+            {"name": "DUELLSYNC_CONSOLE__LISTEN", "value": f"0.0.0.0:{CONSOLE_PORT}"},
+            C(
+                {"name": "DUELLSYNC_CONSOLE__PUBLIC_URL", "value": f"https://{con['public_host']}"},
+                "Invitation links point here.",
+            ),
+            C(
+                {
+                    "name": "DUELLSYNC_CONSOLE__OPERATOR_USER",
+                    "valueFrom": {"secretKeyRef": {"name": "duellsync-console", "key": "operator_user"}},
+                },
+                "The operator's login, from Secret duellsync-console (`console hash-password`).",
+            ),
+            {
+                "name": "DUELLSYNC_CONSOLE__OPERATOR_PASSWORD_HASH",
+                "valueFrom": {"secretKeyRef": {"name": "duellsync-console", "key": "operator_password_hash"}},
+            },
+        ]
+        res = resources(con["cpu_request"], con["cpu_limit"], con["memory_request"], con["memory_limit"])
     else:
         assert shard is not None
         env += [
             C(
-                {"name": "DUELLSYNC_SHARD", "value": json.dumps(shard.stores, separators=(",", ":"))},
-                "The stores this shard serves, as a TOML array (a bare `a,b` is refused).",
+                {"name": "DUELLSYNC_SHARD", "value": shard.name},
+                "Serves the stores whose registry record names this shard (`shard`); moving a\n"
+                "store is changing its record, applied live.",
             ),
             {"name": "DUELLSYNC_STATE_DIR", "value": f"{STATE_ROOT}/{service}"},
         ]
         res = resources(shard.cpu_request, shard.cpu_limit, shard.memory_request, shard.memory_limit)
     ports.append({"name": "admin", "containerPort": ADMIN_PORT, "protocol": "TCP"})
-    mounts = [{"name": "stores", "mountPath": STORES_PATH, "readOnly": True}]
+    env += seal_env(service)
+    mounts = []
     if shard:
         mounts.append({"name": "state", "mountPath": STATE_ROOT})
     mounts.append({"name": "tmp", "mountPath": "/tmp"})
@@ -552,9 +608,8 @@ def container(inp: Inputs, service: str, shard: Shard | None, store_ids: list[st
         "ports": ports,
         "envFrom": C(
             env_from(store_ids),
-            "Shared settings, then one Secret per store: its keys are the env names the store file\n"
-            "reads ({ env = \"...\" }). Every store file mounted below needs its Secret here: the\n"
-            "loader checks every store's secrets at start.",
+            "Shared settings, then one Secret per store served here: its keys are the env names the\n"
+            "store's settings read ({ env = \"...\" }). Secrets sealed in the registry need none.",
         ),
         "env": env,
         "resources": res,
@@ -598,7 +653,6 @@ def ingest_objects(inp: Inputs) -> list[tuple[str | None, dict]]:
                         svc,
                         [container(inp, svc, None, all_ids)],
                         [
-                            C(stores_volume(all_ids), "Every store: the ingest answers for all of them."),
                             tmp_volume(),
                         ],
                         SHUTDOWN_GRACE[svc],
@@ -713,6 +767,127 @@ def ingest_objects(inp: Inputs) -> list[tuple[str | None, dict]]:
     ]
 
 
+def console_objects(inp: Inputs) -> list[tuple[str | None, dict]]:
+    ns = inp.namespace
+    svc = "console"
+    all_ids = sorted(inp.stores)
+    lbl = labels(svc)
+    con = inp.console
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": meta(svc, ns, lbl),
+        "spec": {
+            "revisionHistoryLimit": 5,
+            "selector": {"matchLabels": selector(svc)},
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+            "template": {
+                "metadata": {"labels": lbl, "annotations": pod_annotations(inp, all_ids)},
+                "spec": pod_spec(svc, [container(inp, svc, None, all_ids)], [tmp_volume()], SHUTDOWN_GRACE[svc]),
+            },
+        },
+    }
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": meta(svc, ns, lbl),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector(svc),
+            "ports": [
+                {"name": "http", "port": CONSOLE_PORT, "targetPort": "http", "protocol": "TCP"},
+                {"name": "admin", "port": ADMIN_PORT, "targetPort": "admin", "protocol": "TCP"},
+            ],
+        },
+    }
+    pdb = {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": meta(svc, ns, lbl),
+        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector(svc)}},
+    }
+    hpa = {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": meta(svc, ns, lbl),
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": svc},
+            "minReplicas": C(con["min_replicas"], "Sessions, accounts and invitations live in NATS: any replica serves anyone."),
+            "maxReplicas": con["max_replicas"],
+            "metrics": [
+                {
+                    "type": "Resource",
+                    "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}},
+                }
+            ],
+        },
+    }
+    ingress = {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": meta(
+            svc,
+            ns,
+            lbl,
+            {
+                # Server-Sent Events (progress, status) stay open: no buffering, long reads.
+                "nginx.ingress.kubernetes.io/proxy-buffering": "off",
+                "nginx.ingress.kubernetes.io/proxy-read-timeout": "3600",
+            },
+        ),
+        "spec": {
+            "ingressClassName": con["ingress_class"],
+            "tls": [{"hosts": [con["public_host"]], "secretName": con["tls_secret"]}],
+            "rules": [
+                {
+                    "host": con["public_host"],
+                    "http": {
+                        "paths": [
+                            {
+                                "path": "/",
+                                "pathType": "Prefix",
+                                "backend": {"service": {"name": svc, "port": {"name": "http"}}},
+                            }
+                        ]
+                    },
+                }
+            ],
+        },
+    }
+    return [
+        (
+            "The retailer's page and the operator's view. Both sealing keys (it seals what is typed\n"
+            "and tests connections) and every store's Secret (stores with { env } secrets).",
+            deployment,
+        ),
+        ("The pages (8088, behind the Ingress) and the admin port (9090).", service),
+        ("Two replicas at least; more under load (argon2 logins and page renders are CPU).", hpa),
+        ("Drains take one pod at a time.", pdb),
+        ("HTTPS only (the session cookie is Secure); its own host, apart from the webhooks.", ingress),
+    ]
+
+
+def console_secret_example(inp: Inputs) -> list[tuple[str | None, dict]]:
+    return [
+        (
+            "The console's operator. An EXAMPLE, never applied as it is:\n"
+            f"  kubectl -n {inp.namespace} create secret generic duellsync-console \\\n"
+            "    --from-literal=operator_user=operator \\\n"
+            "    --from-literal=operator_password_hash=\"$(console hash-password)\"   # reads the password on stdin",
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": meta("duellsync-console", inp.namespace, {"app.kubernetes.io/part-of": PART_OF}),
+                "type": "Opaque",
+                "stringData": {
+                    "operator_user": C("operator", "the login name"),
+                    "operator_password_hash": C("REPLACE_ME", "$argon2id$... from `console hash-password`"),
+                },
+            },
+        )
+    ]
+
+
 def shard_objects(inp: Inputs, shard: Shard) -> list[tuple[str | None, dict]]:
     ns = inp.namespace
     docs: list[tuple[str | None, dict]] = []
@@ -743,7 +918,6 @@ def shard_objects(inp: Inputs, shard: Shard) -> list[tuple[str | None, dict]]:
                         svc,
                         [container(inp, svc, shard, shard.stores)],
                         [
-                            C(stores_volume(shard.stores), "Only this shard's stores."),
                             tmp_volume(),
                         ],
                         max(SHUTDOWN_GRACE[svc], 30),
@@ -1070,15 +1244,95 @@ def base_objects(inp: Inputs) -> dict[str, list[tuple[str | None, dict]]]:
                     "apiVersion": "v1",
                     "kind": "ConfigMap",
                     "metadata": meta(f"store-{sid}", ns, {"app.kubernetes.io/part-of": PART_OF, "duellsync.io/store": sid}),
-                    "data": {f"{sid}.toml": st.text},
+                    "data": {f"{sid}.toml": store_text(inp, sid)},
                 },
             )
         )
+    store_docs.append(store_apply_job(inp))
     files["10-stores.yaml"] = store_docs
     files["20-webhook-ingest.yaml"] = ingest_objects(inp)
+    files["25-console.yaml"] = console_objects(inp)
     for i, sh in enumerate(inp.shards):
         files[f"{30 + i:02d}-{sh.name}.yaml"] = shard_objects(inp, sh)
     return files
+
+
+def store_apply_job(inp: Inputs) -> tuple[str | None, dict]:
+    """The GitOps path into the store registry: `syncctl store apply` of every store ConfigMap.
+    Named by a hash of the store files, so each change is a new Job (a Job's template cannot be
+    changed) and applying the same files again is a no-op."""
+    h = hashlib.sha256()
+    for sid in sorted(inp.stores):
+        h.update(store_text(inp, sid).encode())
+    name = f"store-apply-{h.hexdigest()[:10]}"
+    return (
+        "Applies deploy/stores/ to the store registry (the one source of truth the services\n"
+        "watch); prints the diff in its log. Settings changed in the console meanwhile are\n"
+        "overwritten by the files for the keys the files set.",
+        {
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "metadata": meta(name, inp.namespace, {"app.kubernetes.io/part-of": PART_OF, "app.kubernetes.io/name": "store-apply"}),
+            "spec": {
+                "backoffLimit": 10,
+                "ttlSecondsAfterFinished": 604800,
+                "template": {
+                    "metadata": {"labels": {"app.kubernetes.io/part-of": PART_OF, "app.kubernetes.io/name": "store-apply"}},
+                    "spec": {
+                        "restartPolicy": "OnFailure",
+                        "serviceAccountName": "duellsync",
+                        "automountServiceAccountToken": False,
+                        "enableServiceLinks": False,
+                        "securityContext": pod_security_context(),
+                        "containers": [
+                            {
+                                "name": "syncctl",
+                                "image": inp.image,
+                                "command": [
+                                    "/usr/local/bin/syncctl",
+                                    "store",
+                                    "apply",
+                                    "-f",
+                                    STORES_PATH,
+                                    "--as",
+                                    "gitops (deploy/stores)",
+                                ],
+                                "envFrom": [{"configMapRef": {"name": "duellsync-env"}}],
+                                "resources": {
+                                    "requests": {"cpu": "10m", "memory": "32Mi"},
+                                    "limits": {"cpu": "500m", "memory": "128Mi"},
+                                },
+                                "securityContext": container_security_context(),
+                                "volumeMounts": [{"name": "stores", "mountPath": STORES_PATH, "readOnly": True}],
+                            }
+                        ],
+                        "volumes": [stores_volume(sorted(inp.stores))],
+                    },
+                },
+            },
+        },
+    )
+
+
+def seal_secret_example(inp: Inputs) -> list[tuple[str | None, dict]]:
+    return [
+        (
+            "The sealing keys of the store registry. An EXAMPLE, never applied as it is. Create it\n"
+            "once with two fresh keys (32 random bytes, base64 each):\n"
+            f"  kubectl -n {inp.namespace} create secret generic duellsync-seal \\\n"
+            "    --from-literal=api=\"$(syncctl store keygen)\" --from-literal=receiver=\"$(syncctl store keygen)\"\n"
+            "`api` opens WooCommerce keys and DUELL tokens sealed in the registry, `receiver` the\n"
+            "webhook and notice secrets; webhook-ingest gets only `receiver`. Losing a key loses the\n"
+            "secrets sealed with it (enter them again); keep both in your secret manager.",
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": meta("duellsync-seal", inp.namespace, {"app.kubernetes.io/part-of": PART_OF}),
+                "type": "Opaque",
+                "stringData": {"api": C("REPLACE_ME", "syncctl store keygen"), "receiver": C("REPLACE_ME", "syncctl store keygen")},
+            },
+        )
+    ]
 
 
 def secret_example(inp: Inputs, st: Store) -> list[tuple[str | None, dict]]:
@@ -1117,6 +1371,8 @@ def render(inp: Inputs) -> dict[Path, str]:
     out[OUT / "monitoring" / "prometheus.yaml"] = to_yaml(monitoring_objects(inp), HEADER)
     for sid, st in sorted(inp.stores.items()):
         out[SECRETS_OUT / f"store-{sid}.yaml"] = to_yaml(secret_example(inp, st), HEADER)
+    out[SECRETS_OUT / "duellsync-seal.yaml"] = to_yaml(seal_secret_example(inp), HEADER)
+    out[SECRETS_OUT / "duellsync-console.yaml"] = to_yaml(console_secret_example(inp), HEADER)
     return out
 
 
@@ -1185,13 +1441,11 @@ def rebuild_job(inp: Inputs, shard: str, service: str, store: str) -> str:
                             },
                             "securityContext": container_security_context(),
                             "volumeMounts": [
-                                {"name": "stores", "mountPath": STORES_PATH, "readOnly": True},
                                 {"name": "state", "mountPath": STATE_ROOT},
                             ],
                         }
                     ],
                     "volumes": [
-                        stores_volume(sorted(set(sh.stores) | {store})),
                         C(
                             {"name": "state", "persistentVolumeClaim": {"claimName": f"state-{name}-0"}},
                             f"The volume of {name}-0, which must be scaled to 0 first (sled locks its files).",
@@ -1218,24 +1472,16 @@ def move_store(inp: Inputs, store: str, to: str) -> str:
     k = f"kubectl -n {ns}"
     lines = [
         f"# Move store `{store}` from {src.name} to {dst.name} (docs/operations.md, 'Moving a store').",
-        "# Until step 4 no process serves the store: its events wait in JetStream (webhooks are",
-        "# still taken by webhook-ingest, which serves every store).",
+        "# From step 1 to step 3 no shard serves the store: its events wait in JetStream (webhooks",
+        "# are still taken by webhook-ingest, which serves every store).",
         "",
         "# 0. Fence orders older than the streams (30 days): a rebuilt importer ledger only knows",
         "#    the imports still in the SYNC stream. In deploy/stores/" + store + ".toml set",
-        "#    orders_from_date to a date at most 29 days ago (unless it is later already).",
+        "#    orders_from_date to a date at most 29 days ago (unless it is later already), then",
+        "#    regenerate and apply deploy/k8s/base/10-stores.yaml (the store-apply Job).",
         "",
-        f"# 1. Stop serving it in {src.name}: in deploy/deployment.toml remove `{store}` from",
-        f"#    {src.name}'s stores and add it to {dst.name}'s; regenerate and apply the OLD shard only.",
-        "python3 deploy/generate.py",
-        f"{k} apply -f deploy/k8s/base/10-stores.yaml",
-        f"{k} apply -f deploy/k8s/base/*-{src.name}.yaml",
-    ]
-    if src.sleep_when_idle:
-        lines.append(f"{k} apply -f deploy/k8s/keda/{src.name}.yaml   # its triggers, without `{store}`")
-    for svc in SHARD_SERVICES:
-        lines.append(f"{k} rollout status statefulset/{svc}-{src.name} --timeout=5m")
-    lines += [
+        f"# 1. Park it: {src.name} lets go of it at once (the registry is watched live).",
+        f"{k} exec deploy/webhook-ingest -- syncctl store move {store} parked",
         "",
         f"# 2. In {dst.name}, for each stateful service: stop it, rebuild the store's state",
         "#    (deletes the store's rows and durable consumers, so they replay from the streams),",
@@ -1257,11 +1503,18 @@ def move_store(inp: Inputs, store: str, to: str) -> str:
         ]
     lines += [
         "",
-        f"# 3. Serve it in {dst.name}: apply the new shard (its DUELLSYNC_SHARD now lists `{store}`).",
+        f"# 3. Serve it in {dst.name}: in deploy/deployment.toml move `{store}` from {src.name}'s",
+        f"#    stores to {dst.name}'s, regenerate, apply: the store-apply Job names {dst.name} as its",
+        f"#    shard, {dst.name}'s pods get the store's Secret.",
+        "python3 deploy/generate.py",
+        f"{k} apply -f deploy/k8s/base/10-stores.yaml",
         f"{k} apply -f deploy/k8s/base/*-{dst.name}.yaml",
+        f"{k} apply -f deploy/k8s/base/*-{src.name}.yaml",
     ]
+    for keda in (src, dst):
+        if keda.sleep_when_idle:
+            lines.append(f"{k} apply -f deploy/k8s/keda/{keda.name}.yaml")
     if dst.sleep_when_idle:
-        lines.append(f"{k} apply -f deploy/k8s/keda/{dst.name}.yaml")
         for svc in SLEEPERS:
             lines.append(f"{k} annotate scaledobject/{svc}-{dst.name} autoscaling.keda.sh/paused-replicas-")
     for svc in SHARD_SERVICES:

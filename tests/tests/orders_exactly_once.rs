@@ -242,17 +242,27 @@ where
 
 /// Importer settings for fast redeliveries in tests; the DUELL timeout stays long so the process
 /// is surely inside the call when it is killed.
-fn importer_env(lookup: bool) -> Vec<(&'static str, &'static str)> {
+fn importer_env() -> Vec<(&'static str, &'static str)> {
     vec![
         ("DUELLSYNC_IMPORTER__ACK_WAIT", "2s"),
         ("DUELLSYNC_IMPORTER__BACKOFF_CAP", "500ms"),
         ("DUELLSYNC_IMPORTER__LOOKUP_SETTLE", "1s"),
         ("DUELLSYNC_IMPORTER__DUELL_TIMEOUT", "60s"),
-        (
-            "DUELLSYNC_STORES__S1__DUELL__ORDER_LOOKUP",
-            if lookup { "true" } else { "false" },
-        ),
     ]
+}
+
+/// The store's `duell.order_lookup`, saved in the store registry the services watch.
+fn set_order_lookup(w: &World, on: bool) {
+    let path = w.sandbox.stores_path().join(format!("{STORE}.toml"));
+    let text = std::fs::read_to_string(&path)
+        .expect("the store file")
+        .replace("order_lookup = true\n", "");
+    let text = if on {
+        text.replacen("[duell]\n", "[duell]\norder_lookup = true\n", 1)
+    } else {
+        text
+    };
+    w.sandbox.write_store(STORE, &text);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -263,7 +273,8 @@ async fn a_crash_after_duell_saved_the_order_is_recovered_by_the_lookup_as_the_o
     w.product("A-1");
     w.duell
         .fail_next(Some("logistics/orders/save"), 1, Fault::HangAfterProcessing);
-    w.start(IMPORTER, &importer_env(true));
+    set_order_lookup(&w, true);
+    w.start(IMPORTER, &importer_env());
     w.start("change-poller", &[]);
     let id = w.place("A-1");
 
@@ -312,7 +323,8 @@ async fn a_crash_after_duell_saved_the_order_without_the_lookup_leaves_one_order
     w.product("A-1");
     w.duell
         .fail_next(Some("logistics/orders/save"), 1, Fault::HangAfterProcessing);
-    w.start(IMPORTER, &importer_env(false));
+    set_order_lookup(&w, false);
+    w.start(IMPORTER, &importer_env());
     let id = w.place("A-1");
     w.observe(id, "").await;
 

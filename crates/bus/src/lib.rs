@@ -16,6 +16,7 @@
 
 mod consume;
 mod inspect;
+mod kv;
 mod read;
 mod trace;
 
@@ -31,6 +32,7 @@ use futures::StreamExt;
 pub use async_nats::HeaderMap;
 pub use consume::{Consumer, ConsumerSpec, Delivery, HandleError};
 pub use inspect::{ConsumerState, StartAt};
+pub use kv::{Kv, KvChange, KvEntry, KvError};
 pub use read::StoredMessage;
 pub use trace::TraceParent;
 

@@ -110,6 +110,53 @@ pub const ALL_STREAMS: [StreamSpec; 5] = [
     STREAM_DLQ,
 ];
 
+/// Who changed which store setting, when, and how (field by field): `audit.<store>.settings`.
+/// Not among [`ALL_STREAMS`]: the services never read it; the store registry declares it.
+pub const STREAM_AUDIT: StreamSpec = StreamSpec {
+    name: "AUDIT",
+    subjects: &["audit.>"],
+    max_age: days(5 * 365),
+    duplicate_window: Duration::from_secs(2 * 60),
+};
+
+/// A JetStream key-value bucket as the engine declares it (created idempotently, like the
+/// streams).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KvSpec {
+    pub name: &'static str,
+    pub description: &'static str,
+    /// Revisions kept per key (at most 64).
+    pub history: i64,
+    /// How long a revision is kept; zero = for ever.
+    pub max_age: Duration,
+}
+
+/// The store registry: one record per store (settings, shard, sealed secrets), the one source
+/// of truth every service watches.
+pub const KV_STORES: KvSpec = KvSpec {
+    name: "duellsync_stores",
+    description: "store settings: one record per store",
+    history: 64,
+    max_age: Duration::ZERO,
+};
+
+/// Which instance serves which store right now (`<service>.<store>` → holder): a store moved
+/// between shards is started by its new shard only after the old one let go of it.
+pub const KV_LEASES: KvSpec = KvSpec {
+    name: "duellsync_leases",
+    description: "single-writer leases of the stateful services per store",
+    history: 1,
+    max_age: Duration::ZERO,
+};
+
+/// Console accounts, invitations and sessions (several console replicas share them).
+pub const KV_CONSOLE: KvSpec = KvSpec {
+    name: "duellsync_console",
+    description: "console users, invitations and sessions",
+    history: 1,
+    max_age: Duration::ZERO,
+};
+
 /// The stream that holds a subject, by its first token.
 pub fn stream_for_subject(subject: &str) -> Option<&'static StreamSpec> {
     let first = subject.split('.').next()?;

@@ -14,7 +14,7 @@ pub mod service;
 mod store;
 
 pub use layered::{env_overlay, load_layered};
-pub use secret::{Secret, SecretSource};
+pub use secret::{NoKeys, Secret, SecretSource, Unseal};
 pub use store::*;
 
 /// One problem in a configuration.

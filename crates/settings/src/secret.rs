@@ -16,9 +16,31 @@ pub enum SecretSource {
     File {
         file: PathBuf,
     },
+    /// Encrypted in the store registry (`duellsync-registry`): opened with a sealing key the
+    /// process holds, never written in plain text anywhere.
+    Sealed {
+        sealed: String,
+    },
     #[serde(skip)]
     Missing,
     Literal(String),
+}
+
+/// Opens secrets sealed in the store registry. The keys and the cipher live in
+/// `duellsync-registry`; settings only ask.
+pub trait Unseal {
+    /// The plain value of `sealed`, which was sealed for `aad` (`<store>/<key>`).
+    fn unseal(&self, sealed: &str, aad: &str) -> Result<String, String>;
+}
+
+/// A process without sealing keys.
+#[derive(Debug, Clone, Copy)]
+pub struct NoKeys;
+
+impl Unseal for NoKeys {
+    fn unseal(&self, _sealed: &str, _aad: &str) -> Result<String, String> {
+        Err("is sealed in the store registry and this process has no sealing key; give it DUELLSYNC_SEAL__API_KEY and DUELLSYNC_SEAL__RECEIVER_KEY".into())
+    }
 }
 
 /// A resolved secret. `Debug` and `Display` never show the value.
@@ -54,6 +76,7 @@ impl std::fmt::Debug for Secret {
             SecretSource::Env { env } => write!(f, "Secret(env {env})"),
             SecretSource::File { file } => write!(f, "Secret(file {})", file.display()),
             SecretSource::Literal(_) => write!(f, "Secret([redacted])"),
+            SecretSource::Sealed { .. } => write!(f, "Secret(sealed)"),
             SecretSource::Missing => write!(f, "Secret(missing)"),
         }
     }
@@ -72,7 +95,34 @@ impl Secret {
     /// Reads the value from the environment or the file. `env` is passed in so that tests never
     /// touch the process environment.
     pub fn resolve(&mut self, env: &dyn Fn(&str) -> Option<String>) -> Result<(), String> {
+        self.resolve_with(env, &NoKeys, "", true)
+    }
+
+    /// Like [`Secret::resolve`], opening a sealed secret with `unseal` (`aad` binds it to its
+    /// store and key). With `references` false, `{ env }` and `{ file }` are only checked to be
+    /// there, not read: the store registry validates a record without the environment of the
+    /// services that will read it.
+    pub fn resolve_with(
+        &mut self,
+        env: &dyn Fn(&str) -> Option<String>,
+        unseal: &dyn Unseal,
+        aad: &str,
+        references: bool,
+    ) -> Result<(), String> {
+        if !references
+            && matches!(
+                self.source,
+                SecretSource::Env { .. } | SecretSource::File { .. }
+            )
+        {
+            return Ok(());
+        }
         match &self.source {
+            SecretSource::Sealed { sealed } => {
+                let v = unseal.unseal(sealed, aad)?;
+                self.value = Some(SecretString::from(v));
+                Ok(())
+            }
             SecretSource::Env { env: name } => match env(name) {
                 Some(v) if !v.is_empty() => {
                     self.value = Some(SecretString::from(v));
@@ -122,6 +172,10 @@ impl Secret {
 
     pub fn is_literal(&self) -> bool {
         matches!(self.source, SecretSource::Literal(_))
+    }
+
+    pub fn is_sealed(&self) -> bool {
+        matches!(self.source, SecretSource::Sealed { .. })
     }
 }
 

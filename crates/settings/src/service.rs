@@ -69,6 +69,19 @@ impl Default for AdminSection {
     }
 }
 
+/// The keys that open secrets sealed in the store registry (`duellsync-registry`). Two keys,
+/// so that the internet-facing webhook-ingest holds only the one for webhook and notice
+/// secrets and can never open API credentials.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SealSection {
+    /// Opens WooCommerce keys and DUELL tokens: 32 random bytes, base64
+    /// (`syncctl store keygen`), or `{ file = "/run/secrets/…" }`.
+    pub api_key: crate::Secret,
+    /// Opens webhook and change-notice secrets.
+    pub receiver_key: crate::Secret,
+}
+
 /// A list written as a TOML array (`["a", "b"]`) or as one comma-separated string (`"a,b"`,
 /// convenient in an environment variable such as `DUELLSYNC_SHARD=a,b`).
 pub fn string_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
@@ -94,8 +107,8 @@ pub fn env_vars() -> Vec<(String, String)> {
 }
 
 /// Loads a service config: defaults, then the TOML file (if any), then `DUELLSYNC_*`
-/// environment variables (`__` nests). Store overrides (`DUELLSYNC_STORES__…`) belong to the
-/// store files and are skipped here.
+/// environment variables (`__` nests). Store settings live in the store registry, so a
+/// `DUELLSYNC_STORES__…` variable is refused like any unknown key.
 pub fn load_service_config<T: DeserializeOwned>(
     path: Option<&Path>,
     env: &[(String, String)],
@@ -107,38 +120,115 @@ pub fn load_service_config<T: DeserializeOwned>(
             })?),
             None => None,
         };
-    let env: Vec<(String, String)> = env
-        .iter()
-        .filter(|(k, _)| !k.starts_with("DUELLSYNC_STORES__"))
-        .cloned()
-        .collect();
     let name = path
         .map(|p| p.display().to_string())
         .unwrap_or_else(|| "environment".into());
-    load_layered(&name, text.as_deref(), "DUELLSYNC_", &env)
+    load_layered(&name, text.as_deref(), "DUELLSYNC_", env)
 }
 
 /// What the shared loader needs to know of a service config.
 pub trait ServiceConfig: DeserializeOwned {
-    /// File or directory with the store settings.
-    fn stores_path(&self) -> &Path;
-    /// Store ids this instance serves (its shard); empty = all.
-    fn shard(&self) -> &[String];
+    /// The shard this instance serves: the stores whose registry record names it (`shard`);
+    /// empty = every store.
+    fn shard(&self) -> &str;
+    /// The keys that open sealed secrets.
+    fn seal(&self) -> &SealSection;
     /// Which store secrets the service uses.
     fn secrets_needed(&self) -> crate::Needs {
         crate::Needs::ALL
     }
 }
 
-/// Loads a service config and the stores of its shard, validating both.
-pub fn load_service<T: ServiceConfig>(
-    config_path: Option<&Path>,
+/// One part of a configuration check: a config file or a set of stores.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct CheckSection {
+    pub title: String,
+    pub problems: Vec<CheckProblem>,
+    pub warnings: Vec<String>,
+    /// The stores it defines or would serve.
+    pub stores: Vec<String>,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct CheckProblem {
+    pub key: String,
+    pub message: String,
+}
+
+impl From<&crate::Problem> for CheckProblem {
+    fn from(p: &crate::Problem) -> Self {
+        CheckProblem {
+            key: p.key.clone(),
+            message: p.message.clone(),
+        }
+    }
+}
+
+/// The result of `<service> --check-config`, printed as JSON on stdout.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct CheckReport {
+    pub service: String,
+    pub ok: bool,
+    pub sections: Vec<CheckSection>,
+}
+
+/// A service's own check of its configuration (`--check-config`): its config file and
+/// environment with its own `Config` type and `validate`. (Stores are not part of it: they are
+/// validated when they are saved in the registry.)
+/// `syncctl config check --service` runs the service binary with `--check-config` and reads
+/// this report, so that the CLI never has to link the services to know their rules.
+pub fn check_config<T: ServiceConfig>(
+    service: &str,
+    path: Option<&Path>,
     env: &[(String, String)],
-) -> Result<(T, crate::Stores), ConfigError> {
-    let config: T = load_service_config(config_path, env)?;
-    let stores = crate::load_stores_for(config.stores_path(), env, config.secrets_needed())?
-        .select(config.shard())?;
-    Ok((config, stores))
+    validate: impl Fn(&T) -> Result<(), ConfigError>,
+) -> CheckReport {
+    let problems = |e: ConfigError| e.problems.iter().map(CheckProblem::from).collect();
+    let mut section = CheckSection {
+        title: format!(
+            "service {service} {}",
+            path.map(|p| p.display().to_string())
+                .unwrap_or_else(|| "(environment)".into())
+        ),
+        problems: Vec::new(),
+        warnings: Vec::new(),
+        stores: Vec::new(),
+    };
+    let config: T = match load_service_config(path, env) {
+        Ok(c) => c,
+        Err(e) => {
+            section.problems = problems(e);
+            return CheckReport {
+                service: service.to_owned(),
+                ok: false,
+                sections: vec![section],
+            };
+        }
+    };
+    if let Err(e) = validate(&config) {
+        section.problems = problems(e);
+    }
+    CheckReport {
+        service: service.to_owned(),
+        ok: section.problems.is_empty(),
+        sections: vec![section],
+    }
+}
+
+/// Prints a [`CheckReport`] as JSON on stdout and returns the exit code: 0 valid, 2 invalid.
+pub fn print_check_report(report: &CheckReport) -> i32 {
+    match serde_json::to_string_pretty(report) {
+        Ok(text) => println!("{text}"),
+        Err(e) => {
+            eprintln!("cannot print the report: {e}");
+            return 1;
+        }
+    }
+    if report.ok {
+        0
+    } else {
+        2
+    }
 }
 
 #[cfg(test)]
@@ -149,6 +239,45 @@ mod tests {
     struct Shard {
         #[serde(deserialize_with = "string_list")]
         shard: Vec<String>,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(default, deny_unknown_fields)]
+    struct Svc {
+        shard: String,
+        seal: SealSection,
+        limit: u32,
+    }
+
+    impl ServiceConfig for Svc {
+        fn shard(&self) -> &str {
+            &self.shard
+        }
+        fn seal(&self) -> &SealSection {
+            &self.seal
+        }
+    }
+
+    #[test]
+    fn a_config_check_reports_the_services_own_rules() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("svc.toml");
+        std::fs::write(&cfg, "shard = \"a\"\nlimit = 0\n").unwrap();
+        let rule = |c: &Svc| {
+            if c.limit == 0 {
+                Err(ConfigError::one("limit", "0 is too small; use 1 or more"))
+            } else {
+                Ok(())
+            }
+        };
+        let report = check_config::<Svc>("svc", Some(&cfg), &[], rule);
+        assert!(!report.ok);
+        assert_eq!(report.sections[0].problems[0].key, "limit");
+        std::fs::write(&cfg, "limitt = 1\n").unwrap();
+        let report = check_config::<Svc>("svc", Some(&cfg), &[], rule);
+        assert!(report.sections[0].problems[0].message.contains("limitt"));
+        std::fs::write(&cfg, "limit = 1\n").unwrap();
+        assert!(check_config::<Svc>("svc", Some(&cfg), &[], rule).ok);
     }
 
     #[test]

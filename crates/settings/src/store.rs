@@ -7,7 +7,27 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::layered::{env_overlay, one_line};
-use crate::{ConfigError, Problem, Secret};
+use crate::{ConfigError, NoKeys, Problem, Secret, Unseal};
+
+/// Every secret of a store, by key. A key among [`RECEIVER_SECRETS`] is what a receiver
+/// (webhook-ingest) verifies signatures with; the others are API credentials.
+pub const SECRET_KEYS: [&str; 8] = [
+    "woo.consumer_key",
+    "woo.consumer_secret",
+    "woo.webhook_secret",
+    "woo.previous_webhook_secret",
+    "duell.client_token",
+    "duell.stock_department",
+    "duell.order_department",
+    "duell.notice_secret",
+];
+
+/// The secrets webhook-ingest needs (signatures of webhooks and change notices).
+pub const RECEIVER_SECRETS: [&str; 3] = [
+    "woo.webhook_secret",
+    "woo.previous_webhook_secret",
+    "duell.notice_secret",
+];
 
 /// WooCommerce REST API version.
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
@@ -209,6 +229,10 @@ pub struct StoreSettings {
     /// Store id: lowercase letters, digits, `-`, `_` (used in subjects and names).
     #[serde(default)]
     pub id: String,
+    /// The shard whose services serve this store (`DUELLSYNC_SHARD` of their pods); empty =
+    /// the instances that serve every store. Moving a store is changing this key.
+    #[serde(default)]
+    pub shard: String,
     pub woo: WooSettings,
     pub duell: DuellSettings,
 
@@ -339,7 +363,20 @@ impl StoreSettings {
         env: &dyn Fn(&str) -> Option<String>,
         needs: Needs,
     ) -> Vec<Problem> {
+        self.resolve_and_validate_with(origin, env, &NoKeys, needs)
+    }
+
+    /// Like [`StoreSettings::resolve_and_validate_for`], opening sealed secrets with `unseal`.
+    pub fn resolve_and_validate_with(
+        &mut self,
+        origin: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+        unseal: &dyn Unseal,
+        needs: Needs,
+    ) -> Vec<Problem> {
         let mut problems = Vec::new();
+        let store_id = self.id.clone();
+        let aad = |key: &str| format!("{store_id}/{key}");
         let mut p = |key: &str, message: String| {
             problems.push(Problem {
                 key: format!("{origin}: {key}"),
@@ -397,23 +434,42 @@ impl StoreSettings {
             if !needed {
                 continue;
             }
-            if let Err(e) = secret.resolve(env) {
+            if let Err(e) = secret.resolve_with(env, unseal, &aad(key), needs.references) {
                 p(key, e);
             }
         }
         if self.sync_orders || !self.woo.webhook_delivery_url.is_empty() {
-            match self.woo.webhook_secret.resolve(env) {
+            match self.woo.webhook_secret.resolve_with(
+                env,
+                unseal,
+                &aad("woo.webhook_secret"),
+                needs.references,
+            ) {
                 Err(e) if !self.woo.webhook_delivery_url.is_empty() => p("woo.webhook_secret", e),
                 _ => {}
             }
         }
-        if !matches!(
-            self.duell.notice_secret.source(),
-            crate::SecretSource::Missing
-        ) {
-            if let Err(e) = self.duell.notice_secret.resolve(env) {
-                p("duell.notice_secret", e);
+        for (key, secret) in [
+            ("duell.notice_secret", &mut self.duell.notice_secret),
+            (
+                "woo.previous_webhook_secret",
+                &mut self.woo.previous_webhook_secret,
+            ),
+        ] {
+            if !matches!(secret.source(), crate::SecretSource::Missing) {
+                if let Err(e) = secret.resolve_with(env, unseal, &aad(key), needs.references) {
+                    p(key, e);
+                }
             }
+        }
+        if !self.shard.is_empty() && !duellsync_events::is_valid_store_id(&self.shard) {
+            p(
+                "shard",
+                format!(
+                    "`{}` is not a shard name; use 1-32 lowercase letters, digits, '-' or '_', or leave it out",
+                    self.shard
+                ),
+            );
         }
         if self.woo.webhook_secret.is_set()
             && !self
@@ -646,12 +702,26 @@ fn parse_from_date(s: &str) -> Result<i64, String> {
 pub struct Needs {
     /// WooCommerce and DUELL API credentials and department tokens.
     pub api: bool,
+    /// Read `{ env }` and `{ file }` secrets; false = only check that they name a source (the
+    /// registry validating a record it stores for other processes).
+    pub references: bool,
 }
 
 impl Needs {
-    pub const ALL: Needs = Needs { api: true };
+    pub const ALL: Needs = Needs {
+        api: true,
+        references: true,
+    };
     /// The webhook and change-notice secrets only (webhook-ingest).
-    pub const RECEIVER: Needs = Needs { api: false };
+    pub const RECEIVER: Needs = Needs {
+        api: false,
+        references: true,
+    };
+    /// Every secret checked, references not read (validation at save time).
+    pub const RECORD: Needs = Needs {
+        api: true,
+        references: false,
+    };
 }
 
 /// All stores of a deployment, by id.
@@ -760,6 +830,23 @@ pub fn parse_stores(
     finish_stores(origin, raw, env, needs)
 }
 
+/// Like [`parse_stores`], opening sealed secrets with `unseal`: how a store registry record is
+/// read (by the services) and validated (at save time, with [`Needs::RECORD`]).
+pub fn parse_stores_with(
+    origin: &str,
+    default_id: &str,
+    text: &str,
+    env: &[(String, String)],
+    needs: Needs,
+    unseal: &dyn Unseal,
+) -> Result<Stores, ConfigError> {
+    let table = text
+        .parse::<toml::Table>()
+        .map_err(|e| ConfigError::one(origin, one_line(&e.to_string())))?;
+    let raw = file_stores(origin, default_id, table)?;
+    finish_stores_with(origin, raw, env, needs, unseal)
+}
+
 type RawStores = BTreeMap<String, (String, toml::Table)>;
 
 /// The stores of one file's table, by id, each with where it came from.
@@ -808,9 +895,19 @@ fn file_stores(
 /// Applies the environment overrides to the raw stores, then types and validates each.
 fn finish_stores(
     origin: &str,
+    raw: RawStores,
+    env: &[(String, String)],
+    needs: Needs,
+) -> Result<Stores, ConfigError> {
+    finish_stores_with(origin, raw, env, needs, &NoKeys)
+}
+
+fn finish_stores_with(
+    origin: &str,
     mut raw: RawStores,
     env: &[(String, String)],
     needs: Needs,
+    unseal: &dyn Unseal,
 ) -> Result<Stores, ConfigError> {
     // Environment overrides, keyed by store id.
     let mut overlay_root = toml::Table::new();
@@ -857,7 +954,7 @@ fn finish_stores(
                 ),
             });
         }
-        problems.extend(store.resolve_and_validate_for(&origin, &lookup, needs));
+        problems.extend(store.resolve_and_validate_with(&origin, &lookup, unseal, needs));
         for key in store.literal_secrets() {
             out.warnings.push(format!(
                 "{origin}: {key} is written in the file; keep secrets in {{ env = \"…\" }} or {{ file = \"…\" }}"
@@ -1106,6 +1203,86 @@ order_department = {{ env = "OD" }}
         );
         assert!(stores.warnings[0].contains("woo.consumer_secret"));
         assert!(!stores.warnings[0].contains("cs_literal"));
+    }
+
+    #[test]
+    fn the_previous_webhook_secret_is_read_from_its_reference() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = minimal("s1").replace(
+            "webhook_secret = { env = \"WS\" }",
+            "webhook_secret = { env = \"WS\" }\nprevious_webhook_secret = { env = \"PWS\" }",
+        );
+        let p = write(dir.path(), "s1.toml", &text);
+        let mut e = env();
+        e.push(("PWS".into(), "oldhooksecret".into()));
+        let stores = load_stores_for(&p, &e, Needs::RECEIVER).unwrap();
+        let s = stores.get("s1").unwrap();
+        assert_eq!(s.woo.previous_webhook_secret.expose(), "oldhooksecret");
+        e.retain(|(k, _)| k != "PWS");
+        let err = load_stores(&p, &e).unwrap_err().to_string();
+        assert!(
+            err.contains("woo.previous_webhook_secret") && err.contains("PWS"),
+            "{err}"
+        );
+    }
+
+    /// Reverses the text and checks the binding, standing in for the registry's cipher.
+    struct Mirror;
+    impl Unseal for Mirror {
+        fn unseal(&self, sealed: &str, aad: &str) -> Result<String, String> {
+            let (bound, text) = sealed.split_once('|').ok_or("not sealed here")?;
+            if bound != aad {
+                return Err(format!("sealed for {bound}, not {aad}"));
+            }
+            Ok(text.chars().rev().collect())
+        }
+    }
+
+    #[test]
+    fn sealed_secrets_are_opened_for_their_store_and_key_only() {
+        let text = minimal("s1").replace(
+            "consumer_secret = { env = \"CS\" }",
+            "consumer_secret = { sealed = \"s1/woo.consumer_secret|terces\" }",
+        );
+        let stores = parse_stores_with("s1", "s1", &text, &env(), Needs::ALL, &Mirror).unwrap();
+        let s = stores.get("s1").unwrap();
+        assert_eq!(s.woo.consumer_secret.expose(), "secret");
+        assert!(s.woo.consumer_secret.is_sealed());
+        assert!(!format!("{s:?}").contains("secret\""));
+        // Moved to another key (or store), the sealed value does not open.
+        let moved = text.replace(
+            "consumer_secret = { sealed",
+            "consumer_key = { sealed = \"s1/woo.consumer_secret|x\" }\nconsumer_secretx = { sealed",
+        );
+        assert!(parse_stores_with("s1", "s1", &moved, &env(), Needs::ALL, &Mirror).is_err());
+        let err = parse_stores("s1", "s1", &text, &env(), Needs::ALL)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("woo.consumer_secret") && err.contains("sealing key"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_record_is_validated_without_reading_its_references() {
+        // The saving process lacks the services' environment: references are only checked
+        // to be there, every other rule applies.
+        let stores = parse_stores_with("s1", "s1", &minimal("s1"), &[], Needs::RECORD, &NoKeys);
+        assert!(stores.is_ok(), "{stores:?}");
+        let missing = minimal("s1").replace("consumer_secret = { env = \"CS\" }\n", "");
+        let err = parse_stores_with("s1", "s1", &missing, &[], Needs::RECORD, &NoKeys)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("woo.consumer_secret") && err.contains("missing"),
+            "{err}"
+        );
+        let bad_shard = minimal("s1").replace("[woo]", "shard = \"Shard A\"\n[woo]");
+        let err = parse_stores_with("s1", "s1", &bad_shard, &[], Needs::RECORD, &NoKeys)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("shard") && err.contains("Shard A"), "{err}");
     }
 
     #[test]

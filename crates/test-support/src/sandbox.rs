@@ -12,6 +12,11 @@ use std::time::{Duration, Instant};
 
 use crate::{free_port, workspace_root, NatsServer};
 
+/// The sandbox's sealing keys (test keys; the registry seals the test stores' literal
+/// secrets with them). webhook-ingest gets only the receiver key, as in production.
+pub const SEAL_API_KEY: &str = "YXBpLWtleS1vZi10aGUtdGVzdC1zYW5kYm94LTMyYnk=";
+pub const SEAL_RECEIVER_KEY: &str = "cmVjZWl2ZXIta2V5LW9mLXRoZS10ZXN0LXNhbmRib3g=";
+
 /// The service binaries of the workspace.
 pub const SERVICES: [&str; 5] = [
     "webhook-ingest",
@@ -125,10 +130,61 @@ impl Sandbox {
         self.dir.path().join("stores")
     }
 
-    /// Writes (or replaces) `stores/<id>.toml`. Services read stores at start.
+    /// Writes (or replaces) `stores/<id>.toml` and applies it to the store registry on the
+    /// sandbox's NATS with `syncctl store apply` (the GitOps path): running services pick the
+    /// change up by themselves. Panics when the registry refuses the settings.
     pub fn write_store(&self, id: &str, toml: &str) {
-        std::fs::write(self.stores_path().join(format!("{id}.toml")), toml)
-            .expect("store file is writable");
+        if let Err(e) = self.try_write_store(id, toml) {
+            panic!("store {id} refused by the registry:\n{e}");
+        }
+    }
+
+    /// Like [`Sandbox::write_store`], returning the registry's refusal (syncctl's output).
+    pub fn try_write_store(&self, id: &str, toml: &str) -> Result<String, String> {
+        let path = self.stores_path().join(format!("{id}.toml"));
+        std::fs::write(&path, toml).expect("store file is writable");
+        self.syncctl(&[
+            "store",
+            "apply",
+            "-f",
+            &path.display().to_string(),
+            "--as",
+            "sandbox",
+        ])
+    }
+
+    /// Removes a store from the registry (services stop serving it).
+    pub fn delete_store(&self, id: &str) {
+        let _ = std::fs::remove_file(self.stores_path().join(format!("{id}.toml")));
+        if let Err(e) = self.syncctl(&["store", "delete", id, "--yes", "--as", "sandbox"]) {
+            panic!("store {id} not deleted:\n{e}");
+        }
+    }
+
+    /// Runs syncctl against the sandbox's NATS with the sealing keys; its output, or the
+    /// output of a failed run as the error.
+    pub fn syncctl(&self, args: &[&str]) -> Result<String, String> {
+        let out = Command::new(binary("syncctl"))
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("NO_COLOR", "1")
+            .env("DUELLSYNC_NATS__URL", self.nats.url())
+            .env("DUELLSYNC_SEAL__API_KEY", SEAL_API_KEY)
+            .env("DUELLSYNC_SEAL__RECEIVER_KEY", SEAL_RECEIVER_KEY)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("syncctl runs");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if out.status.success() {
+            Ok(text)
+        } else {
+            Err(text)
+        }
     }
 
     /// Starts `service` with the sandbox's environment plus `env`.
@@ -156,7 +212,6 @@ impl Sandbox {
     fn spawn(&mut self, service: &str) {
         let state_dir = self.dir.path().join("state").join(service);
         let nats_url = self.nats.url();
-        let stores = self.stores_path();
         let common = self.common_env.clone();
         let p = self.procs.get_mut(service).expect("service was started");
         let log = std::fs::OpenOptions::new()
@@ -168,7 +223,7 @@ impl Sandbox {
         cmd.env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("DUELLSYNC_NATS__URL", nats_url)
-            .env("DUELLSYNC_STORES_PATH", stores)
+            .env("DUELLSYNC_SEAL__RECEIVER_KEY", SEAL_RECEIVER_KEY)
             .env("DUELLSYNC_STATE_DIR", state_dir)
             .env(
                 "DUELLSYNC_ADMIN__LISTEN",
@@ -179,6 +234,9 @@ impl Sandbox {
                 "DUELLSYNC_TELEMETRY__LOG_FILTER",
                 std::env::var("DUELLSYNC_E2E_LOG").unwrap_or_else(|_| "info".into()),
             );
+        if service != "webhook-ingest" {
+            cmd.env("DUELLSYNC_SEAL__API_KEY", SEAL_API_KEY);
+        }
         for (k, v) in common.iter().chain(p.env.iter()) {
             cmd.env(k, v);
         }

@@ -1,10 +1,10 @@
 //! catalog-publisher configuration.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use duellsync_settings::service::{
-    AdminSection, LogFormat, NatsSection, ServiceConfig, TelemetrySection,
+    AdminSection, LogFormat, NatsSection, SealSection, ServiceConfig, TelemetrySection,
 };
 use serde::Deserialize;
 
@@ -14,11 +14,11 @@ pub struct Config {
     pub nats: NatsSection,
     pub telemetry: TelemetrySection,
     pub admin: AdminSection,
-    /// Store settings: a file or a directory of `<store>.toml` files.
-    pub stores_path: PathBuf,
-    /// Stores this instance serves; empty = every store in `stores_path`.
-    #[serde(deserialize_with = "duellsync_settings::service::string_list")]
-    pub shard: Vec<String>,
+    /// The shard this instance serves: the stores whose registry record names it
+    /// (`DUELLSYNC_SHARD=shard-a`); empty = every store.
+    pub shard: String,
+    /// Keys that open the store secrets sealed in the registry.
+    pub seal: SealSection,
     /// Where the sled state lives.
     pub state_dir: PathBuf,
     pub publisher: PublisherSection,
@@ -30,8 +30,8 @@ impl Default for Config {
             nats: NatsSection::default(),
             telemetry: TelemetrySection::default(),
             admin: AdminSection::default(),
-            stores_path: PathBuf::from("/etc/duellsync/stores"),
-            shard: Vec::new(),
+            shard: String::new(),
+            seal: SealSection::default(),
             state_dir: PathBuf::from("/var/lib/duellsync/catalog-publisher"),
             publisher: PublisherSection::default(),
         }
@@ -39,11 +39,11 @@ impl Default for Config {
 }
 
 impl ServiceConfig for Config {
-    fn stores_path(&self) -> &Path {
-        &self.stores_path
-    }
-    fn shard(&self) -> &[String] {
+    fn shard(&self) -> &str {
         &self.shard
+    }
+    fn seal(&self) -> &SealSection {
+        &self.seal
     }
 }
 

@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use duellsync_bus::{Bus, BusOptions, ConsumerSpec};
-use duellsync_settings::Stores;
+use duellsync_registry::{StoreSource, Supervisor};
 use duellsync_store::{Store, StoreOptions};
 use duellsync_telemetry::Readiness;
 use tokio::sync::mpsc;
@@ -44,21 +44,36 @@ pub struct Args {
     /// Service config file (TOML); `DUELLSYNC_*` environment variables override it.
     #[arg(long, env = "DUELLSYNC_CONFIG")]
     pub config: Option<PathBuf>,
+    /// Check the configuration and the stores it would serve, print the result as JSON and
+    /// exit (0 valid, 2 invalid) without starting anything (`syncctl config check --service`).
+    #[arg(long)]
+    pub check_config: bool,
 }
 
 impl Args {
-    pub fn load(&self, env: &[(String, String)]) -> anyhow::Result<(Config, Stores)> {
-        Ok(duellsync_settings::service::load_service::<Config>(
+    /// `--check-config`: this service's own rules, printed as JSON; returns the exit code.
+    pub fn check(&self, env: &[(String, String)]) -> i32 {
+        let report = duellsync_registry::check_service::<Config>(
+            SERVICE,
             self.config.as_deref(),
             env,
-        )?)
+            |_: &Config| Ok(()),
+        );
+        duellsync_settings::service::print_check_report(&report)
+    }
+
+    /// The config, and the registry source of the stores of its shard.
+    pub fn load(&self, env: &[(String, String)]) -> anyhow::Result<(Config, StoreSource)> {
+        let (config, stores) =
+            duellsync_registry::load_service::<Config>(self.config.as_deref(), env)?;
+        Ok((config, stores))
     }
 }
 
 /// The built service, ready to run.
 pub struct App {
     config: Config,
-    stores: Stores,
+    stores: StoreSource,
     bus: Bus,
     state: Store,
     admin: tokio::net::TcpListener,
@@ -67,7 +82,8 @@ pub struct App {
 
 impl App {
     /// Connects to NATS, declares the streams, opens the state and binds the admin port.
-    pub async fn build(config: Config, stores: Stores) -> anyhow::Result<App> {
+    pub async fn build(config: Config, stores: impl Into<StoreSource>) -> anyhow::Result<App> {
+        let stores = stores.into();
         duellsync_telemetry::install_crypto_provider();
         let mut bus_options = BusOptions::new(&config.nats.url, SERVICE);
         bus_options.replicas = config.nats.replicas;
@@ -110,53 +126,31 @@ impl App {
         ));
         let cfg = Arc::new(self.config.publisher.clone());
         let tables = state::Tables::new(&self.state);
-        for store in self.stores.stores.values() {
-            let woo = duellsync_clients::woo_client(store).map_err(anyhow::Error::msg)?;
-            let ctx = worker::StoreCtx::new(
-                Arc::new(store.clone()),
-                self.bus.clone(),
-                woo,
-                tables.clone(),
-                cfg.clone(),
-            );
-            let (tx, rx) = mpsc::channel(1000);
-            for (stream, filters) in worker::subjects(&store.id) {
-                let mut spec = ConsumerSpec::new(
-                    stream,
-                    format!("{SERVICE}-{}-{}", store.id, stream.name.to_lowercase()),
-                    filters,
-                    SERVICE,
-                    &store.id,
-                );
-                spec.max_ack_pending = 5000;
-                spec.batch = 500;
-                let consumer = self.bus.consumer(spec).await?;
-                let mut deliveries = consumer.deliveries(stop.clone());
-                let tx = tx.clone();
-                tracker.spawn(async move {
-                    while let Some(d) = deliveries.recv().await {
-                        if tx.send(Arc::new(d)).await.is_err() {
-                            return;
-                        }
-                    }
-                });
+        let bus = self.bus.clone();
+        let f = failed.clone();
+        let failed_run = failed.clone();
+        let supervisor = Supervisor::new(SERVICE, self.bus.clone()).exclusive(true);
+        let stores = self.stores;
+        let s = stop.clone();
+        tracker.spawn(async move {
+            let started = supervisor
+                .run(
+                    stores,
+                    s,
+                    || tracing::info!("catalog-publisher running"),
+                    move |store, run| {
+                        let (bus, tables, cfg, failed) =
+                            (bus.clone(), tables.clone(), cfg.clone(), f.clone());
+                        async move { start_store(store, run, bus, tables, cfg, failed).await }
+                    },
+                )
+                .await;
+            if let Err(e) = started {
+                tracing::error!(error = %format!("{e:#}"), "stores could not be run");
+                failed_run.cancel();
             }
-            let w = worker::Worker::new(ctx);
-            let s = stop.clone();
-            let f = failed.clone();
-            let id = store.id.clone();
-            tracker.spawn(async move {
-                if let Err(e) = w.run(rx, s).await {
-                    tracing::error!(store = %id, error = %format!("{e:#}"), "publisher stopped with an error");
-                    f.cancel();
-                }
-            });
-        }
+        });
         tracker.close();
-        tracing::info!(
-            stores = self.stores.stores.len(),
-            "catalog-publisher running"
-        );
         tokio::select! {
             _ = shutdown => {}
             _ = failed.cancelled() => tracing::error!("a worker failed; stopping so the supervisor restarts us"),
@@ -176,4 +170,50 @@ impl App {
         }
         Ok(())
     }
+}
+
+/// Starts one store's consumers and worker on the store's run (the supervisor stops and
+/// restarts them when the store's settings change).
+async fn start_store(
+    store: Arc<duellsync_settings::StoreSettings>,
+    run: duellsync_registry::StoreRun,
+    bus: Bus,
+    tables: state::Tables,
+    cfg: Arc<config::PublisherSection>,
+    failed: CancellationToken,
+) -> anyhow::Result<()> {
+    let woo = duellsync_clients::woo_client(&store).map_err(anyhow::Error::msg)?;
+    let ctx = worker::StoreCtx::new(store.clone(), bus.clone(), woo, tables, cfg);
+    let (tx, rx) = mpsc::channel(1000);
+    for (stream, filters) in worker::subjects(&store.id) {
+        let mut spec = ConsumerSpec::new(
+            stream,
+            format!("{SERVICE}-{}-{}", store.id, stream.name.to_lowercase()),
+            filters,
+            SERVICE,
+            &store.id,
+        );
+        spec.max_ack_pending = 5000;
+        spec.batch = 500;
+        let consumer = bus.consumer(spec).await?;
+        let mut deliveries = consumer.deliveries(run.stop.clone());
+        let tx = tx.clone();
+        run.tracker.spawn(async move {
+            while let Some(d) = deliveries.recv().await {
+                if tx.send(Arc::new(d)).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+    let w = worker::Worker::new(ctx);
+    let s = run.stop.clone();
+    let id = store.id.clone();
+    run.tracker.spawn(async move {
+        if let Err(e) = w.run(rx, s).await {
+            tracing::error!(store = %id, error = %format!("{e:#}"), "publisher stopped with an error");
+            failed.cancel();
+        }
+    });
+    Ok(())
 }

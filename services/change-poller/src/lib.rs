@@ -27,7 +27,8 @@ use std::time::Duration;
 use anyhow::Context;
 use duellsync_bus::{Bus, BusOptions, ConsumerSpec, Delivery, HandleError};
 use duellsync_events::{v1, Event, STREAM_CMD, STREAM_DUELL, STREAM_SYNC};
-use duellsync_settings::{StoreSettings, Stores};
+use duellsync_registry::{StoreSource, Supervisor};
+use duellsync_settings::StoreSettings;
 use duellsync_store::{Store, StoreOptions};
 use duellsync_telemetry::Readiness;
 use tokio::sync::{mpsc, oneshot};
@@ -48,12 +49,28 @@ pub struct Args {
     /// Service config file (TOML); `DUELLSYNC_*` environment variables override it.
     #[arg(long, env = "DUELLSYNC_CONFIG")]
     pub config: Option<PathBuf>,
+    /// Check the configuration and the stores it would serve, print the result as JSON and
+    /// exit (0 valid, 2 invalid) without starting anything (`syncctl config check --service`).
+    #[arg(long)]
+    pub check_config: bool,
 }
 
 impl Args {
-    pub fn load(&self, env: &[(String, String)]) -> anyhow::Result<(Config, Stores)> {
+    /// `--check-config`: this service's own rules, printed as JSON; returns the exit code.
+    pub fn check(&self, env: &[(String, String)]) -> i32 {
+        let report = duellsync_registry::check_service::<Config>(
+            SERVICE,
+            self.config.as_deref(),
+            env,
+            |_: &Config| Ok(()),
+        );
+        duellsync_settings::service::print_check_report(&report)
+    }
+
+    /// The config, and the registry source of the stores of its shard.
+    pub fn load(&self, env: &[(String, String)]) -> anyhow::Result<(Config, StoreSource)> {
         let (config, stores) =
-            duellsync_settings::service::load_service::<Config>(self.config.as_deref(), env)?;
+            duellsync_registry::load_service::<Config>(self.config.as_deref(), env)?;
         Ok((config, stores))
     }
 }
@@ -78,7 +95,7 @@ impl StoreCtx {
 /// The built service, ready to run.
 pub struct App {
     config: Config,
-    stores: Stores,
+    stores: StoreSource,
     bus: Bus,
     state: Store,
     admin: tokio::net::TcpListener,
@@ -88,7 +105,8 @@ pub struct App {
 impl App {
     /// Connects to NATS, declares the streams, opens the state and binds the admin port. Fails
     /// fast on anything wrong.
-    pub async fn build(config: Config, stores: Stores) -> anyhow::Result<App> {
+    pub async fn build(config: Config, stores: impl Into<StoreSource>) -> anyhow::Result<App> {
+        let stores = stores.into();
         duellsync_telemetry::install_crypto_provider();
         let mut bus_options = BusOptions::new(&config.nats.url, SERVICE);
         bus_options.replicas = config.nats.replicas;
@@ -130,19 +148,41 @@ impl App {
             stop.clone(),
         ));
         let config = Arc::new(self.config.poller.clone());
-        for store in self.stores.stores.values() {
-            let ctx = StoreCtx {
-                store: Arc::new(store.clone()),
-                bus: self.bus.clone(),
-                state: self.state.clone(),
-                duell: duellsync_clients::duell_client(store).map_err(anyhow::Error::msg)?,
-                woo: duellsync_clients::woo_client(store).map_err(anyhow::Error::msg)?,
-                config: config.clone(),
-            };
-            spawn_store(&tracker, ctx, stop.clone(), failed.clone()).await?;
-        }
+        let (bus, state, f) = (self.bus.clone(), self.state.clone(), failed.clone());
+        let supervisor = Supervisor::new(SERVICE, self.bus.clone()).exclusive(true);
+        let stores = self.stores;
+        let (s, failed_run) = (stop.clone(), failed.clone());
+        tracker.spawn(async move {
+            let ran = supervisor
+                .run(
+                    stores,
+                    s,
+                    || tracing::info!("change-poller running"),
+                    move |store, run| {
+                        let ctx = (bus.clone(), state.clone(), config.clone(), f.clone());
+                        async move {
+                            let (bus, state, config, failed) = ctx;
+                            let ctx = StoreCtx {
+                                duell: duellsync_clients::duell_client(&store)
+                                    .map_err(anyhow::Error::msg)?,
+                                woo: duellsync_clients::woo_client(&store)
+                                    .map_err(anyhow::Error::msg)?,
+                                store,
+                                bus,
+                                state,
+                                config,
+                            };
+                            spawn_store(&run.tracker, ctx, run.stop.clone(), failed).await
+                        }
+                    },
+                )
+                .await;
+            if let Err(e) = ran {
+                tracing::error!(error = %format!("{e:#}"), "stores could not be run");
+                failed_run.cancel();
+            }
+        });
         tracker.close();
-        tracing::info!(stores = self.stores.stores.len(), "change-poller running");
         tokio::select! {
             _ = shutdown => {}
             _ = failed.cancelled() => tracing::error!("a worker failed; stopping so the supervisor restarts us"),

@@ -34,7 +34,8 @@ use std::time::Duration;
 use anyhow::Context;
 use duellsync_bus::{Bus, BusOptions, Consumer, ConsumerSpec, Delivery, HandleError};
 use duellsync_events::{v1, Event, STREAM_CMD, STREAM_DUELL, STREAM_SYNC, STREAM_WOO};
-use duellsync_settings::{StoreSettings, Stores};
+use duellsync_registry::{StoreSource, Supervisor};
+use duellsync_settings::StoreSettings;
 use duellsync_store::{Store, StoreOptions};
 use duellsync_telemetry::Readiness;
 use rust_decimal::Decimal;
@@ -57,12 +58,28 @@ pub struct Args {
     /// Service config file (TOML); `DUELLSYNC_*` environment variables override it.
     #[arg(long, env = "DUELLSYNC_CONFIG")]
     pub config: Option<PathBuf>,
+    /// Check the configuration and the stores it would serve, print the result as JSON and
+    /// exit (0 valid, 2 invalid) without starting anything (`syncctl config check --service`).
+    #[arg(long)]
+    pub check_config: bool,
 }
 
 impl Args {
-    pub fn load(&self, env: &[(String, String)]) -> anyhow::Result<(Config, Stores)> {
+    /// `--check-config`: this service's own rules, printed as JSON; returns the exit code.
+    pub fn check(&self, env: &[(String, String)]) -> i32 {
+        let report = duellsync_registry::check_service::<Config>(
+            SERVICE,
+            self.config.as_deref(),
+            env,
+            Config::validate,
+        );
+        duellsync_settings::service::print_check_report(&report)
+    }
+
+    /// The config, and the registry source of the stores of its shard.
+    pub fn load(&self, env: &[(String, String)]) -> anyhow::Result<(Config, StoreSource)> {
         let (config, stores) =
-            duellsync_settings::service::load_service::<Config>(self.config.as_deref(), env)?;
+            duellsync_registry::load_service::<Config>(self.config.as_deref(), env)?;
         config.validate()?;
         Ok((config, stores))
     }
@@ -127,7 +144,7 @@ impl StoreCtx {
 /// The built service, ready to run.
 pub struct App {
     config: Config,
-    stores: Stores,
+    stores: StoreSource,
     bus: Bus,
     state: Store,
     admin: tokio::net::TcpListener,
@@ -139,7 +156,8 @@ pub struct App {
 impl App {
     /// Connects to NATS, declares the streams, opens the state and binds the admin port. Fails
     /// fast on anything wrong.
-    pub async fn build(config: Config, stores: Stores) -> anyhow::Result<App> {
+    pub async fn build(config: Config, stores: impl Into<StoreSource>) -> anyhow::Result<App> {
+        let stores = stores.into();
         duellsync_telemetry::install_crypto_provider();
         config.validate()?;
         let mut bus_options = BusOptions::new(&config.nats.url, SERVICE);
@@ -185,35 +203,62 @@ impl App {
             stop.clone(),
         ));
         let config = Arc::new(self.config.importer.clone());
-        for store in self.stores.stores.values() {
-            let mut duell_config =
-                duellsync_clients::duell_config(store).map_err(anyhow::Error::msg)?;
-            duell_config.request_timeout = config.duell_timeout;
-            let duell = duellsync_duell::DuellClient::new(duell_config)
-                .map_err(|e| anyhow::anyhow!("store {}: duell client: {e}", store.id))?;
-            let site = if config.site_name.trim().is_empty() {
-                url_host(&store.woo.url)
-            } else {
-                config.site_name.trim().to_owned()
+        let (bus, state, f) = (self.bus.clone(), self.state.clone(), failed.clone());
+        let grace = config.duell_timeout + Duration::from_secs(10);
+        let supervisor = Supervisor::new(SERVICE, self.bus.clone())
+            .exclusive(true)
+            .grace(grace);
+        let stores = self.stores;
+        let (s, failed_run, started) = (stop.clone(), failed.clone(), self.started.clone());
+        let cfg = config.clone();
+        tracker.spawn(async move {
+            let ready = move || {
+                started.store(true, Ordering::SeqCst);
+                tracing::info!("order-importer running");
             };
-            let ctx = StoreCtx {
-                settings: Arc::new(store.clone()),
-                bus: self.bus.clone(),
-                state: self.state.clone(),
-                t: state::Tables::new(&self.state),
-                duell,
-                woo: duellsync_clients::woo_client(store).map_err(anyhow::Error::msg)?,
-                config: config.clone(),
-                locks: Arc::new(Locks::default()),
-                creation_locks: Arc::new(Locks::default()),
-                site,
-                tolerance: duellsync_orders::parse_tolerance(&store.orders.total_tolerance),
-            };
-            spawn_store(&tracker, ctx, stop.clone(), failed.clone()).await?;
-        }
+            let ran = supervisor
+                .run(stores, s, ready, move |store, run| {
+                    let ctx = (bus.clone(), state.clone(), cfg.clone(), f.clone());
+                    async move {
+                        let (bus, state, config, failed) = ctx;
+                        let mut duell_config =
+                            duellsync_clients::duell_config(&store).map_err(anyhow::Error::msg)?;
+                        duell_config.request_timeout = config.duell_timeout;
+                        let duell =
+                            duellsync_duell::DuellClient::new(duell_config).map_err(|e| {
+                                anyhow::anyhow!("store {}: duell client: {e}", store.id)
+                            })?;
+                        let site = if config.site_name.trim().is_empty() {
+                            url_host(&store.woo.url)
+                        } else {
+                            config.site_name.trim().to_owned()
+                        };
+                        let ctx = StoreCtx {
+                            woo: duellsync_clients::woo_client(&store)
+                                .map_err(anyhow::Error::msg)?,
+                            tolerance: duellsync_orders::parse_tolerance(
+                                &store.orders.total_tolerance,
+                            ),
+                            settings: store,
+                            bus,
+                            t: state::Tables::new(&state),
+                            state,
+                            duell,
+                            config,
+                            locks: Arc::new(Locks::default()),
+                            creation_locks: Arc::new(Locks::default()),
+                            site,
+                        };
+                        spawn_store(&run.tracker, ctx, run.stop.clone(), failed).await
+                    }
+                })
+                .await;
+            if let Err(e) = ran {
+                tracing::error!(error = %format!("{e:#}"), "stores could not be run");
+                failed_run.cancel();
+            }
+        });
         tracker.close();
-        self.started.store(true, Ordering::SeqCst);
-        tracing::info!(stores = self.stores.stores.len(), "order-importer running");
         tokio::select! {
             _ = shutdown => {}
             _ = failed.cancelled() => tracing::error!("a worker failed; stopping so the supervisor restarts us"),
@@ -222,7 +267,6 @@ impl App {
         stop.cancel();
         // In-flight imports finish: a DUELL write is never abandoned between intent and outcome
         // on a graceful stop. The bound is the DUELL timeout plus a margin.
-        let grace = config.duell_timeout + Duration::from_secs(10);
         if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
             tracing::warn!(?grace, "workers did not stop in time");
         }

@@ -17,6 +17,9 @@ async fn main() -> anyhow::Result<()> {
     tokio::task::yield_now().await;
     let args = Args::parse();
     let env = duellsync_settings::service::env_vars();
+    if args.check_config {
+        std::process::exit(args.check(&env));
+    }
     let (config, stores) = args.load(&env)?;
     let _telemetry = duellsync_telemetry::init(&config.telemetry_options())?;
     let app = App::build(config, stores).await?;

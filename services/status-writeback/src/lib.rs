@@ -26,7 +26,8 @@ use std::time::Duration;
 use anyhow::Context;
 use duellsync_bus::{Bus, BusOptions, ConsumerSpec, Delivery, HandleError};
 use duellsync_events::{v1, Event, STREAM_DUELL, STREAM_SYNC};
-use duellsync_settings::{StoreSettings, Stores};
+use duellsync_registry::{StoreSource, Supervisor};
+use duellsync_settings::StoreSettings;
 use duellsync_store::{Ledger, Store, StoreOptions, Table};
 use duellsync_telemetry::Readiness;
 use tokio_util::sync::CancellationToken;
@@ -46,12 +47,28 @@ pub struct Args {
     /// Service config file (TOML); `DUELLSYNC_*` environment variables override it.
     #[arg(long, env = "DUELLSYNC_CONFIG")]
     pub config: Option<PathBuf>,
+    /// Check the configuration and the stores it would serve, print the result as JSON and
+    /// exit (0 valid, 2 invalid) without starting anything (`syncctl config check --service`).
+    #[arg(long)]
+    pub check_config: bool,
 }
 
 impl Args {
-    pub fn load(&self, env: &[(String, String)]) -> anyhow::Result<(Config, Stores)> {
+    /// `--check-config`: this service's own rules, printed as JSON; returns the exit code.
+    pub fn check(&self, env: &[(String, String)]) -> i32 {
+        let report = duellsync_registry::check_service::<Config>(
+            SERVICE,
+            self.config.as_deref(),
+            env,
+            Config::validate,
+        );
+        duellsync_settings::service::print_check_report(&report)
+    }
+
+    /// The config, and the registry source of the stores of its shard.
+    pub fn load(&self, env: &[(String, String)]) -> anyhow::Result<(Config, StoreSource)> {
         let (config, stores) =
-            duellsync_settings::service::load_service::<Config>(self.config.as_deref(), env)?;
+            duellsync_registry::load_service::<Config>(self.config.as_deref(), env)?;
         config.validate()?;
         Ok((config, stores))
     }
@@ -86,7 +103,7 @@ impl StoreCtx {
 /// The built service, ready to run.
 pub struct App {
     config: Config,
-    stores: Stores,
+    stores: StoreSource,
     bus: Bus,
     state: Store,
     admin: tokio::net::TcpListener,
@@ -96,7 +113,8 @@ pub struct App {
 impl App {
     /// Connects to NATS, declares the streams, opens the state and binds the admin port. Fails
     /// fast on anything wrong.
-    pub async fn build(config: Config, stores: Stores) -> anyhow::Result<App> {
+    pub async fn build(config: Config, stores: impl Into<StoreSource>) -> anyhow::Result<App> {
+        let stores = stores.into();
         duellsync_telemetry::install_crypto_provider();
         config.validate()?;
         let mut bus_options = BusOptions::new(&config.nats.url, SERVICE);
@@ -112,8 +130,10 @@ impl App {
         let readiness = Readiness::new();
         readiness.add(Arc::new(duellsync_bus::BusReady(bus.clone())));
         // Building the clients here makes a bad store setting fail the start, not a consumer.
-        for store in stores.stores.values() {
-            duellsync_clients::woo_client(store).map_err(anyhow::Error::msg)?;
+        if let StoreSource::Fixed(fixed) = &stores {
+            for store in fixed.stores.values() {
+                duellsync_clients::woo_client(store).map_err(anyhow::Error::msg)?;
+            }
         }
         Ok(App {
             config,
@@ -146,22 +166,35 @@ impl App {
         if let Err(e) = pruned {
             tracing::warn!(error = %e, "cannot prune the ledger");
         }
-        for store in self.stores.stores.values() {
-            let ctx = Arc::new(StoreCtx::new(store, self.bus.clone(), self.state.clone())?);
-            spawn_store(
-                &tracker,
-                ctx,
-                &self.config.writeback,
-                stop.clone(),
-                failed.clone(),
-            )
-            .await?;
-        }
+        let (bus, state, f) = (self.bus.clone(), self.state.clone(), failed.clone());
+        let section = Arc::new(self.config.writeback.clone());
+        let supervisor = Supervisor::new(SERVICE, self.bus.clone())
+            .exclusive(true)
+            .grace(Duration::from_secs(30));
+        let stores = self.stores;
+        let (s, failed_run) = (stop.clone(), failed.clone());
+        tracker.spawn(async move {
+            let ran = supervisor
+                .run(
+                    stores,
+                    s,
+                    || tracing::info!("status-writeback running"),
+                    move |store, run| {
+                        let c = (bus.clone(), state.clone(), section.clone(), f.clone());
+                        async move {
+                            let (bus, state, section, failed) = c;
+                            let ctx = Arc::new(StoreCtx::new(&store, bus, state)?);
+                            spawn_store(&run.tracker, ctx, &section, run.stop.clone(), failed).await
+                        }
+                    },
+                )
+                .await;
+            if let Err(e) = ran {
+                tracing::error!(error = %format!("{e:#}"), "stores could not be run");
+                failed_run.cancel();
+            }
+        });
         tracker.close();
-        tracing::info!(
-            stores = self.stores.stores.len(),
-            "status-writeback running"
-        );
         tokio::select! {
             _ = shutdown => tracing::info!("shutting down"),
             _ = failed.cancelled() => tracing::error!("a consumer failed; stopping so the supervisor restarts us"),

@@ -1,10 +1,14 @@
-//! `syncctl config check`: validates store files and service config files with the services'
-//! own rules (their `Config` types and `validate()`), without starting anything. Every problem
-//! is printed with its key, the value and the fix; literal secrets are warnings.
+//! `syncctl config check`: validates store files, and service config files with the services'
+//! own rules, without starting anything. Every problem is printed with its key, the value and
+//! the fix; literal secrets are warnings.
+//!
+//! A service's config is checked by the service binary itself (`<service> --check-config`,
+//! which prints a JSON report), so syncctl does not link the five services to know their
+//! `Config` types.
 
 use std::path::{Path, PathBuf};
 
-use duellsync_settings::service::{load_service_config, ServiceConfig};
+use duellsync_settings::service::CheckReport;
 use duellsync_settings::{ConfigError, Problem};
 use serde_json::{json, Value};
 
@@ -79,71 +83,73 @@ fn stores_section(path: &Path, env: &[(String, String)], shard: &[String]) -> Se
     section
 }
 
-fn service_sections<T: ServiceConfig>(
-    name: &str,
-    path: &Path,
-    env: &[(String, String)],
-    validate: impl Fn(&T) -> Result<(), ConfigError>,
-) -> Vec<Section> {
-    let mut section = Section {
-        title: format!("service {name} {}", path.display()),
-        problems: Vec::new(),
-        warnings: Vec::new(),
-        stores: Vec::new(),
-    };
-    let config: T = match load_service_config(Some(path), env) {
-        Ok(c) => c,
-        Err(ConfigError { problems }) => {
-            section.problems = problems;
-            return vec![section];
-        }
-    };
-    if let Err(ConfigError { problems }) = validate(&config) {
-        section.problems = problems;
-    }
-    // The stores this service would serve: its stores_path and shard, as it loads them.
-    let stores = stores_section(config.stores_path(), env, config.shard());
-    vec![section, stores]
+/// Where a service binary is: next to syncctl (the image and `target/` keep them together),
+/// else on `PATH`.
+fn service_binary(name: &str) -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|d| d.join(name)))
+        .filter(|p| p.is_file())
+        .unwrap_or_else(|| PathBuf::from(name))
 }
 
-fn check_service(name: &str, path: &Path, env: &[(String, String)]) -> Vec<Section> {
-    match name {
-        "webhook-ingest" => {
-            service_sections(name, path, env, duellsync_webhook_ingest::Config::validate)
-        }
-        "change-poller" => service_sections(
-            name,
-            path,
-            env,
-            |_: &duellsync_change_poller::Config| Ok(()),
-        ),
-        "catalog-publisher" => service_sections(
-            name,
-            path,
-            env,
-            |_: &duellsync_catalog_publisher::Config| Ok(()),
-        ),
-        "order-importer" => {
-            service_sections(name, path, env, duellsync_order_importer::Config::validate)
-        }
-        "status-writeback" => service_sections(
-            name,
-            path,
-            env,
-            duellsync_status_writeback::Config::validate,
-        ),
-        other => vec![Section {
-            title: format!("service {other} {}", path.display()),
+/// The service checks its own config: `<service> --check-config --config FILE` prints a
+/// [`CheckReport`] (its `Config` type and `validate()`, then the stores it would serve).
+async fn check_service(name: &str, path: &Path, env: &[(String, String)]) -> Vec<Section> {
+    let failed = |message: String| {
+        vec![Section {
+            title: format!("service {name} {}", path.display()),
             problems: vec![Problem {
                 key: "--service".into(),
-                message: format!(
-                    "`{other}` is not a service; use one of {}",
-                    SERVICES.join(", ")
-                ),
+                message,
             }],
             warnings: Vec::new(),
             stores: Vec::new(),
-        }],
+        }]
+    };
+    let binary = service_binary(name);
+    let out = tokio::process::Command::new(&binary)
+        .arg("--check-config")
+        .arg("--config")
+        .arg(path)
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await;
+    let out = match out {
+        Ok(o) => o,
+        Err(e) => {
+            return failed(format!(
+                "cannot run `{}`: {e}; install the service binaries next to syncctl or on PATH",
+                binary.display()
+            ))
+        }
+    };
+    match serde_json::from_slice::<CheckReport>(&out.stdout) {
+        Ok(report) => report
+            .sections
+            .into_iter()
+            .map(|s| Section {
+                title: s.title,
+                problems: s
+                    .problems
+                    .into_iter()
+                    .map(|p| Problem {
+                        key: p.key,
+                        message: p.message,
+                    })
+                    .collect(),
+                warnings: s.warnings,
+                stores: s.stores,
+            })
+            .collect(),
+        Err(_) => failed(format!(
+            "`{} --check-config` did not report (exit {}): {}; is it a duellsync service binary of this version?",
+            binary.display(),
+            out.status.code().unwrap_or(-1),
+            crate::ui::cut(String::from_utf8_lossy(&out.stderr).trim(), 300)
+        )),
     }
 }
 
@@ -173,7 +179,7 @@ pub async fn run(ctx: &Ctx, args: CheckArgs) -> anyhow::Result<Outcome> {
         sections.push(stores_section(path, ctx.env(), &[]));
     }
     for (name, path) in args.services.iter().zip(&args.configs) {
-        sections.extend(check_service(name, path, ctx.env()));
+        sections.extend(check_service(name, path, ctx.env()).await);
     }
     let ok = sections.iter().all(Section::ok);
     let ui = &ctx.ui;

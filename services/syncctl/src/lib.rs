@@ -11,26 +11,20 @@
 #![forbid(unsafe_code)]
 
 mod config_check;
-mod conn_test;
-mod dlq;
-mod events;
-mod explain;
-mod log;
 mod rebuild;
-mod status;
-mod sync;
-mod timefmt;
-mod ui;
-mod webhooks;
+mod store;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use duellsync_bus::{Bus, BusOptions};
-use duellsync_settings::{StoreSettings, Stores};
 
-pub use ui::Ui;
+// The operations live in duellsync-ops (shared with the console); re-exported so that the
+// command modules here name them as before (`crate::Ctx`, `crate::ui::Tone`).
+pub use duellsync_ops::{
+    check_store_id, conn_test, dlq, events, explain, log, parse_duration, status, sync, timefmt,
+    ui, usage, webhooks, Ctx, Outcome, Ui, UsageError,
+};
 
 /// The operator CLI of the DUELL ⇄ WooCommerce sync engine.
 #[derive(Debug, Parser)]
@@ -78,6 +72,9 @@ pub enum Command {
     /// WooCommerce order webhooks.
     #[command(subcommand)]
     Webhooks(webhooks::WebhooksCommand),
+    /// The store registry: apply settings files, read, list, delete, history.
+    #[command(subcommand)]
+    Store(store::StoreCommand),
     /// A service's local state.
     #[command(subcommand)]
     State(rebuild::StateCommand),
@@ -89,132 +86,15 @@ pub enum ConfigCommand {
     Check(config_check::CheckArgs),
 }
 
-/// A usage or configuration error: exit code 2.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct UsageError(pub String);
-
-pub(crate) fn usage(msg: impl Into<String>) -> anyhow::Error {
-    anyhow::Error::new(UsageError(msg.into()))
-}
-
-/// How a command ended when it did not fail outright.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    Ok,
-    /// It ran, but found or caused a failure (red check, failed sync): exit code 1.
-    Failed,
-    /// It ran and reported invalid configuration or a refused action itself: exit code 2.
-    Invalid,
-}
-
-impl Outcome {
-    fn from_ok(ok: bool) -> Outcome {
-        if ok {
-            Outcome::Ok
-        } else {
-            Outcome::Failed
-        }
-    }
-}
-
-/// What every command may need: output, where NATS and the store settings are, the process
-/// environment (for secrets and `DUELLSYNC_*` overrides).
-pub struct Ctx {
-    pub ui: Ui,
-    nats_url: String,
-    stores_path: Option<PathBuf>,
-    env: Vec<(String, String)>,
-    connect_timeout: Duration,
-}
-
-impl Ctx {
-    /// Connects to NATS; a broker that is not there is a failure (exit 1) with the fix.
-    pub(crate) async fn bus(&self) -> anyhow::Result<Bus> {
-        let mut options = BusOptions::new(&self.nats_url, "syncctl");
-        options.connect_timeout = self.connect_timeout;
-        options.publish_deadline = Duration::from_secs(15);
-        let bus = Bus::connect(options).await.map_err(|e| {
-            anyhow::anyhow!("{e}; check --nats-url (or DUELLSYNC_NATS__URL) and that NATS runs")
-        })?;
-        // syncctl never declares streams (the services do, with the cluster's replica count).
-        // (`Bus::streams_present` asks nothing of the server, so each stream is looked up.)
-        for spec in duellsync_events::ALL_STREAMS.iter() {
-            if bus.stream_state(spec.name).await.is_err() {
-                anyhow::bail!(
-                    "the engine's streams are missing on NATS at {} (no stream {}): no service has started on it yet, or --nats-url points elsewhere",
-                    self.nats_url,
-                    spec.name
-                );
-            }
-        }
-        Ok(bus)
-    }
-
-    /// Every store of the settings path, validated; problems are a configuration error.
-    pub(crate) fn stores(&self) -> anyhow::Result<Stores> {
-        let Some(path) = &self.stores_path else {
-            return Err(usage(
-                "the store settings are needed: give --stores PATH or set DUELLSYNC_STORES_PATH",
-            ));
-        };
-        duellsync_settings::load_stores(path, &self.env).map_err(|e| {
-            usage(format!(
-                "{e}\n(run `syncctl config check --stores {}` for the details)",
-                path.display()
-            ))
-        })
-    }
-
-    /// One store's settings.
-    pub(crate) fn store(&self, id: &str) -> anyhow::Result<StoreSettings> {
-        check_store_id(id)?;
-        let stores = self.stores()?;
-        stores.get(id).cloned().ok_or_else(|| {
-            usage(format!(
-                "store `{id}` is not defined in {}; known stores: {}",
-                self.stores_path
-                    .as_deref()
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_default(),
-                stores.ids().collect::<Vec<_>>().join(", ")
-            ))
-        })
-    }
-
-    pub(crate) fn env(&self) -> &[(String, String)] {
-        &self.env
-    }
-
-    pub(crate) fn stores_path(&self) -> Option<&std::path::Path> {
-        self.stores_path.as_deref()
-    }
-}
-
-pub(crate) fn check_store_id(id: &str) -> anyhow::Result<()> {
-    if duellsync_events::is_valid_store_id(id) {
-        Ok(())
-    } else {
-        Err(usage(format!(
-            "`{id}` is not a store id (1-32 lowercase letters, digits, '-' or '_')"
-        )))
-    }
-}
-
-/// Parses "30s", "15m", "24h", "7d".
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    duellsync_settings::duration::parse(s)
-}
-
 /// Runs a parsed command line and returns the process exit code.
 pub async fn run(cli: Cli) -> u8 {
-    let ctx = Ctx {
-        ui: Ui::new(cli.json),
-        nats_url: cli.nats_url,
-        stores_path: cli.stores,
-        env: duellsync_settings::service::env_vars(),
-        connect_timeout: cli.connect_timeout,
-    };
+    let ctx = Ctx::new(
+        Ui::new(cli.json),
+        cli.nats_url,
+        cli.stores,
+        duellsync_settings::service::env_vars(),
+        cli.connect_timeout,
+    );
     duellsync_telemetry::install_crypto_provider();
     let result = match cli.command {
         Command::Config(ConfigCommand::Check(args)) => config_check::run(&ctx, args).await,
@@ -226,6 +106,7 @@ pub async fn run(cli: Cli) -> u8 {
         Command::Explain(args) => explain::run(&ctx, args).await,
         Command::Webhooks(cmd) => webhooks::run(&ctx, cmd).await,
         Command::State(cmd) => rebuild::run(&ctx, cmd).await,
+        Command::Store(cmd) => store::run(&ctx, cmd).await,
     };
     match result {
         Ok(Outcome::Ok) => 0,
@@ -258,11 +139,5 @@ mod tests {
     #[test]
     fn the_command_line_is_well_formed() {
         Cli::command().debug_assert();
-    }
-
-    #[test]
-    fn durations_take_units() {
-        assert_eq!(parse_duration("24h"), Ok(Duration::from_secs(86400)));
-        assert!(parse_duration("24").is_err());
     }
 }

@@ -1,51 +1,36 @@
 //! webhook-ingest configuration: defaults → file → `DUELLSYNC_*` environment.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use duellsync_settings::service::{
-    AdminSection, LogFormat, NatsSection, ServiceConfig, TelemetrySection,
+    AdminSection, LogFormat, NatsSection, SealSection, ServiceConfig, TelemetrySection,
 };
 use serde::Deserialize;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub nats: NatsSection,
     pub telemetry: TelemetrySection,
     pub admin: AdminSection,
-    /// Store settings: a file or a directory of `<store>.toml` files. The ingest needs each
-    /// store's `woo.webhook_secret` and `duell.notice_secret`.
-    pub stores_path: PathBuf,
-    /// Stores this instance answers for; empty = every store in `stores_path`.
-    #[serde(deserialize_with = "duellsync_settings::service::string_list")]
-    pub shard: Vec<String>,
+    /// The shard this instance serves: the stores whose registry record names it
+    /// (`DUELLSYNC_SHARD=shard-a`); empty = every store.
+    pub shard: String,
+    /// Keys that open the store secrets sealed in the registry.
+    pub seal: SealSection,
     /// Not used: the ingest keeps no state. Accepted so that one environment
     /// (`DUELLSYNC_STATE_DIR`) fits every service of a deployment.
     pub state_dir: Option<PathBuf>,
     pub ingest: IngestSection,
 }
 
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            nats: NatsSection::default(),
-            telemetry: TelemetrySection::default(),
-            admin: AdminSection::default(),
-            stores_path: PathBuf::from("/etc/duellsync/stores"),
-            shard: Vec::new(),
-            state_dir: None,
-            ingest: IngestSection::default(),
-        }
-    }
-}
-
 impl ServiceConfig for Config {
-    fn stores_path(&self) -> &Path {
-        &self.stores_path
-    }
-    fn shard(&self) -> &[String] {
+    fn shard(&self) -> &str {
         &self.shard
+    }
+    fn seal(&self) -> &SealSection {
+        &self.seal
     }
     /// The ingest verifies signatures; API credentials stay out of its pods.
     fn secrets_needed(&self) -> duellsync_settings::Needs {

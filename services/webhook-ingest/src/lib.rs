@@ -34,7 +34,8 @@ use axum::routing::post;
 use axum::Router;
 use duellsync_bus::{Bus, BusOptions, Published};
 use duellsync_events::Event;
-use duellsync_settings::Stores;
+use duellsync_registry::{StoreSource, Supervisor};
+use duellsync_settings::StoreSettings;
 use duellsync_telemetry::Readiness;
 use tokio_util::sync::CancellationToken;
 
@@ -62,12 +63,28 @@ pub struct Args {
     /// Service config file (TOML); `DUELLSYNC_*` environment variables override it.
     #[arg(long, env = "DUELLSYNC_CONFIG")]
     pub config: Option<std::path::PathBuf>,
+    /// Check the configuration and the stores it would serve, print the result as JSON and
+    /// exit (0 valid, 2 invalid) without starting anything (`syncctl config check --service`).
+    #[arg(long)]
+    pub check_config: bool,
 }
 
 impl Args {
-    pub fn load(&self, env: &[(String, String)]) -> anyhow::Result<(Config, Stores)> {
+    /// `--check-config`: this service's own rules, printed as JSON; returns the exit code.
+    pub fn check(&self, env: &[(String, String)]) -> i32 {
+        let report = duellsync_registry::check_service::<Config>(
+            SERVICE,
+            self.config.as_deref(),
+            env,
+            Config::validate,
+        );
+        duellsync_settings::service::print_check_report(&report)
+    }
+
+    /// The config, and the registry source of the stores it answers for.
+    pub fn load(&self, env: &[(String, String)]) -> anyhow::Result<(Config, StoreSource)> {
         let (config, stores) =
-            duellsync_settings::service::load_service::<Config>(self.config.as_deref(), env)?;
+            duellsync_registry::load_service::<Config>(self.config.as_deref(), env)?;
         config.validate()?;
         Ok((config, stores))
     }
@@ -86,9 +103,41 @@ pub(crate) struct StoreEntry {
     pub(crate) notice_metrics: EndpointMetrics,
 }
 
-/// Shared, read-only state of the request handlers.
+impl StoreEntry {
+    fn new(s: &StoreSettings) -> StoreEntry {
+        let woo = s
+            .woo
+            .webhook_secret
+            .is_set()
+            .then(|| Signer::woocommerce(s.woo.webhook_secret.expose()));
+        let woo_previous = s
+            .woo
+            .previous_webhook_secret
+            .is_set()
+            .then(|| Signer::woocommerce(s.woo.previous_webhook_secret.expose()));
+        let notice = s
+            .duell
+            .notice_secret
+            .is_set()
+            .then(|| Signer::new(s.duell.notice_secret.expose().as_bytes()));
+        if woo.is_none() {
+            tracing::warn!(store = %s.id, "no woo.webhook_secret: WooCommerce deliveries for this store are refused with 404");
+        }
+        StoreEntry {
+            id: s.id.clone(),
+            woo,
+            woo_previous,
+            notice,
+            woo_metrics: EndpointMetrics::new(&s.id, Endpoint::WooCommerce),
+            notice_metrics: EndpointMetrics::new(&s.id, Endpoint::DuellNotice),
+        }
+    }
+}
+
+/// Shared state of the request handlers. The stores change while the ingest runs (the
+/// registry): a request takes the store's entry as it is at that moment.
 pub(crate) struct Ingest {
-    pub(crate) stores: HashMap<String, StoreEntry>,
+    stores: std::sync::RwLock<HashMap<String, Arc<StoreEntry>>>,
     pub(crate) unknown_woo: EndpointMetrics,
     pub(crate) unknown_notice: EndpointMetrics,
     pub(crate) bus: Bus,
@@ -98,42 +147,9 @@ pub(crate) struct Ingest {
 }
 
 impl Ingest {
-    fn new(config: &config::IngestSection, stores: &Stores, bus: Bus) -> Ingest {
-        let stores = stores
-            .stores
-            .values()
-            .map(|s| {
-                let woo = s
-                    .woo
-                    .webhook_secret
-                    .is_set()
-                    .then(|| Signer::woocommerce(s.woo.webhook_secret.expose()));
-                let woo_previous = s
-                    .woo
-                    .previous_webhook_secret
-                    .is_set()
-                    .then(|| Signer::woocommerce(s.woo.previous_webhook_secret.expose()));
-                let notice = s
-                    .duell
-                    .notice_secret
-                    .is_set()
-                    .then(|| Signer::new(s.duell.notice_secret.expose().as_bytes()));
-                if woo.is_none() {
-                    tracing::warn!(store = %s.id, "no woo.webhook_secret: WooCommerce deliveries for this store are refused with 404");
-                }
-                let entry = StoreEntry {
-                    id: s.id.clone(),
-                    woo,
-                    woo_previous,
-                    notice,
-                    woo_metrics: EndpointMetrics::new(&s.id, Endpoint::WooCommerce),
-                    notice_metrics: EndpointMetrics::new(&s.id, Endpoint::DuellNotice),
-                };
-                (s.id.clone(), entry)
-            })
-            .collect();
+    fn new(config: &config::IngestSection, bus: Bus) -> Ingest {
         Ingest {
-            stores,
+            stores: Default::default(),
             unknown_woo: EndpointMetrics::new("unknown", Endpoint::WooCommerce),
             unknown_notice: EndpointMetrics::new("unknown", Endpoint::DuellNotice),
             bus,
@@ -141,6 +157,34 @@ impl Ingest {
             publish_timeout: config.publish_timeout,
             read_timeout: config.read_timeout,
         }
+    }
+
+    /// The store's entry now; `None` for a store this ingest does not answer for.
+    pub(crate) fn store(&self, id: &str) -> Option<Arc<StoreEntry>> {
+        self.stores
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            .cloned()
+    }
+
+    fn set_store(&self, entry: Arc<StoreEntry>) {
+        self.stores
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(entry.id.clone(), entry);
+    }
+
+    /// Removes the entry unless a newer one replaced it meanwhile.
+    fn remove_store(&self, entry: &Arc<StoreEntry>) {
+        let mut stores = self.stores.write().unwrap_or_else(|e| e.into_inner());
+        if stores.get(&entry.id).is_some_and(|e| Arc::ptr_eq(e, entry)) {
+            stores.remove(&entry.id);
+        }
+    }
+
+    fn store_count(&self) -> usize {
+        self.stores.read().unwrap_or_else(|e| e.into_inner()).len()
     }
 
     /// Publishes and waits for JetStream's ack, bounded by `publish_timeout`. The error is the
@@ -219,6 +263,7 @@ fn router(ingest: Arc<Ingest>) -> Router {
 /// The built service, ready to run.
 pub struct App {
     config: Config,
+    stores: StoreSource,
     bus: Bus,
     ingest: Arc<Ingest>,
     listener: tokio::net::TcpListener,
@@ -227,12 +272,32 @@ pub struct App {
     /// before the per-store metric handles are registered.
     admin_router: Router,
     readiness: Readiness,
+    loaded: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// Not ready until the stores are known (a delivery before that would be refused as unknown).
+struct StoresLoaded(Arc<std::sync::atomic::AtomicBool>);
+
+impl duellsync_telemetry::ReadinessCheck for StoresLoaded {
+    fn name(&self) -> &str {
+        "stores"
+    }
+    fn check(&self) -> futures::future::BoxFuture<'_, Result<(), String>> {
+        Box::pin(async move {
+            if self.0.load(std::sync::atomic::Ordering::SeqCst) {
+                Ok(())
+            } else {
+                Err("reading the store registry".into())
+            }
+        })
+    }
 }
 
 impl App {
     /// Connects to NATS, declares the streams and binds both listeners. Fails fast on anything
     /// wrong, before accepting a single request.
-    pub async fn build(config: Config, stores: Stores) -> anyhow::Result<App> {
+    pub async fn build(config: Config, stores: impl Into<StoreSource>) -> anyhow::Result<App> {
+        let stores = stores.into();
         duellsync_telemetry::install_crypto_provider();
         config.validate()?;
         let mut bus_options = BusOptions::new(&config.nats.url, SERVICE);
@@ -251,14 +316,26 @@ impl App {
         let readiness = Readiness::new();
         readiness.add(Arc::new(duellsync_bus::BusReady(bus.clone())));
         let admin_router = duellsync_telemetry::admin_router(readiness.clone());
-        let ingest = Arc::new(Ingest::new(&config.ingest, &stores, bus.clone()));
+        let ingest = Arc::new(Ingest::new(&config.ingest, bus.clone()));
+        // Fixed stores answer from the first request; registry stores once they are read
+        // (readiness waits for that).
+        let loaded = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        if let StoreSource::Fixed(fixed) = &stores {
+            for s in fixed.stores.values() {
+                ingest.set_store(Arc::new(StoreEntry::new(s)));
+            }
+            loaded.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        readiness.add(Arc::new(StoresLoaded(loaded.clone())));
         tracing::info!(
-            stores = ingest.stores.len(),
+            stores = ingest.store_count(),
             listen = %config.ingest.listen,
             "webhook-ingest built"
         );
         Ok(App {
             config,
+            stores,
+            loaded,
             bus,
             ingest,
             listener,
@@ -299,7 +376,30 @@ impl App {
                 .with_graceful_shutdown(async move { stop.cancelled().await })
                 .into_future(),
         );
-        tracing::info!(stores = self.ingest.stores.len(), "webhook-ingest running");
+        // Stores come and go while the ingest runs; a changed store's new entry replaces the
+        // old one before the old one is dropped, so no delivery falls between the two.
+        let stop_stores = CancellationToken::new();
+        let ingest = self.ingest.clone();
+        let loaded = self.loaded.clone();
+        let supervisor = Supervisor::new(SERVICE, self.bus.clone()).overlap(true);
+        let stores_task = tokio::spawn(supervisor.run(
+            self.stores,
+            stop_stores.clone(),
+            move || loaded.store(true, std::sync::atomic::Ordering::SeqCst),
+            move |store, run| {
+                let ingest = ingest.clone();
+                async move {
+                    let entry = Arc::new(StoreEntry::new(&store));
+                    ingest.set_store(entry.clone());
+                    run.tracker.spawn(async move {
+                        run.stop.cancelled().await;
+                        ingest.remove_store(&entry);
+                    });
+                    Ok(())
+                }
+            },
+        ));
+        tracing::info!(stores = self.ingest.store_count(), "webhook-ingest running");
         let served = tokio::select! {
             _ = shutdown => None,
             r = &mut public => Some(r),
@@ -326,6 +426,8 @@ impl App {
                 }
             }
         };
+        stop_stores.cancel();
+        let _ = stores_task.await;
         self.bus.flush().await;
         stop_admin.cancel();
         let _ = admin.await;

@@ -76,7 +76,7 @@ pub(crate) async fn receive(
 }
 
 async fn handle(ingest: &Ingest, store: &str, req: Request) -> Response {
-    let Some(entry) = ingest.stores.get(store) else {
+    let Some(entry) = ingest.store(store) else {
         return finish(&ingest.unknown_notice, Outcome::UnknownStore);
     };
     let metrics = &entry.notice_metrics;

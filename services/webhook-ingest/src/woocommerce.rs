@@ -146,7 +146,7 @@ pub(crate) async fn receive(
 }
 
 async fn handle(ingest: &Ingest, store: &str, req: Request) -> Response {
-    let Some(entry) = ingest.stores.get(store) else {
+    let Some(entry) = ingest.store(store) else {
         tracing::debug!("delivery for an unknown store");
         return finish(&ingest.unknown_woo, Outcome::UnknownStore);
     };

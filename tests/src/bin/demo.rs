@@ -100,6 +100,27 @@ async fn main() -> anyhow::Result<()> {
         world.sandbox.wait_ready(s, Duration::from_secs(120));
     }
 
+    // The console, with an operator login made up for this run.
+    let console_port = free_port();
+    let console_listen = format!("127.0.0.1:{console_port}");
+    let password = format!("demo-{:016x}", rand::random::<u64>());
+    let hash = console_password_hash(&password)?;
+    world.sandbox.start(
+        "console",
+        &[
+            ("DUELLSYNC_CONSOLE__LISTEN", console_listen.as_str()),
+            ("DUELLSYNC_CONSOLE__OPERATOR_PASSWORD_HASH", hash.as_str()),
+            (
+                "DUELLSYNC_CONSOLE__PUBLIC_URL",
+                &format!("http://{console_listen}"),
+            ),
+        ],
+    );
+    world.sandbox.wait_ready("console", Duration::from_secs(60));
+    say(&format!(
+        "  console:               http://{console_listen}/  (operator / {password})"
+    ));
+
     let bus = Bus::connect(BusOptions::new(world.sandbox.nats.url(), "demo")).await?;
     let stop = CancellationToken::new();
     let mut log = bus.follow("SYNC", "sync.s1.>", 1, stop.clone());
@@ -335,4 +356,22 @@ async fn wait_for_event<T>(
             }
         }
     }
+}
+
+/// The argon2id hash of a password, made by the console binary (`console hash-password`).
+fn console_password_hash(password: &str) -> anyhow::Result<String> {
+    use std::io::Write;
+    let mut child = std::process::Command::new(duellsync_test_support::sandbox::binary("console"))
+        .arg("hash-password")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()?;
+    child
+        .stdin
+        .take()
+        .expect("stdin is piped")
+        .write_all(format!("{password}\n").as_bytes())?;
+    let out = child.wait_with_output()?;
+    anyhow::ensure!(out.status.success(), "console hash-password failed");
+    Ok(String::from_utf8(out.stdout)?.trim().to_owned())
 }

@@ -55,6 +55,8 @@ pub struct TestApp {
     pub admin: SocketAddr,
     dir: tempfile::TempDir,
     config: Config,
+    /// The store file (the test builds the app's stores from it).
+    stores_path: std::path::PathBuf,
     env: Vec<(String, String)>,
     stop_tx: Option<oneshot::Sender<()>>,
     handle: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
@@ -119,7 +121,6 @@ pub async fn spawn_app_with(f: impl FnOnce(&mut Setup)) -> TestApp {
     std::fs::write(stores_path.join(format!("{STORE}.toml")), file.to_toml()).expect("store file");
     let mut config = setup.config;
     config.nats.url = nats.url();
-    config.stores_path = stores_path;
     config.state_dir = dir.path().join("state");
     config.admin.listen = "127.0.0.1:0".into();
     let bus = Bus::connect(BusOptions::new(nats.url(), "test"))
@@ -133,6 +134,7 @@ pub async fn spawn_app_with(f: impl FnOnce(&mut Setup)) -> TestApp {
         admin: "127.0.0.1:0".parse().expect("addr"),
         dir,
         config,
+        stores_path,
         env: setup.env,
         stop_tx: None,
         handle: None,
@@ -143,7 +145,7 @@ pub async fn spawn_app_with(f: impl FnOnce(&mut Setup)) -> TestApp {
 
 impl TestApp {
     async fn start(&mut self) {
-        let stores = duellsync_settings::load_stores(&self.config.stores_path, &self.env)
+        let stores = duellsync_settings::load_stores(&self.stores_path, &self.env)
             .expect("store settings are valid");
         let app = App::build(self.config.clone(), stores)
             .await
@@ -344,7 +346,7 @@ impl TestApp {
 
     /// The order's notes, read through the REST API.
     pub async fn notes(&self, woo_id: i64) -> Vec<String> {
-        let stores = duellsync_settings::load_stores(&self.config.stores_path, &self.env)
+        let stores = duellsync_settings::load_stores(&self.stores_path, &self.env)
             .expect("store settings are valid");
         let client =
             duellsync_clients::woo_client(stores.get(STORE).expect("store")).expect("woo client");

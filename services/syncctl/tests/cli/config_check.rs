@@ -117,7 +117,11 @@ async fn an_unknown_key_a_bad_value_and_a_forbidden_combination_are_each_named()
 }
 
 #[tokio::test]
-async fn a_service_config_is_checked_with_the_services_own_rules_and_its_stores() {
+async fn a_service_config_is_checked_with_the_services_own_rules_and_its_sealing_keys() {
+    // syncctl runs the service binaries (`--check-config`), found next to itself.
+    for service in ["change-poller", "order-importer"] {
+        duellsync_test_support::sandbox::binary(service);
+    }
     let dir = tempfile::tempdir().unwrap();
     let stores = dir.path().join("stores");
     std::fs::create_dir(&stores).unwrap();
@@ -125,10 +129,7 @@ async fn a_service_config_is_checked_with_the_services_own_rules_and_its_stores(
     let good = write(
         dir.path(),
         "poller.toml",
-        &format!(
-            "stores_path = \"{}\"\nstate_dir = \"/tmp/x\"\n[nats]\nurl = \"nats://nats:4222\"\n",
-            stores.display()
-        ),
+        "shard = \"shard-a\"\nstate_dir = \"/tmp/x\"\n[nats]\nurl = \"nats://nats:4222\"\n",
     );
     let mut e = env(&stores);
     e.retain(|(k, _)| *k != "DUELLSYNC_STORES_PATH");
@@ -146,12 +147,31 @@ async fn a_service_config_is_checked_with_the_services_own_rules_and_its_stores(
     .await;
     assert_eq!(run.code, 0, "{run}");
     assert!(run.stdout.contains("service change-poller"), "{run}");
-    assert!(run.stdout.contains("valid: s1"), "{run}");
+    assert!(run.stdout.contains("valid"), "{run}");
+
+    // A sealing key that is not 32 bytes of base64 is named with the fix.
+    e.push(("DUELLSYNC_SEAL__API_KEY", "too-short".into()));
+    let run = syncctl(
+        &e,
+        &[
+            "config",
+            "check",
+            "--service",
+            "change-poller",
+            "--config",
+            good.to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert_eq!(run.code, 2, "{run}");
+    assert!(run.stdout.contains("seal.api_key"), "{run}");
+    assert!(run.stdout.contains("syncctl store keygen"), "{run}");
+    e.pop();
 
     let bad = write(
         dir.path(),
         "importer.toml",
-        "stores_path = \"/nope\"\n[natz]\nurl = \"x\"\n",
+        "shard = \"a\"\n[natz]\nurl = \"x\"\n",
     );
     let run = syncctl(
         &e,

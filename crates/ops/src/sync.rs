@@ -36,7 +36,7 @@ pub struct SyncArgs {
     timeout: Duration,
 }
 
-fn new_run_id() -> String {
+pub fn new_run_id() -> String {
     format!(
         "manual-{}-{:08x}",
         duellsync_events::now_ms(),
@@ -71,14 +71,14 @@ fn confirm_attributes(ctx: &Ctx, args: &SyncArgs) -> anyhow::Result<bool> {
     }
 }
 
-enum RunEvent {
+pub enum RunEvent {
     Progress(v1::FullSyncProgress),
     Completed(v1::FullSyncCompleted),
     GaveUp { service: String, reason: String },
 }
 
 /// The run's events among the messages of the sync log and the dead letters.
-fn classify(run_id: &str, m: &duellsync_bus::StoredMessage) -> Option<RunEvent> {
+pub fn classify(run_id: &str, m: &duellsync_bus::StoredMessage) -> Option<RunEvent> {
     if m.stream == STREAM_DLQ.name {
         let original = m.header(duellsync_events::headers::DLQ_SUBJECT)?;
         let run = match duellsync_events::event_name_for_subject(original)? {
@@ -112,7 +112,7 @@ fn classify(run_id: &str, m: &duellsync_bus::StoredMessage) -> Option<RunEvent> 
     None
 }
 
-fn phase_label(phase: &str) -> &str {
+pub fn phase_label(phase: &str) -> &str {
     match phase {
         "scan-duell" => "reading DUELL",
         "read-woo" => "reading WooCommerce",

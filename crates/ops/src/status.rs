@@ -393,6 +393,13 @@ fn print(ctx: &Ctx, s: &StoreStatus, window: Duration) {
     }
 }
 
+/// One store's status as the JSON `syncctl status --json` prints (the console's Status page).
+pub async fn store_json(bus: &Bus, store: &str, window: Duration) -> anyhow::Result<Value> {
+    let consumers = all_consumers(bus).await?;
+    let s = store_status(bus, store, &consumers, window).await?;
+    Ok(to_json(&s, window))
+}
+
 pub async fn run(ctx: &Ctx, args: StatusArgs) -> anyhow::Result<Outcome> {
     if let Some(s) = &args.store {
         check_store_id(s)?;

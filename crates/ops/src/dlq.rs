@@ -101,7 +101,7 @@ fn summary(m: &StoredMessage) -> String {
 
 /// The headers a replay carries: the original ones, without our dead-letter bookkeeping and
 /// without the server's `Nats-*` headers (a new id is set), plus `Duellsync-Replay: 1`.
-pub(crate) fn replay_headers(m: &StoredMessage) -> HeaderMap {
+pub fn replay_headers(m: &StoredMessage) -> HeaderMap {
     let ours = [
         headers::DLQ_REASON,
         headers::DLQ_SUBJECT,
@@ -125,7 +125,7 @@ pub(crate) fn replay_headers(m: &StoredMessage) -> HeaderMap {
 
 /// The replay's `Nats-Msg-Id`: new (not the original event id) and the same for every replay
 /// of one dead letter.
-pub(crate) fn replay_msg_id(m: &StoredMessage) -> String {
+pub fn replay_msg_id(m: &StoredMessage) -> String {
     format!("replay:{}:{}", m.sequence, dlq_time(m))
 }
 

@@ -35,7 +35,7 @@ pub struct TestArgs {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Status {
+pub enum Status {
     Ok,
     Failed,
     /// Not run because an earlier check failed.
@@ -43,11 +43,11 @@ enum Status {
 }
 
 #[derive(Debug)]
-struct Check {
-    name: String,
-    status: Status,
-    detail: String,
-    fix: Option<String>,
+pub struct Check {
+    pub name: String,
+    pub status: Status,
+    pub detail: String,
+    pub fix: Option<String>,
 }
 
 #[derive(Default)]
@@ -618,6 +618,19 @@ pub async fn run(ctx: &Ctx, args: TestArgs) -> anyhow::Result<Outcome> {
         }
     }
     Ok(Outcome::from_ok(ok))
+}
+
+/// The connection test as data (the console draws its own green and red lines).
+pub async fn checks(store: &StoreSettings, egress_ip_url: &str) -> Vec<Check> {
+    let args = TestArgs {
+        store: store.id.clone(),
+        egress_ip: None,
+        egress_ip_url: egress_ip_url.to_owned(),
+    };
+    let mut checks = Checks::default();
+    test_duell(store, &args, &mut checks).await;
+    test_woo(store, &mut checks).await;
+    checks.0
 }
 
 #[cfg(test)]
