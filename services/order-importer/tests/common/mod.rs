@@ -176,7 +176,7 @@ impl TestApp {
 
     /// A WooCommerce client for the store, configured as the importer configures its own.
     pub fn woo_client(&self) -> duellsync_woo::WooClient {
-        let stores = duellsync_settings::load_stores(&self.config.stores_path, &self.env)
+        let stores = duellsync_settings::load_stores(&self.stores_path, &self.env)
             .expect("store settings are valid");
         let store = stores.get(STORE).expect("the store");
         duellsync_clients::woo_client(store).expect("woo client")
