@@ -10,6 +10,8 @@
 #![forbid(unsafe_code)]
 
 mod campaign;
+pub mod holds;
+pub mod plan;
 mod price;
 mod text;
 
@@ -24,6 +26,8 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 pub use campaign::{parse_duell_time, sale_want, SaleWant};
+pub use holds::{held_units, Hold, Phase};
+pub use plan::{attach_image, downloads_image, drift_left_alone, plan, Link, PlanInput, Planned};
 pub use price::{format_price, woo_price, PriceRules};
 pub use text::{category_path, same_text, variant_option};
 

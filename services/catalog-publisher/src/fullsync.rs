@@ -5,12 +5,12 @@
 
 use std::collections::HashSet;
 
-use duellsync_catalog::{count_fields, WooState};
+use duellsync_catalog::{count_fields, drift_left_alone, PlanInput, Planned, WooState};
 use duellsync_events::{caused_meta, meta, v1, EventId, Meta};
 
-use crate::plan::{drift_left_alone, Planned};
-use crate::state::{held_units, mk, Link, Staged};
-use crate::worker::{unix_now, StoreCtx, Worker};
+use crate::ctx::StoreCtx;
+use crate::state::{mk, Link, Staged};
+use crate::worker::Worker;
 use crate::write::{edit_context, execute, plan_items, Item};
 use crate::SERVICE;
 
@@ -81,10 +81,9 @@ pub(crate) async fn run(w: &mut Worker, scan: &v1::CatalogScanned) -> anyhow::Re
     let ctx = w.ctx.clone();
     tracing::info!(store = %ctx.id, run_id = %scan.run_id, dry_run = scan.dry_run, "full sync: reading WooCommerce");
     ctx.load_prices().await?;
-    let lowered = refresh_from_woo(&ctx, scan).await?;
+    refresh_from_woo(&ctx, scan).await?;
 
     let holds = ctx.holds()?;
-    let now = unix_now();
     let mut plan = v1::SyncPlan {
         replaces_attributes: ctx.settings.sync_attributes,
         ..v1::SyncPlan::default()
@@ -118,20 +117,10 @@ pub(crate) async fn run(w: &mut Worker, scan: &v1::CatalogScanned) -> anyhow::Re
     };
     for group in [parents, rest] {
         for chunk in group.chunks(CHUNK) {
-            let mut items = plan_items(&ctx, chunk, &holds)?;
-            for item in items.iter_mut() {
-                if lowered.contains(&item.id) {
-                    let current = ctx
-                        .t
-                        .link
-                        .get(&mk(&ctx.id, item.id))?
-                        .and_then(|l| l.woo.stock);
-                    keep_woo_lower_stock(item, current);
-                }
-            }
+            let items = plan_items(&ctx, chunk, &holds)?;
             for item in &items {
                 describe(&ctx, item, &mut plan, &mut fields_changed);
-                if let Some(d) = drift_of(&ctx, item.id, &holds, now)? {
+                if let Some(d) = drift_of(&ctx, item.id, &holds)? {
                     drift.push(d);
                 }
             }
@@ -155,7 +144,7 @@ pub(crate) async fn run(w: &mut Worker, scan: &v1::CatalogScanned) -> anyhow::Re
     if !scan.dry_run {
         // Writes of this run may have left variants waiting for their new parents.
         w.flush(true).await;
-        crate::worker::prune_holds(&ctx.t, &ctx.id)?;
+        crate::project::prune_holds(&ctx.t, &ctx.id)?;
     }
     let ev = v1::FullSyncCompleted {
         meta: Some(run_meta(&ctx, scan, "fullsync-completed", 0)),
@@ -168,32 +157,6 @@ pub(crate) async fn run(w: &mut Worker, scan: &v1::CatalogScanned) -> anyhow::Re
     ctx.bus.publish(&ev).await?;
     tracing::info!(store = %ctx.id, run_id = %scan.run_id, creates = plan.creates, withdrawals = plan.withdrawals, unchanged = plan.unchanged, batch_writes, "full sync done");
     Ok(())
-}
-
-/// WooCommerce's stock went down since the publisher last knew it: most likely a web order
-/// whose webhook has not arrived yet. Raising it back now could offer those units again, so this
-/// reconciliation leaves the stock as it is (the order's hold arrives within seconds and a lower
-/// target is written then; a person's edit is corrected by the next reconciliation, when the
-/// number no longer moves).
-fn keep_woo_lower_stock(item: &mut Item, current: Option<i64>) {
-    let Planned::Update { write, fields, .. } = &mut item.plan else {
-        return;
-    };
-    if !fields.contains(&"stock_quantity") {
-        return;
-    }
-    // Lowering is always safe; only a raise waits.
-    if let (Some(want), Some(now)) = (write.stock_quantity, current) {
-        if want <= now {
-            return;
-        }
-    }
-    write.stock_quantity = None;
-    write.manage_stock = None;
-    fields.retain(|f| *f != "stock_quantity");
-    if fields.is_empty() {
-        item.plan = Planned::Nothing;
-    }
 }
 
 fn describe(
@@ -248,7 +211,6 @@ fn drift_of(
     ctx: &StoreCtx,
     id: i64,
     holds: &[crate::state::Hold],
-    now: i64,
 ) -> anyhow::Result<Option<Vec<&'static str>>> {
     let st = Staged::new(&ctx.t, &ctx.id);
     let (Some(src), Some(link)) = (st.source(id)?, st.link(id)?) else {
@@ -260,25 +222,26 @@ fn drift_of(
     if src.withdrawn || p.is_variant() || p.is_parent {
         return Ok(None);
     }
-    let held = held_units(
-        holds,
+    let input = PlanInput {
         id,
-        src.stock_observed_ms,
-        ctx.settings.stock.subtract_undrawn_customer_orders,
-    );
-    let d = drift_left_alone(ctx, p, src.stock, held, &link.woo, now);
+        source: &src,
+        link: Some(&link),
+        holds,
+        parent: None,
+        variant_options: Vec::new(),
+        settings: &ctx.settings,
+        prices: ctx.prices(),
+        now_ms: duellsync_events::now_ms(),
+    };
+    let d = drift_left_alone(&input, &link.woo);
     Ok(if d.is_empty() { None } else { Some(d) })
 }
 
 /// Reads every WooCommerce product and variation and records what it really holds: links are
 /// refreshed (or rebuilt from the DUELL id in meta data, or adopted by SKU), and links to
 /// products deleted in WooCommerce are dropped.
-async fn refresh_from_woo(
-    ctx: &StoreCtx,
-    scan: &v1::CatalogScanned,
-) -> anyhow::Result<HashSet<i64>> {
+async fn refresh_from_woo(ctx: &StoreCtx, scan: &v1::CatalogScanned) -> anyhow::Result<()> {
     let mut seen: HashSet<u64> = HashSet::new();
-    let mut lowered: HashSet<i64> = HashSet::new();
     let mut variable: Vec<u64> = Vec::new();
     let mut page_no = 1u32;
     let mut read = 0i64;
@@ -304,7 +267,7 @@ async fn refresh_from_woo(
             if p.kind == "variable" {
                 variable.push(p.id);
             }
-            attach(ctx, &mut st, p, 0, &mut lowered)?;
+            attach(ctx, &mut st, p, 0)?;
         }
         st.commit().await?;
         progress(ctx, scan, "read-woo", read, page.total.unwrap_or(0) as i64).await;
@@ -335,7 +298,7 @@ async fn refresh_from_woo(
             let mut st = Staged::new(&ctx.t, &ctx.id);
             for v in &page.items {
                 seen.insert(v.id);
-                attach(ctx, &mut st, v, parent, &mut lowered)?;
+                attach(ctx, &mut st, v, parent)?;
             }
             st.commit().await?;
             if n < 100 {
@@ -360,7 +323,7 @@ async fn refresh_from_woo(
         }
     }
     st.commit().await?;
-    Ok(lowered)
+    Ok(())
 }
 
 /// Records one WooCommerce product against the DUELL product it belongs to, if any.
@@ -369,7 +332,6 @@ fn attach(
     st: &mut Staged<'_>,
     p: &duellsync_woo::Product,
     parent: u64,
-    lowered: &mut HashSet<i64>,
 ) -> anyhow::Result<()> {
     let mut state = WooState::from_product(p);
     if parent > 0 {
@@ -397,17 +359,21 @@ fn attach(
         return Ok(());
     }
     let old = st.link(id)?;
-    if let (Some(before), Some(now)) = (old.as_ref().and_then(|l| l.woo.stock), state.stock) {
-        if now < before {
-            lowered.insert(id);
-        }
-    }
+    // WooCommerce's stock went down since the publisher last knew it: most likely a web order
+    // whose webhook has not arrived yet, so it is not raised back until a new DUELL fact says
+    // what to write (a person's edit is corrected by the next reconciliation, when the number no
+    // longer moves). Lowering is always written at once.
+    let keep_lower_stock = matches!(
+        (old.as_ref().and_then(|l| l.woo.stock), state.stock),
+        (Some(before), Some(now)) if now < before
+    );
     let hidden_by_us = old.map(|l| l.hidden_by_us).unwrap_or(false);
     st.set_link(
         id,
         Link {
             woo: state,
             hidden_by_us,
+            keep_lower_stock,
         },
     )?;
     Ok(())

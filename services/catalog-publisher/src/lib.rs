@@ -9,9 +9,9 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+mod ctx;
 mod fullsync;
-mod holds;
-mod plan;
+mod project;
 mod state;
 mod worker;
 mod write;
@@ -112,7 +112,7 @@ impl App {
         let tables = state::Tables::new(&self.state);
         for store in self.stores.stores.values() {
             let woo = duellsync_clients::woo_client(store).map_err(anyhow::Error::msg)?;
-            let ctx = worker::StoreCtx::new(
+            let ctx = ctx::StoreCtx::new(
                 Arc::new(store.clone()),
                 self.bus.clone(),
                 woo,
@@ -120,7 +120,7 @@ impl App {
                 cfg.clone(),
             );
             let (tx, rx) = mpsc::channel(1000);
-            for (stream, filters) in worker::subjects(&store.id) {
+            for (stream, filters) in project::subjects(&store.id) {
                 let mut spec = ConsumerSpec::new(
                     stream,
                     format!("{SERVICE}-{}-{}", store.id, stream.name.to_lowercase()),

@@ -5,14 +5,17 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
 use bytes::Bytes;
-use duellsync_catalog::{category_path, variant_option, ProductData, Shape, Source, WooState};
+use duellsync_catalog::{
+    attach_image, category_path, plan, variant_option, PlanInput, Planned, ProductData, Shape,
+    Source, WooState,
+};
 use duellsync_events::{caused_meta, headers, meta, product_correlation, v1, EventId, Meta};
 use duellsync_woo::{Batch, BatchItem, CategoryCreated, Product, ProductQuery, ProductWrite};
 use futures::StreamExt;
 
-use crate::plan::{attach_image, plan, PlanInput, Planned};
+use crate::ctx::StoreCtx;
 use crate::state::{mk, Hold, Link, Op, Pending, Staged};
-use crate::worker::{unix_now, StoreCtx, Worker};
+use crate::worker::Worker;
 use crate::SERVICE;
 
 /// Failure code of a product whose SKU another product already has in WooCommerce (DUELL
@@ -37,63 +40,49 @@ pub(crate) struct Outcome {
     pub applied: usize,
 }
 
-/// Plans every product in `ids` against the state the publisher knows.
+/// Plans every product in `ids` against the state the publisher knows, with the holds as
+/// they are now.
 pub(crate) fn plan_items(
     ctx: &StoreCtx,
     ids: &[(i64, Option<u64>)],
     holds: &[Hold],
 ) -> anyhow::Result<Vec<Item>> {
     let st = Staged::new(&ctx.t, &ctx.id);
-    let now = unix_now();
+    let now_ms = duellsync_events::now_ms();
+    let prices = ctx.prices();
     let mut out = Vec::with_capacity(ids.len());
     for (id, gen) in ids {
-        let Some(source) = st.source(*id)? else {
-            out.push(Item {
-                id: *id,
-                gen: *gen,
-                plan: Planned::Nothing,
-            });
-            continue;
-        };
-        let link = st.link(*id)?;
-        let parent_id = source
-            .product
-            .as_ref()
-            .filter(|p| p.is_variant())
-            .map(|p| p.parent_product_id);
-        let parent_source = match parent_id {
-            Some(pid) => st.source(pid)?,
-            None => None,
-        };
-        let parent_link = match parent_id {
-            Some(pid) => st.link(pid)?,
-            None => None,
-        };
-        let parent = match (&parent_source, parent_id) {
-            (Some(ps), Some(_)) => ps.product.as_ref().map(|p| (p, parent_link.as_ref())),
-            _ => None,
-        };
-        let variant_options = match source.product.as_ref() {
-            Some(p) if p.is_parent => variant_options_of(ctx, &st, *id, p)?,
-            _ => Vec::new(),
-        };
-        let input = PlanInput {
-            id: *id,
-            source: &source,
-            link: link.as_ref(),
-            holds,
-            parent,
-            variant_options,
-            now_unix: now,
-        };
-        let mut planned = plan(ctx, &input);
-        // A variant whose parent is not in WooCommerce (yet) waits for it; if the parent is
-        // gone from the web shop, so is the variant.
-        if let (Planned::Wait, Some(ps)) = (&planned, &parent_source) {
-            if ps.withdrawn {
-                planned = Planned::Nothing;
+        let planned = match st.source(*id)? {
+            None => Planned::Nothing,
+            Some(source) => {
+                let link = st.link(*id)?;
+                let parent_id = source
+                    .product
+                    .as_ref()
+                    .filter(|p| p.is_variant())
+                    .map(|p| p.parent_product_id);
+                let (parent_source, parent_link) = match parent_id {
+                    Some(pid) => (st.source(pid)?, st.link(pid)?),
+                    None => (None, None),
+                };
+                let variant_options = match source.product.as_ref() {
+                    Some(p) if p.is_parent => variant_options_of(ctx, &st, *id, p)?,
+                    _ => Vec::new(),
+                };
+                let input = PlanInput {
+                    id: *id,
+                    source: &source,
+                    link: link.as_ref(),
+                    holds,
+                    parent: parent_source.as_ref().map(|ps| (ps, parent_link.as_ref())),
+                    variant_options,
+                    settings: &ctx.settings,
+                    prices,
+                    now_ms,
+                };
+                plan(&input)
             }
-        }
+        };
         out.push(Item {
             id: *id,
             gen: *gen,
@@ -437,6 +426,7 @@ async fn adopt_existing(
                     Link {
                         woo: state,
                         hidden_by_us: false,
+                        keep_lower_stock: false,
                     },
                 )?;
                 adopted.push((item.id, existing.id, source_sku(&st, item.id)?));
@@ -730,6 +720,7 @@ fn record_ok(
         _ => None,
     };
     let old = st.link(item.id)?;
+    let keep_lower_stock = old.as_ref().map(|l| l.keep_lower_stock).unwrap_or(false);
     let hidden_by_us = match hides {
         Some(h) => h,
         None => old.map(|l| l.hidden_by_us).unwrap_or(false),
@@ -747,6 +738,7 @@ fn record_ok(
         Link {
             woo: state,
             hidden_by_us,
+            keep_lower_stock,
         },
     )?;
     st.t.pending
@@ -1036,6 +1028,7 @@ pub(crate) async fn verify(ctx: &StoreCtx, items: &[(i64, Pending)]) -> anyhow::
                         Link {
                             woo: state,
                             hidden_by_us: false,
+                            keep_lower_stock: false,
                         },
                     )?;
                 }
@@ -1073,6 +1066,7 @@ pub(crate) async fn verify(ctx: &StoreCtx, items: &[(i64, Pending)]) -> anyhow::
         };
         if let Some(prod) = found {
             let old = st.link(*id)?;
+            let keep_lower_stock = old.as_ref().map(|l| l.keep_lower_stock).unwrap_or(false);
             let mut state = WooState::from_product(&prod);
             if p.parent_woo_id > 0 {
                 state.parent_id = p.parent_woo_id;
@@ -1085,6 +1079,7 @@ pub(crate) async fn verify(ctx: &StoreCtx, items: &[(i64, Pending)]) -> anyhow::
                 Link {
                     woo: state,
                     hidden_by_us,
+                    keep_lower_stock,
                 },
             )?;
         }
