@@ -19,6 +19,8 @@ pub(crate) struct StoreCtx {
     pub woo: WooClient,
     pub t: Tables,
     pub cfg: Arc<PublisherSection>,
+    /// The zone DUELL's local date-times are in (`time_zone`).
+    pub tz: jiff::tz::TimeZone,
     prices: Arc<Mutex<PriceRules>>,
 }
 
@@ -32,6 +34,7 @@ impl StoreCtx {
     ) -> Self {
         StoreCtx {
             id: settings.id.clone(),
+            tz: settings.tz(),
             settings,
             bus,
             woo,

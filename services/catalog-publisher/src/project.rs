@@ -41,7 +41,7 @@ pub(crate) fn apply_one(
         let Some(p) = ev.product.as_ref() else {
             return Err(HandleError::permanent("ProductObserved without a product"));
         };
-        let data = ProductData::from_event(p);
+        let data = ProductData::from_event(p, &ctx.tz);
         let id = data.product_id;
         let mut src = st.source(id).map_err(r)?.unwrap_or_default();
         if observed < src.product_observed_ms && !d.is_replay() {
