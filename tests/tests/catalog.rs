@@ -657,3 +657,101 @@ async fn a_sku_clash_fails_only_that_product_and_is_logged() {
     assert_eq!(dlq.len(), 1, "the failure is dead-lettered for a replay");
     assert_eq!(world.woo_products().await.len(), 2);
 }
+
+/// Issue 12 §3: a DUELL parent whose number another product already has in WooCommerce fails
+/// for good. It is dead-lettered once, its variants are parked with its reason, and nothing is
+/// retried (no look-ups, no writes) until its cause changes — not by later flushes, not by a
+/// full sync.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_permanent_failure_is_dead_lettered_once_and_not_retried_until_its_cause_changes() {
+    let mut world = empty_world(&[]).await;
+    add(&world, "Enkel", "DUP", 100, 1);
+    let parent = world
+        .duell
+        .create_product(NewSimProduct {
+            product_name: "Genser".into(),
+            product_number: Some("DUP".into()),
+            is_parent: Some(true),
+            product_image: Some(String::new()),
+            ..NewSimProduct::default()
+        })
+        .product_id;
+    for (name, sku) in [("Genser Rød", "DUP-R"), ("Genser Blå", "DUP-B")] {
+        world.duell.create_product(NewSimProduct {
+            product_name: name.into(),
+            product_number: Some(sku.into()),
+            parent_variant: Some(parent),
+            price_inc_vat: Some(Decimal::from(300)),
+            product_image: Some(String::new()),
+            stock: Some(Decimal::from(2)),
+            ..NewSimProduct::default()
+        });
+    }
+    world.start(&["change-poller", "catalog-publisher"]);
+    initial_sync_done(&world).await;
+    let bus = bus(&world).await;
+    let failures = || async {
+        bus.read("SYNC", &v1::ProductFailed::subject("s1"), 1, 100)
+            .await
+            .unwrap()
+            .iter()
+            .filter_map(|m| v1::ProductFailed::decode(m.payload.as_ref()).ok())
+            .collect::<Vec<_>>()
+    };
+    let logged = eventually("the parent and its variants failed", WAIT, || async {
+        let f = failures().await;
+        (f.len() >= 3).then_some(f)
+    })
+    .await;
+    let mut codes: Vec<(String, String)> = logged
+        .iter()
+        .map(|f| (f.sku.clone(), f.code.clone()))
+        .collect();
+    codes.sort();
+    assert_eq!(
+        codes,
+        vec![
+            ("DUP".to_owned(), "duplicate_sku".to_owned()),
+            ("DUP-B".to_owned(), "parent_failed".to_owned()),
+            ("DUP-R".to_owned(), "parent_failed".to_owned()),
+        ],
+        "{logged:?}"
+    );
+    assert!(logged
+        .iter()
+        .filter(|f| f.code == "parent_failed")
+        .all(|f| f.message.contains("DUP") && f.message.contains("duplicate_sku")));
+
+    // A full sync and then quiet: nothing is tried again.
+    full_sync(&world, false).await;
+    world.woo.reset_request_counts();
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(
+        world.woo.request_counts(),
+        Default::default(),
+        "no look-ups and no writes for a product that failed for good"
+    );
+    let dlq = bus
+        .read("DLQ", "dlq.s1.catalog-publisher", 1, 100)
+        .await
+        .unwrap();
+    assert_eq!(dlq.len(), 1, "dead-lettered once");
+    assert_eq!(failures().await.len(), 3, "logged once per product");
+
+    // The cause goes away: the parent gets its own number in DUELL; it and its variants are
+    // written.
+    world
+        .duell
+        .update_product(
+            parent,
+            ProductPatch {
+                product_number: Some("GENSER".into()),
+                ..ProductPatch::default()
+            },
+        )
+        .unwrap();
+    wait_woo(&world, "the parent with its variations", "GENSER", |p| {
+        p.variations.len() == 2
+    })
+    .await;
+}

@@ -19,6 +19,8 @@ pub(crate) struct StoreCtx {
     pub woo: WooClient,
     pub t: Tables,
     pub cfg: Arc<PublisherSection>,
+    /// Woken after a commit that staged outbox entries.
+    pub outbox_wake: Arc<tokio::sync::Notify>,
     /// The zone DUELL's local date-times are in (`time_zone`).
     pub tz: jiff::tz::TimeZone,
     prices: Arc<Mutex<PriceRules>>,
@@ -35,6 +37,7 @@ impl StoreCtx {
         StoreCtx {
             id: settings.id.clone(),
             tz: settings.tz(),
+            outbox_wake: Arc::new(tokio::sync::Notify::new()),
             settings,
             bus,
             woo,

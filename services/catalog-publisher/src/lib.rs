@@ -11,8 +11,10 @@
 pub mod config;
 mod ctx;
 mod fullsync;
+mod outbox;
 mod project;
 mod state;
+mod synclog;
 mod worker;
 mod write;
 
@@ -141,6 +143,13 @@ impl App {
                     }
                 });
             }
+            tracker.spawn(outbox::drain(
+                ctx.bus.clone(),
+                ctx.t.clone(),
+                ctx.id.clone(),
+                ctx.outbox_wake.clone(),
+                stop.clone(),
+            ));
             let w = worker::Worker::new(ctx);
             let s = stop.clone();
             let f = failed.clone();

@@ -17,6 +17,7 @@ use rust_decimal::Decimal;
 
 use crate::ctx::StoreCtx;
 use crate::state::{ids_for_sku, mk, Staged, Tables};
+use crate::synclog::{DUPLICATE_SKU, PARENT_FAILED};
 
 fn stock_value(settings: &StoreSettings, ev: &v1::StockObserved) -> Option<Decimal> {
     let text = match settings.stock.source {
@@ -50,6 +51,25 @@ pub(crate) fn apply_one(
         if let Some(old) = &src.product {
             if old.product_number != data.product_number {
                 st.remove_sku(&old.product_number, id).map_err(r)?;
+                // The old number is free: products that clashed with it are tried again.
+                for other in ids_for_sku(st.t, st.store_id, &old.product_number).map_err(r)? {
+                    if other != id
+                        && st.parked(other).map_err(r)?.map(|p| p.code)
+                            == Some(DUPLICATE_SKU.to_owned())
+                    {
+                        st.unpark(other).map_err(r)?;
+                    }
+                }
+            }
+        }
+        // New facts (or a replay of its dead letter) may have fixed what made it fail; its
+        // variants that waited for it are tried again with it.
+        if st.unpark(id).map_err(r)?.is_some() {
+            tracing::info!(store = %ctx.id, product_id = id, "a failed product has new facts; trying it again");
+        }
+        for child in st.children(id).map_err(r)? {
+            if st.parked(child).map_err(r)?.map(|p| p.code) == Some(PARENT_FAILED.to_owned()) {
+                st.unpark(child).map_err(r)?;
             }
         }
         st.add_sku(&data.product_number, id).map_err(r)?;
@@ -175,13 +195,17 @@ pub(crate) fn set_hold(
 
 /// Asks the poller for a fresh stock reading of a product (a change notice: the poller reads
 /// DUELL and publishes what it finds, even an unchanged number).
-pub(crate) async fn request_stock_refresh(ctx: &StoreCtx, order: i64, phase: i32, product: i64) {
-    let number = ctx
-        .t
-        .source
-        .get(&(ctx.id.clone(), product))
-        .ok()
-        .flatten()
+/// Staged in the outbox with the hold that needs it: a lost request would leave the hold
+/// counting until the next stock change.
+pub(crate) fn stage_stock_refresh(
+    ctx: &StoreCtx,
+    st: &mut Staged<'_>,
+    order: i64,
+    phase: i32,
+    product: i64,
+) -> anyhow::Result<()> {
+    let number = st
+        .source(product)?
         .and_then(|s| s.product)
         .map(|p| p.product_number)
         .unwrap_or_default();
@@ -201,9 +225,8 @@ pub(crate) async fn request_stock_refresh(ctx: &StoreCtx, order: i64, phase: i32
         product_id: product,
         product_number: number,
     };
-    if let Err(e) = ctx.bus.publish(&ev).await {
-        tracing::warn!(store = %ctx.id, product, error = %e, "cannot ask for a stock refresh; the next stock change corrects it");
-    }
+    crate::outbox::stage_event(&ctx.t, &mut st.commit, &ctx.id, &ev);
+    Ok(())
 }
 
 /// Removes released holds that every later stock observation already reflects.

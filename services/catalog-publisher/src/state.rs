@@ -57,6 +57,21 @@ pub(crate) struct Tables {
     pub released: Table<Key, i64>,
     /// Per-store marks (the start of the last full sync).
     pub marks: Table<NameKey, i64>,
+    /// Messages owed to the streams (see `outbox`), by event id.
+    pub outbox: Table<NameKey, crate::outbox::Entry>,
+    /// Products that failed for a reason retrying does not fix: left alone until their cause
+    /// changes (new DUELL facts, the clashing product renamed) or a replay.
+    pub parked: Table<Key, Parked>,
+}
+
+/// Why a product is left alone.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub(crate) struct Parked {
+    pub code: String,
+    pub message: String,
+    /// The SKU it failed with (a clash is retried when the SKU is freed).
+    pub sku: String,
+    pub at_ms: i64,
 }
 
 impl Tables {
@@ -75,6 +90,8 @@ impl Tables {
             holds: store.table("pub_holds"),
             released: store.table("pub_released"),
             marks: store.table("pub_marks"),
+            outbox: crate::outbox::table(store),
+            parked: store.table("pub_parked"),
         }
     }
 }
@@ -300,6 +317,33 @@ impl<'a> Staged<'a> {
             }
         }
         Ok(())
+    }
+
+    /// Takes a product out of the parked set (its cause may have changed) and marks it dirty,
+    /// so it is tried again. Returns the failure code it was parked with.
+    pub fn unpark(&mut self, id: i64) -> anyhow::Result<Option<String>> {
+        let key = mk(self.store_id, id);
+        let Some(p) = self.t.parked.get(&key)? else {
+            return Ok(None);
+        };
+        self.t.parked.remove(&mut self.commit, &key);
+        self.mark_dirty(id)?;
+        Ok(Some(p.code))
+    }
+
+    pub fn parked(&self, id: i64) -> anyhow::Result<Option<Parked>> {
+        Ok(self.t.parked.get(&mk(self.store_id, id))?)
+    }
+
+    pub fn children(&self, parent: i64) -> anyhow::Result<Vec<i64>> {
+        Ok(match self.children.get(&parent) {
+            Some(ids) => ids.clone(),
+            None => self
+                .t
+                .children
+                .get(&mk(self.store_id, parent))?
+                .unwrap_or_default(),
+        })
     }
 
     /// Whether this batch marked any product dirty.

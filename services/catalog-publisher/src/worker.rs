@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::ctx::StoreCtx;
-use crate::project::{apply_one, request_stock_refresh};
+use crate::project::{apply_one, stage_stock_refresh};
 use crate::state::Staged;
 
 pub(crate) struct Worker {
@@ -207,7 +207,11 @@ impl Worker {
             dirtied_by = None;
         }
         let refresh = std::mem::take(&mut st.refresh);
-        if let Err(e) = st.commit().await {
+        let mut staged = Ok(());
+        for (order, phase, product) in refresh {
+            staged = staged.and(stage_stock_refresh(&ctx, &mut st, order, phase, product));
+        }
+        if let Err(e) = staged.and(st.commit().await) {
             tracing::error!(store = %ctx.id, error = %format!("{e:#}"), "cannot commit; messages will be redelivered");
             for d in done {
                 d.finish(Err(HandleError::retry("state commit failed")))
@@ -219,9 +223,7 @@ impl Worker {
             }
             return (Vec::new(), None, None);
         }
-        for (order, phase, product) in refresh {
-            request_stock_refresh(&ctx, order, phase, product).await;
-        }
+        ctx.outbox_wake.notify_one();
         for d in done {
             d.ack().await;
         }

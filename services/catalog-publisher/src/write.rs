@@ -4,23 +4,21 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
-use bytes::Bytes;
 use duellsync_catalog::{
     attach_image, category_path, plan, variant_option, PlanInput, Planned, ProductData, Shape,
     Source, WooState,
 };
-use duellsync_events::{caused_meta, headers, meta, product_correlation, v1, EventId, Meta};
+use duellsync_events::v1;
 use duellsync_woo::{Batch, BatchItem, CategoryCreated, Product, ProductQuery, ProductWrite};
 use futures::StreamExt;
 
 use crate::ctx::StoreCtx;
-use crate::state::{mk, Hold, Link, Op, Pending, Staged};
+use crate::state::{mk, Hold, Link, Op, Parked, Pending, Staged};
 use crate::worker::Worker;
-use crate::SERVICE;
 
-/// Failure code of a product whose SKU another product already has in WooCommerce (DUELL
-/// numbers are not unique).
-pub(crate) const DUPLICATE_SKU: &str = "duplicate_sku";
+use crate::synclog::{
+    applied_event, record_failure, sku_of, source_sku, stage_applied, DUPLICATE_SKU, PARENT_FAILED,
+};
 
 /// A plan for one product, with the dirty generation it was made from.
 #[derive(Debug, Clone)]
@@ -28,11 +26,22 @@ pub(crate) struct Item {
     pub id: i64,
     pub gen: Option<u64>,
     pub plan: Planned,
+    /// Failed for good earlier and left alone until its cause changes.
+    pub parked: Option<Parked>,
+    /// A variant that waits for a parent that failed for good: (parent's SKU, its failure).
+    pub parent_parked: Option<(String, Parked)>,
+    /// A write of this product is unsettled (sent, result unknown): nothing is planned until
+    /// it is settled by reading WooCommerce.
+    pub unsettled: bool,
 }
 
 /// What an execution did.
 #[derive(Debug, Default)]
 pub(crate) struct Outcome {
+    /// Left alone: failed for good earlier.
+    pub parked: usize,
+    /// Left for later: a write of them is being settled.
+    pub unsettled: usize,
     pub written: Vec<i64>,
     pub waiting: usize,
     pub batch_writes: usize,
@@ -52,6 +61,9 @@ pub(crate) fn plan_items(
     let prices = ctx.prices();
     let mut out = Vec::with_capacity(ids.len());
     for (id, gen) in ids {
+        let parked = ctx.t.parked.get(&mk(&ctx.id, *id))?;
+        let unsettled = ctx.t.pending.contains(&mk(&ctx.id, *id))?;
+        let mut parent_parked = None;
         let planned = match st.source(*id)? {
             None => Planned::Nothing,
             Some(source) => {
@@ -65,6 +77,11 @@ pub(crate) fn plan_items(
                     Some(pid) => (st.source(pid)?, st.link(pid)?),
                     None => (None, None),
                 };
+                if let Some(pid) = parent_id {
+                    if let Some(p) = ctx.t.parked.get(&mk(&ctx.id, pid))? {
+                        parent_parked = Some((sku_of(parent_source.as_ref()), p));
+                    }
+                }
                 let variant_options = match source.product.as_ref() {
                     Some(p) if p.is_parent => variant_options_of(ctx, &st, *id, p)?,
                     _ => Vec::new(),
@@ -87,6 +104,9 @@ pub(crate) fn plan_items(
             id: *id,
             gen: *gen,
             plan: planned,
+            parked,
+            parent_parked,
+            unsettled,
         });
     }
     Ok(out)
@@ -203,17 +223,41 @@ pub(crate) async fn execute(
     let mut st = Staged::new(&ctx.t, &ctx.id);
     let mut work = Vec::new();
     for item in items {
+        if item.unsettled {
+            // Left dirty: planned again once the write in flight is settled.
+            outcome.unsettled += 1;
+            continue;
+        }
+        if item.parked.is_some() {
+            // Failed for good before: not retried until its cause changes (issue 12 §3).
+            outcome.parked += 1;
+            if let Some(g) = item.gen {
+                st.clear_dirty(item.id, g)?;
+            }
+            continue;
+        }
         match &item.plan {
             Planned::Nothing => {
                 if let Some(g) = item.gen {
                     st.clear_dirty(item.id, g)?;
                 }
             }
-            Planned::Wait => outcome.waiting += 1,
+            Planned::Wait => match &item.parent_parked {
+                Some((parent_sku, why)) => {
+                    outcome.failures += 1;
+                    let msg = format!(
+                        "its parent (SKU {parent_sku}) could not be written: {}: {}",
+                        why.code, why.message
+                    );
+                    record_failure(ctx, &mut st, item.id, item.gen, PARENT_FAILED, &msg)?;
+                }
+                None => outcome.waiting += 1,
+            },
             _ => work.push(item),
         }
     }
     st.commit().await?;
+    ctx.outbox_wake.notify_one();
     if work.is_empty() {
         return Ok(outcome);
     }
@@ -414,7 +458,7 @@ async fn adopt_existing(
                     write.sku.as_deref().unwrap_or(""),
                     existing.id
                 );
-                record_failure(ctx, &mut st, &item, DUPLICATE_SKU, &msg).await;
+                record_failure(ctx, &mut st, item.id, item.gen, DUPLICATE_SKU, &msg)?;
             }
             _ => {
                 let mut state = WooState::from_product(existing);
@@ -437,8 +481,7 @@ async fn adopt_existing(
             }
         }
     }
-    st.commit().await?;
-    let linked = adopted
+    let linked: Vec<v1::ProductApplied> = adopted
         .into_iter()
         .map(|(id, woo_id, sku)| {
             applied_event(
@@ -453,7 +496,9 @@ async fn adopt_existing(
             )
         })
         .collect();
-    publish_applied(ctx, linked).await;
+    stage_applied(ctx, &mut st, &linked);
+    st.commit().await?;
+    ctx.outbox_wake.notify_one();
     Ok(rest)
 }
 
@@ -582,8 +627,9 @@ async fn send_job(ctx: &StoreCtx, job: Job) -> anyhow::Result<JobOutcome> {
                 // The answer of a trashing DELETE still shows the old status.
                 state.status = "trash".into();
                 record_ok(ctx, &mut st, item, state, "", true, &mut out)?;
+                stage_applied(ctx, &mut st, &std::mem::take(&mut out.applied_events));
                 st.commit().await?;
-                publish_applied(ctx, std::mem::take(&mut out.applied_events)).await;
+                ctx.outbox_wake.notify_one();
                 Ok(out)
             }
             Err(e) if e.status() == Some(410) || e.status() == Some(404) => {
@@ -682,16 +728,13 @@ async fn send_job(ctx: &StoreCtx, job: Job) -> anyhow::Result<JobOutcome> {
                 if transient {
                     continue;
                 }
-                if let Some(g) = item.gen {
-                    st.clear_dirty(item.id, g)?;
-                }
                 // WooCommerce's code and ours name the same problem: one code for people.
                 let code = if code == "product_invalid_sku" {
                     DUPLICATE_SKU.to_owned()
                 } else {
                     code
                 };
-                record_failure(ctx, &mut st, item, &code, &error.message).await;
+                record_failure(ctx, &mut st, item.id, item.gen, &code, &error.message)?;
             }
             None => {
                 // WooCommerce answered fewer items than sent: treat as unknown and read back.
@@ -700,8 +743,9 @@ async fn send_job(ctx: &StoreCtx, job: Job) -> anyhow::Result<JobOutcome> {
             }
         }
     }
+    stage_applied(ctx, &mut st, &std::mem::take(&mut out.applied_events));
     st.commit().await?;
-    publish_applied(ctx, std::mem::take(&mut out.applied_events)).await;
+    ctx.outbox_wake.notify_one();
     Ok(out)
 }
 
@@ -775,208 +819,6 @@ fn record_ok(
     metrics::counter!("duellsync_publisher_products_applied_total", "store" => ctx.id.clone(), "action" => format!("{action:?}").to_lowercase())
         .increment(1);
     Ok(())
-}
-
-/// The DUELL product number the sync log shows for a product.
-fn sku_of(source: Option<&Source>) -> String {
-    source
-        .and_then(|s| s.product.as_ref())
-        .map(|p| p.product_number.clone())
-        .unwrap_or_default()
-}
-
-fn source_sku(st: &Staged<'_>, id: i64) -> anyhow::Result<String> {
-    Ok(sku_of(st.source(id)?.as_ref()))
-}
-
-#[allow(clippy::too_many_arguments)]
-fn applied_event(
-    ctx: &StoreCtx,
-    id: i64,
-    sku: String,
-    woo_id: u64,
-    action: v1::product_applied::Action,
-    fields: &[&'static str],
-    gen: Option<u64>,
-    cause: &str,
-) -> v1::ProductApplied {
-    let event_id = EventId::new("product-applied", &ctx.id)
-        .int(id)
-        .int(woo_id as i64)
-        .int(action as i64)
-        .int(gen.unwrap_or(0) as i64)
-        .str(&fields.join(","))
-        .str(cause)
-        .finish();
-    let m = cause_meta(ctx, id, event_id, cause);
-    v1::ProductApplied {
-        meta: Some(m),
-        product_id: id,
-        sku,
-        woo_id: woo_id as i64,
-        action: action as i32,
-        fields: fields.iter().map(|f| (*f).to_owned()).collect(),
-        caused_by: if cause.is_empty() {
-            Vec::new()
-        } else {
-            vec![cause.to_owned()]
-        },
-    }
-}
-
-/// Sync log entries in flight at once: a batch's hundred entries take a few round trips
-/// instead of a hundred while the next changes wait for this worker.
-const APPLIED_IN_FLIGHT: usize = 64;
-
-async fn publish_applied(ctx: &StoreCtx, events: Vec<v1::ProductApplied>) {
-    if events.is_empty() {
-        return;
-    }
-    // The sync log is written after WooCommerce confirmed and the result was committed; losing
-    // entries in a crash costs log lines, never a write.
-    if let Err(e) = ctx.bus.publish_all(&events, APPLIED_IN_FLIGHT).await {
-        tracing::warn!(store = %ctx.id, entries = events.len(), error = %e, "sync log entries not published");
-    }
-}
-
-fn cause_meta(ctx: &StoreCtx, id: i64, event_id: String, cause: &str) -> Meta {
-    if cause.is_empty() {
-        meta(&ctx.id, event_id, SERVICE, product_correlation(&ctx.id, id))
-    } else {
-        let c = Meta {
-            store: ctx.id.clone(),
-            event_id: cause.to_owned(),
-            correlation_id: product_correlation(&ctx.id, id),
-            ..Meta::default()
-        };
-        caused_meta(&c, event_id, SERVICE)
-    }
-}
-
-/// A product that could not be written for a reason retrying will not fix: logged in the sync
-/// log and dead-lettered with the product's facts, so `syncctl dlq replay` retries it once the
-/// cause is fixed (e.g. the duplicate SKU renamed).
-async fn record_failure(
-    ctx: &StoreCtx,
-    st: &mut Staged<'_>,
-    item: &Item,
-    code: &str,
-    message: &str,
-) {
-    metrics::counter!("duellsync_publisher_products_failed_total", "store" => ctx.id.clone(), "code" => code.to_owned())
-        .increment(1);
-    let source = st.source(item.id).ok().flatten();
-    let sku = source
-        .as_ref()
-        .and_then(|s| s.product.as_ref())
-        .map(|p| p.product_number.clone())
-        .unwrap_or_default();
-    tracing::warn!(store = %ctx.id, product_id = item.id, sku = %sku, code, message, "product not written");
-    let cause = source
-        .as_ref()
-        .map(|s| s.last_event_id.clone())
-        .unwrap_or_default();
-    // The same failure of the same DUELL facts is one entry, however often a sync retries it.
-    let event_id = EventId::new("product-failed", &ctx.id)
-        .int(item.id)
-        .str(code)
-        .str(&cause)
-        .finish();
-    let ev = v1::ProductFailed {
-        meta: Some(cause_meta(ctx, item.id, event_id.clone(), &cause)),
-        product_id: item.id,
-        sku: sku.clone(),
-        code: code.to_owned(),
-        message: message.to_owned(),
-        permanent: true,
-    };
-    if let Err(e) = ctx.bus.publish(&ev).await {
-        tracing::warn!(store = %ctx.id, error = %e, "sync log entry not published");
-    }
-    let Some(Source {
-        product: Some(p), ..
-    }) = source
-    else {
-        return;
-    };
-    let replay = v1::ProductObserved {
-        meta: Some(cause_meta(ctx, item.id, format!("dlq-{event_id}"), &cause)),
-        product: Some(to_event_product(&p)),
-        content_hash: String::new(),
-    };
-    let mut h = duellsync_bus::HeaderMap::new();
-    h.insert(headers::EVENT_TYPE, "ProductObserved");
-    h.insert(
-        headers::DLQ_REASON,
-        format!("{code}: {message}")
-            .replace(['\r', '\n'], " ")
-            .as_str(),
-    );
-    h.insert(
-        headers::DLQ_SUBJECT,
-        v1::ProductObserved::subject(&ctx.id).as_str(),
-    );
-    h.insert(
-        headers::DLQ_CONSUMER,
-        format!("{SERVICE}-{}", ctx.id).as_str(),
-    );
-    h.insert(headers::DLQ_DELIVERIES, "1");
-    h.insert(
-        headers::DLQ_AT,
-        duellsync_events::now_ms().to_string().as_str(),
-    );
-    let payload = Bytes::from(prost::Message::encode_to_vec(&replay));
-    if let Err(e) = ctx
-        .bus
-        .publish_raw(
-            &duellsync_events::dlq_subject(&ctx.id, SERVICE),
-            &format!("dlq-{event_id}"),
-            h,
-            payload,
-        )
-        .await
-    {
-        tracing::warn!(store = %ctx.id, error = %e, "dead letter not published");
-    }
-}
-
-use duellsync_events::Event as _;
-
-fn to_event_product(p: &ProductData) -> v1::DuellProduct {
-    let time_text = |t: Option<i64>| {
-        t.and_then(|t| time::OffsetDateTime::from_unix_timestamp(t).ok())
-            .and_then(|t| {
-                t.format(&time::format_description::well_known::Rfc3339)
-                    .ok()
-            })
-            .unwrap_or_default()
-    };
-    v1::DuellProduct {
-        product_id: p.product_id,
-        product_number: p.product_number.clone(),
-        name: p.name.clone(),
-        description: p.description.clone(),
-        price_inc_vat: p.price_inc_vat.map(|d| d.to_string()).unwrap_or_default(),
-        vat_rate_percent: p.vat_rate_percent.to_string(),
-        special_price: p.special_price.map(|d| d.to_string()).unwrap_or_default(),
-        special_from: time_text(p.special_from),
-        special_to: time_text(p.special_to),
-        category_path: p.category_path.clone(),
-        category_id: 0,
-        image_url: p.image_url.clone(),
-        custom_fields: p
-            .custom_fields
-            .iter()
-            .map(|(n, v)| v1::CustomField {
-                name: n.clone(),
-                value: v.clone(),
-            })
-            .collect(),
-        is_parent: p.is_parent,
-        parent_product_id: p.parent_product_id,
-        barcode: String::new(),
-        last_update: String::new(),
-    }
 }
 
 /// After a failed request: learn by reading what WooCommerce did with each item.
