@@ -10,11 +10,14 @@
 
 pub mod config;
 mod ctx;
-mod fullsync;
+mod inputs;
 mod outbox;
 mod project;
+mod reconcile;
+mod settle;
 mod state;
 mod synclog;
+mod woo_read;
 mod worker;
 mod write;
 
@@ -150,6 +153,7 @@ impl App {
                 ctx.outbox_wake.clone(),
                 stop.clone(),
             ));
+            tracker.spawn(reconcile::reconciler(ctx.clone(), stop.clone()));
             let w = worker::Worker::new(ctx);
             let s = stop.clone();
             let f = failed.clone();

@@ -33,7 +33,6 @@ pub(crate) fn apply_one(
     ctx: &StoreCtx,
     st: &mut Staged<'_>,
     d: &Delivery,
-    scans: &mut Vec<v1::CatalogScanned>,
 ) -> Result<(), HandleError> {
     let r = |e: anyhow::Error| HandleError::retry(format!("{e:#}"));
     if d.is::<v1::ProductObserved>() {
@@ -138,8 +137,6 @@ pub(crate) fn apply_one(
         .map_err(r)?;
     } else if d.is::<v1::OrderObserved>() {
         order_observed(ctx, st, d).map_err(r)?;
-    } else if d.is::<v1::CatalogScanned>() {
-        scans.push(d.decode()?);
     } else {
         return Err(HandleError::permanent(format!(
             "unexpected subject {}",

@@ -29,6 +29,9 @@ pub(crate) struct Pending {
     pub woo_id: u64,
     pub parent_woo_id: u64,
     pub at_ms: i64,
+    /// The write makes WooCommerce download an image: not idempotent, settled like a create.
+    #[serde(default)]
+    pub downloads: bool,
 }
 
 /// Handles to every table; cheap to clone.
@@ -62,6 +65,8 @@ pub(crate) struct Tables {
     /// Products that failed for a reason retrying does not fix: left alone until their cause
     /// changes (new DUELL facts, the clashing product renamed) or a replay.
     pub parked: Table<Key, Parked>,
+    /// Full syncs to run (recorded with their scan marker's ack, dropped with their report).
+    pub runs: Table<NameKey, crate::reconcile::Run>,
 }
 
 /// Why a product is left alone.
@@ -92,6 +97,7 @@ impl Tables {
             marks: store.table("pub_marks"),
             outbox: crate::outbox::table(store),
             parked: store.table("pub_parked"),
+            runs: store.table("pub_runs"),
         }
     }
 }

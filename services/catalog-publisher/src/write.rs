@@ -1,39 +1,26 @@
-//! Turning plans into WooCommerce batch requests, recording their results, and settling writes
-//! whose result is unknown by reading WooCommerce.
+//! The live writer: plans the dirty products with the holds as they are now, turns the plans
+//! into WooCommerce batch requests (≤ 100 items, bounded concurrency) and records every result
+//! with its sync-log entries. A full sync never writes itself; it marks products dirty and this
+//! writer writes them in the same batches as live changes.
 
 use std::collections::{BTreeMap, HashMap};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use duellsync_catalog::{
-    attach_image, category_path, plan, variant_option, PlanInput, Planned, ProductData, Shape,
-    Source, WooState,
-};
+use duellsync_bus::TraceParent;
+use duellsync_catalog::{attach_image, category_path, downloads_image, Planned, Shape, WooState};
 use duellsync_events::v1;
-use duellsync_woo::{Batch, BatchItem, CategoryCreated, Product, ProductQuery, ProductWrite};
+use duellsync_woo::{Batch, BatchItem, CategoryCreated, ProductWrite};
 use futures::StreamExt;
+use tracing::Instrument;
 
 use crate::ctx::StoreCtx;
-use crate::state::{mk, Hold, Link, Op, Parked, Pending, Staged};
-use crate::worker::Worker;
+use crate::inputs::{plan_items, Item};
+use crate::state::{mk, Link, Op, Pending, Staged};
+use crate::woo_read::find_by_skus;
 
 use crate::synclog::{
     applied_event, record_failure, sku_of, source_sku, stage_applied, DUPLICATE_SKU, PARENT_FAILED,
 };
-
-/// A plan for one product, with the dirty generation it was made from.
-#[derive(Debug, Clone)]
-pub(crate) struct Item {
-    pub id: i64,
-    pub gen: Option<u64>,
-    pub plan: Planned,
-    /// Failed for good earlier and left alone until its cause changes.
-    pub parked: Option<Parked>,
-    /// A variant that waits for a parent that failed for good: (parent's SKU, its failure).
-    pub parent_parked: Option<(String, Parked)>,
-    /// A write of this product is unsettled (sent, result unknown): nothing is planned until
-    /// it is settled by reading WooCommerce.
-    pub unsettled: bool,
-}
 
 /// What an execution did.
 #[derive(Debug, Default)]
@@ -49,101 +36,89 @@ pub(crate) struct Outcome {
     pub applied: usize,
 }
 
-/// Plans every product in `ids` against the state the publisher knows, with the holds as
-/// they are now.
-pub(crate) fn plan_items(
-    ctx: &StoreCtx,
-    ids: &[(i64, Option<u64>)],
-    holds: &[Hold],
-) -> anyhow::Result<Vec<Item>> {
-    let st = Staged::new(&ctx.t, &ctx.id);
-    let now_ms = duellsync_events::now_ms();
-    let prices = ctx.prices();
-    let mut out = Vec::with_capacity(ids.len());
-    for (id, gen) in ids {
-        let parked = ctx.t.parked.get(&mk(&ctx.id, *id))?;
-        let unsettled = ctx.t.pending.contains(&mk(&ctx.id, *id))?;
-        let mut parent_parked = None;
-        let planned = match st.source(*id)? {
-            None => Planned::Nothing,
-            Some(source) => {
-                let link = st.link(*id)?;
-                let parent_id = source
-                    .product
-                    .as_ref()
-                    .filter(|p| p.is_variant())
-                    .map(|p| p.parent_product_id);
-                let (parent_source, parent_link) = match parent_id {
-                    Some(pid) => (st.source(pid)?, st.link(pid)?),
-                    None => (None, None),
-                };
-                if let Some(pid) = parent_id {
-                    if let Some(p) = ctx.t.parked.get(&mk(&ctx.id, pid))? {
-                        parent_parked = Some((sku_of(parent_source.as_ref()), p));
-                    }
-                }
-                let variant_options = match source.product.as_ref() {
-                    Some(p) if p.is_parent => variant_options_of(ctx, &st, *id, p)?,
-                    _ => Vec::new(),
-                };
-                let input = PlanInput {
-                    id: *id,
-                    source: &source,
-                    link: link.as_ref(),
-                    holds,
-                    parent: parent_source.as_ref().map(|ps| (ps, parent_link.as_ref())),
-                    variant_options,
-                    settings: &ctx.settings,
-                    prices,
-                    now_ms,
-                };
-                plan(&input)
-            }
-        };
-        out.push(Item {
-            id: *id,
-            gen: *gen,
-            plan: planned,
-            parked,
-            parent_parked,
-            unsettled,
-        });
-    }
-    Ok(out)
+/// Mark holding when a full DUELL scan started (Unix ms), until its end marker: new products
+/// are left to its full sync, which creates them in full batches.
+pub(crate) const SCAN_STARTED: &str = "scan_started_ms";
+
+/// A scan whose end marker never came (the poller died) stops holding creates back after this.
+const SCAN_HOLD: Duration = Duration::from_secs(600);
+
+/// The writer of one store.
+pub(crate) struct Writer {
+    pub ctx: StoreCtx,
+    /// When each product was last written (storms of one product are spaced out).
+    last_write: HashMap<i64, Instant>,
+    /// After a failed write: no new attempt before this.
+    retry_at: Option<Instant>,
+    failures_in_row: u32,
+    /// The trace of the newest message that made products dirty: the next write, which carries
+    /// the newest state, continues it (one write coalesces many facts; see
+    /// docs/architecture.md).
+    pub trace: Option<TraceParent>,
 }
 
-fn variant_options_of(
-    ctx: &StoreCtx,
-    st: &Staged<'_>,
-    parent: i64,
-    p: &ProductData,
-) -> anyhow::Result<Vec<String>> {
-    let children = ctx
-        .t
-        .children
-        .get(&mk(st.store_id, parent))?
-        .unwrap_or_default();
-    let mut opts = Vec::new();
-    for c in children {
-        if let Some(Source {
-            product: Some(cp),
-            withdrawn: false,
-            ..
-        }) = st.source(c)?
-        {
-            if cp.parent_product_id == parent {
-                let o = variant_option(&p.name, &cp.name);
-                if !opts.contains(&o) {
-                    opts.push(o);
+impl Writer {
+    pub fn new(ctx: StoreCtx) -> Self {
+        Writer {
+            ctx,
+            last_write: HashMap::new(),
+            retry_at: None,
+            failures_in_row: 0,
+            trace: None,
+        }
+    }
+
+    /// Whether a full DUELL scan is running, so creates wait for its full sync.
+    pub fn creates_held(&self) -> bool {
+        let key = (self.ctx.id.clone(), SCAN_STARTED.to_owned());
+        match self.ctx.t.marks.get(&key) {
+            Ok(Some(at)) => duellsync_events::now_ms() - at < SCAN_HOLD.as_millis() as i64,
+            _ => false,
+        }
+    }
+
+    /// Writes what is dirty and ready (only full batches unless `partial`). Returns when the
+    /// next flush is due, if any work remains.
+    pub async fn flush(&mut self, partial: bool) -> Option<Instant> {
+        if !self.ctx.settings.automatic && !self.ctx.live.any_forced() {
+            // Facts are recorded; nothing is written until a full sync asks.
+            return None;
+        }
+        if let Some(at) = self.retry_at {
+            if Instant::now() < at {
+                return Some(at);
+            }
+        }
+        let span = tracing::info_span!("write_products", store = %self.ctx.id, partial);
+        if let Some(trace) = &self.trace {
+            trace.adopt(&span);
+        }
+        match flush_dirty(self, partial).instrument(span).await {
+            Ok(next) => {
+                self.failures_in_row = 0;
+                self.retry_at = None;
+                if partial && next.is_none() {
+                    // Everything written (a flush of whole batches only may leave a partial
+                    // one for later): later writes belong to later changes.
+                    self.trace = None;
                 }
+                next
+            }
+            Err(e) => {
+                self.failures_in_row += 1;
+                let wait = self.ctx.cfg.retry_backoff * self.failures_in_row.min(10);
+                tracing::warn!(store = %self.ctx.id, error = %format!("{e:#}"), retry_in = ?wait, "writing to WooCommerce failed; will retry");
+                metrics::counter!("duellsync_publisher_write_failures_total", "store" => self.ctx.id.clone()).increment(1);
+                let at = Instant::now() + wait;
+                self.retry_at = Some(at);
+                Some(at)
             }
         }
     }
-    Ok(opts)
 }
 
 /// Writes the dirty products that are ready; returns when to flush next.
-pub(crate) async fn flush_dirty(w: &mut Worker, partial: bool) -> anyhow::Result<Option<Instant>> {
+async fn flush_dirty(w: &mut Writer, partial: bool) -> anyhow::Result<Option<Instant>> {
     let ctx = w.ctx.clone();
     let mut rounds = 0;
     loop {
@@ -152,8 +127,12 @@ pub(crate) async fn flush_dirty(w: &mut Worker, partial: bool) -> anyhow::Result
         let min = ctx.cfg.min_write_interval;
         let mut ready = Vec::new();
         let mut next: Option<Instant> = None;
+        let automatic = ctx.settings.automatic;
         for row in ctx.t.dirty.iter_group(&ctx.id) {
             let ((_, id), gen) = row?;
+            if !automatic && !ctx.live.is_forced(id) {
+                continue;
+            }
             if let Some(t) = w.last_write.get(&id) {
                 let at = *t + min;
                 if at > now {
@@ -175,8 +154,10 @@ pub(crate) async fn flush_dirty(w: &mut Worker, partial: bool) -> anyhow::Result
         if ready.is_empty() {
             return Ok(next);
         }
+        // Holds are read now, at write time: one that changed since the product was marked
+        // (also by a reconciliation) is seen.
         let holds = ctx.holds()?;
-        let mut items = plan_items(&ctx, &ready, &holds)?;
+        let mut items = plan_items(&ctx, &ready, &holds, None)?;
         if w.creates_held() {
             for item in items.iter_mut() {
                 if matches!(item.plan, Planned::Create { .. }) {
@@ -195,8 +176,7 @@ pub(crate) async fn flush_dirty(w: &mut Worker, partial: bool) -> anyhow::Result
         metrics::gauge!("duellsync_publisher_dirty_products", "store" => ctx.id.clone())
             .set(ctx.t.dirty.iter_group(&ctx.id).count() as f64);
         // Creating parents makes their waiting variations possible: go again at once.
-        if outcome.waiting > 0 && !outcome.written.is_empty() && rounds < 5 && w.scanning.is_none()
-        {
+        if outcome.waiting > 0 && !outcome.written.is_empty() && rounds < 5 && !w.creates_held() {
             continue;
         }
         if outcome.waiting > 0 {
@@ -440,13 +420,29 @@ async fn adopt_existing(
     let mut st = Staged::new(&ctx.t, &ctx.id);
     let mut rest = Vec::new();
     let mut adopted = Vec::new();
+    // Two new DUELL products with one number: only one is created in a round (WooCommerce
+    // would create both when they overlap); the other finds it next round and fails as a
+    // clash instead of making a twin.
+    let mut creating: std::collections::HashSet<String> = std::collections::HashSet::new();
     for item in work {
         let Planned::Create { write, .. } = &item.plan else {
             rest.push(item);
             continue;
         };
         let sku = write.sku.clone().unwrap_or_default().trim().to_lowercase();
-        let Some(existing) = found.get(&sku) else {
+        let list = found.get(&sku).map(Vec::as_slice).unwrap_or(&[]);
+        // Ours (tagged with this DUELL id, the oldest if there are copies) or an unclaimed one
+        // is linked; only products tagged with other DUELL ids make a clash.
+        let existing = list
+            .iter()
+            .find(|p| WooState::duell_id_of(p) == Some(item.id))
+            .or_else(|| list.iter().find(|p| WooState::duell_id_of(p).is_none()))
+            .or_else(|| list.first());
+        let Some(existing) = existing else {
+            if !sku.is_empty() && !creating.insert(sku) {
+                outcome.waiting += 1;
+                continue;
+            }
             rest.push(item);
             continue;
         };
@@ -469,8 +465,7 @@ async fn adopt_existing(
                     item.id,
                     Link {
                         woo: state,
-                        hidden_by_us: false,
-                        keep_lower_stock: false,
+                        ..Link::default()
                     },
                 )?;
                 adopted.push((item.id, existing.id, source_sku(&st, item.id)?));
@@ -500,64 +495,6 @@ async fn adopt_existing(
     st.commit().await?;
     ctx.outbox_wake.notify_one();
     Ok(rest)
-}
-
-/// Reads compare against what writes return: stored values (`edit`), not the rendered `view`
-/// (which wraps descriptions in HTML and would look like drift).
-pub(crate) fn edit_context() -> Vec<(String, String)> {
-    vec![("context".to_owned(), "edit".to_owned())]
-}
-
-/// WooCommerce products by lower-cased SKU (variations included), in lists of up to 50 SKUs.
-async fn find_by_skus(ctx: &StoreCtx, skus: &[String]) -> anyhow::Result<HashMap<String, Product>> {
-    let mut out = HashMap::new();
-    let (plain, odd): (Vec<&String>, Vec<&String>) = skus
-        .iter()
-        .partition(|s| !s.contains(',') && s.trim() == s.as_str());
-    let mut queries: Vec<String> = plain
-        .chunks(50)
-        .map(|c| c.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(","))
-        .collect();
-    queries.extend(odd.into_iter().cloned());
-    // The look-ups run side by side within the store's request limit: one after the other they
-    // were most of a full sync's time against a slow store (200 sequential reads for 10,000
-    // new products).
-    let concurrency = ctx.settings.woo.max_concurrency.max(1);
-    let mut lookups =
-        futures::stream::iter(queries.into_iter().map(|q| products_with_skus(ctx, q)))
-            .buffer_unordered(concurrency);
-    while let Some(found) = lookups.next().await {
-        for p in found? {
-            if !p.sku.is_empty() {
-                out.insert(p.sku.trim().to_lowercase(), p);
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// Every product matching one `sku` query (a comma-separated list of up to 50), all pages.
-async fn products_with_skus(ctx: &StoreCtx, query: String) -> anyhow::Result<Vec<Product>> {
-    let mut out = Vec::new();
-    let mut page = 1;
-    loop {
-        let res = ctx
-            .woo
-            .list_products(&ProductQuery {
-                sku: Some(query.clone()),
-                per_page: Some(100),
-                page: Some(page),
-                extra: edit_context(),
-                ..ProductQuery::default()
-            })
-            .await?;
-        let n = res.items.len();
-        out.extend(res.items);
-        if n < 100 {
-            return Ok(out);
-        }
-        page += 1;
-    }
 }
 
 /// Creates the category path on demand (WooCommerce answers `term_exists` with the id of an
@@ -598,7 +535,18 @@ struct JobOutcome {
     applied_events: Vec<v1::ProductApplied>,
 }
 
+/// Sends one job while its products count as in flight (their intents are not settled by
+/// reading while this request may still answer).
 async fn send_job(ctx: &StoreCtx, job: Job) -> anyhow::Result<JobOutcome> {
+    let ids: Vec<i64> = job.items.iter().map(|(i, ..)| i.id).collect();
+    ctx.live.enter(&ids);
+    let r = send_job_inner(ctx, job).await;
+    ctx.live.wrote(&ids, duellsync_events::now_ms());
+    ctx.live.leave(&ids);
+    r
+}
+
+async fn send_job_inner(ctx: &StoreCtx, job: Job) -> anyhow::Result<JobOutcome> {
     let mut out = JobOutcome::default();
     // Intents first: after a crash from here on, the result is learned by reading.
     let mut st = Staged::new(&ctx.t, &ctx.id);
@@ -613,6 +561,7 @@ async fn send_job(ctx: &StoreCtx, job: Job) -> anyhow::Result<JobOutcome> {
                 woo_id: write.id.unwrap_or(0),
                 parent_woo_id: job.parent,
                 at_ms,
+                downloads: downloads_image(write),
             },
         );
     }
@@ -643,7 +592,7 @@ async fn send_job(ctx: &StoreCtx, job: Job) -> anyhow::Result<JobOutcome> {
                 Ok(out)
             }
             Err(e) => {
-                settle_after_error(ctx, &job).await;
+                after_error(ctx, &job, &e).await;
                 Err(e.into())
             }
         };
@@ -669,10 +618,13 @@ async fn send_job(ctx: &StoreCtx, job: Job) -> anyhow::Result<JobOutcome> {
     metrics::counter!("duellsync_publisher_batch_writes_total", "store" => ctx.id.clone())
         .increment(1);
     out.batch_writes += 1;
+    ctx.live
+        .batch_writes
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let result = match result {
         Ok(r) => r,
         Err(e) => {
-            settle_after_error(ctx, &job).await;
+            after_error(ctx, &job, &e).await;
             return Err(anyhow::Error::new(e).context("batch write"));
         }
     };
@@ -821,8 +773,33 @@ fn record_ok(
     Ok(())
 }
 
-/// After a failed request: learn by reading what WooCommerce did with each item.
-async fn settle_after_error(ctx: &StoreCtx, job: &Job) {
+/// After a failed request. A refusal of the whole request (4xx) applied nothing: the intents go
+/// and the products stay dirty. A write whose outcome is unknown and that is not idempotent (a
+/// create, an image download) is left to be settled by reading once the store can no longer be
+/// applying it (`settle_after`, see `settle`). Idempotent updates are read back at once.
+async fn after_error(ctx: &StoreCtx, job: &Job, e: &duellsync_woo::Error) {
+    let refused = e
+        .status()
+        .is_some_and(|s| (400..500).contains(&s) && s != 408 && s != 429);
+    let mut st = Staged::new(&ctx.t, &ctx.id);
+    if refused {
+        for (item, ..) in &job.items {
+            st.t.pending
+                .remove(&mut st.commit, &mk(st.store_id, item.id));
+        }
+        if let Err(e) = st.commit().await {
+            tracing::warn!(store = %ctx.id, error = %format!("{e:#}"), "cannot drop the intents of a refused request; they are settled by reading");
+        }
+        return;
+    }
+    let deferred = job
+        .items
+        .iter()
+        .any(|(_, w, op, _)| *op == Op::Create || downloads_image(w));
+    if deferred {
+        tracing::warn!(store = %ctx.id, products = job.items.len(), error = %e, settle_in = ?ctx.cfg.settle_after, "the outcome of a write is unknown; WooCommerce is read once it can no longer be applying it");
+        return;
+    }
     let items: Vec<(i64, Pending)> = job
         .items
         .iter()
@@ -835,135 +812,12 @@ async fn settle_after_error(ctx: &StoreCtx, job: &Job) {
                     woo_id: write.id.unwrap_or(0),
                     parent_woo_id: job.parent,
                     at_ms: 0,
+                    downloads: false,
                 },
             )
         })
         .collect();
-    if let Err(e) = verify(ctx, &items).await {
-        tracing::warn!(store = %ctx.id, error = %format!("{e:#}"), "cannot read back after a failed write; intents kept for the next start");
+    if let Err(e) = crate::settle::verify(ctx, &items).await {
+        tracing::warn!(store = %ctx.id, error = %format!("{e:#}"), "cannot read back after a failed write; the intents are settled later");
     }
-}
-
-/// Reads WooCommerce for products with an unsettled write and records what it really holds.
-/// Creates are looked up by SKU (and our DUELL id in meta data), updates by id.
-pub(crate) async fn verify(ctx: &StoreCtx, items: &[(i64, Pending)]) -> anyhow::Result<()> {
-    let creates: Vec<&(i64, Pending)> = items.iter().filter(|(_, p)| p.op == Op::Create).collect();
-    let others: Vec<&(i64, Pending)> = items.iter().filter(|(_, p)| p.op != Op::Create).collect();
-    let mut st = Staged::new(&ctx.t, &ctx.id);
-    if !creates.is_empty() {
-        let skus: Vec<String> = creates
-            .iter()
-            .map(|(_, p)| p.sku.clone())
-            .filter(|s| !s.is_empty())
-            .collect();
-        let found = find_by_skus(ctx, &skus).await?;
-        for (id, p) in creates {
-            if let Some(existing) = found.get(&p.sku.trim().to_lowercase()) {
-                if WooState::duell_id_of(existing) == Some(*id) {
-                    let mut state = WooState::from_product(existing);
-                    if p.parent_woo_id > 0 {
-                        state.parent_id = p.parent_woo_id;
-                    }
-                    remember_image(ctx, &mut st, *id, &state)?;
-                    st.set_link(
-                        *id,
-                        Link {
-                            woo: state,
-                            hidden_by_us: false,
-                            keep_lower_stock: false,
-                        },
-                    )?;
-                }
-            }
-            st.t.pending.remove(&mut st.commit, &mk(st.store_id, *id));
-            st.mark_dirty(*id)?;
-        }
-    }
-    let ids: Vec<u64> = others
-        .iter()
-        .map(|(_, p)| p.woo_id)
-        .filter(|w| *w > 0)
-        .collect();
-    let mut by_id: HashMap<u64, Product> = HashMap::new();
-    for chunk in ids.chunks(100) {
-        let res = ctx
-            .woo
-            .list_products(&ProductQuery {
-                include: chunk.to_vec(),
-                per_page: Some(100),
-                status: Some("any".into()),
-                extra: edit_context(),
-                ..ProductQuery::default()
-            })
-            .await?;
-        for p in res.items {
-            by_id.insert(p.id, p);
-        }
-    }
-    for (id, p) in others {
-        let found = match by_id.get(&p.woo_id) {
-            Some(prod) => Some(prod.clone()),
-            // Variations are not in product lists; read them one by one.
-            None => get_product_edit(ctx, p.woo_id).await,
-        };
-        if let Some(prod) = found {
-            let old = st.link(*id)?;
-            let keep_lower_stock = old.as_ref().map(|l| l.keep_lower_stock).unwrap_or(false);
-            let mut state = WooState::from_product(&prod);
-            if p.parent_woo_id > 0 {
-                state.parent_id = p.parent_woo_id;
-            }
-            remember_image(ctx, &mut st, *id, &state)?;
-            let hidden_by_us = old.map(|l| l.hidden_by_us).unwrap_or(false)
-                || (p.op == Op::Trash && state.status == "trash");
-            st.set_link(
-                *id,
-                Link {
-                    woo: state,
-                    hidden_by_us,
-                    keep_lower_stock,
-                },
-            )?;
-        }
-        st.t.pending.remove(&mut st.commit, &mk(st.store_id, *id));
-        st.mark_dirty(*id)?;
-    }
-    st.commit().await?;
-    Ok(())
-}
-
-async fn get_product_edit(ctx: &StoreCtx, id: u64) -> Option<Product> {
-    let req = duellsync_woo::WooRequest::new(
-        duellsync_woo::Method::GET,
-        format!("products/{id}"),
-        duellsync_woo::Idempotency::Idempotent,
-    )
-    .query("context", "edit");
-    let resp = ctx.woo.send(req).await.ok()?;
-    resp.decode::<Product>("GET products/{id}").ok()
-}
-
-/// If a product carries an image that came from its DUELL URL, that attachment is the upload
-/// to reuse (a create whose answer was lost still uploaded it).
-fn remember_image(
-    ctx: &StoreCtx,
-    st: &mut Staged<'_>,
-    id: i64,
-    state: &WooState,
-) -> anyhow::Result<()> {
-    let Some(att) = state.image_ids.first() else {
-        return Ok(());
-    };
-    if let Some(Source {
-        product: Some(p), ..
-    }) = st.source(id)?
-    {
-        if !p.image_url.is_empty() {
-            let k = (ctx.id.clone(), p.image_url.clone());
-            if ctx.t.images.get(&k)?.is_none() {
-                st.t.images.put(&mut st.commit, &k, att);
-            }
-        }
-    }
-    Ok(())
 }
