@@ -124,6 +124,15 @@ async fn initial_sync_within(world: &World, wait: Duration) {
     .await;
 }
 
+/// Lets WooCommerce requests time out after `timeout` (the store's `woo.request_timeout`).
+fn set_request_timeout(world: &World, timeout: &str) {
+    let toml = world.store.to_toml().replace(
+        "[woo]\n",
+        &format!("[woo]\nrequest_timeout = \"{timeout}\"\n"),
+    );
+    world.sandbox.write_store("s1", &toml);
+}
+
 fn batch_writes(world: &World) -> u64 {
     world.woo.request_count("POST products/batch")
 }
@@ -324,6 +333,10 @@ async fn a_dry_run_plans_every_change_and_writes_nothing() {
     let plan = done.plan.unwrap();
     assert!(done.dry_run);
     assert_eq!(plan.creates, 2);
+    assert_eq!(
+        plan.pending, 2,
+        "with automatic off both creates are pending anyway"
+    );
     assert!(plan.replaces_attributes);
     assert!(
         plan.sample.iter().any(|l| l.contains("create SKU DRY-A")),
@@ -754,4 +767,145 @@ async fn a_permanent_failure_is_dead_lettered_once_and_not_retried_until_its_cau
         p.variations.len() == 2
     })
     .await;
+}
+
+/// Issue 12 §4: a dry run records nothing, so it can never lead to a write. (It used to adopt
+/// and drop links while reading WooCommerce: a product deleted by hand was then re-created by
+/// the live path right after the dry run that only planned it.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_records_nothing_and_no_write_follows_it() {
+    let mut world = empty_world(&[]).await;
+    add(&world, "Lampe", "LAMP-1", 400, 3);
+    world.start(&["change-poller", "catalog-publisher"]);
+    let p = wait_woo(&world, "the lamp", "LAMP-1", |_| true).await;
+    initial_sync_done(&world).await;
+    world.client.delete_product(p.id, true).await.unwrap();
+    world.woo.reset_request_counts();
+    let done = full_sync(&world, true).await;
+    let plan = done.plan.unwrap();
+    assert_eq!(plan.creates, 1, "the dry run plans to create it again");
+    assert_eq!(plan.pending, 0, "nothing was pending before the dry run");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(world.woo_write_count(), 0, "{:?}", world.woo_writes());
+    assert!(woo(&world, "LAMP-1").await.is_none());
+}
+
+/// Issue 13 defect 3: two products showing one new image, written in one flush, with the
+/// first write's answer lost: the image is downloaded once (the second product gets the
+/// attachment by id once the first write is settled).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_image_of_two_products_written_together_is_downloaded_once_even_when_the_answer_is_lost(
+) {
+    let mut world = empty_world(&[]).await;
+    set_request_timeout(&world, "2s");
+    for (name, sku) in [("Kopp A", "CUP-A"), ("Kopp B", "CUP-B")] {
+        world.duell.create_product(NewSimProduct {
+            product_name: name.into(),
+            product_number: Some(sku.into()),
+            product_image: Some("shared-cup".into()),
+            stock: Some(Decimal::from(3)),
+            ..NewSimProduct::default()
+        });
+    }
+    world.woo.add_fault(FaultRule::next(
+        "POST",
+        "products/batch",
+        1,
+        FaultKind::HangAfterApply,
+    ));
+    world.sandbox.start("change-poller", &[]);
+    world.sandbox.start(
+        "catalog-publisher",
+        &[("DUELLSYNC_PUBLISHER__SETTLE_AFTER", "3s")],
+    );
+    world.sandbox.wait_ready("change-poller", WAIT);
+    world.sandbox.wait_ready("catalog-publisher", WAIT);
+    let a = wait_woo(&world, "A with its image", "CUP-A", |p| {
+        !p.images.is_empty()
+    })
+    .await;
+    let b = wait_woo(&world, "B with its image", "CUP-B", |p| {
+        !p.images.is_empty()
+    })
+    .await;
+    assert_eq!(a.images[0].id, b.images[0].id, "one attachment for both");
+    assert_eq!(
+        world.woo.attachments().len(),
+        1,
+        "{:?}",
+        world.woo.attachments()
+    );
+    assert_eq!(world.woo_products().await.len(), 2);
+}
+
+/// Issue 13 defect 1: a stock change is written while a reconciliation is still reading a slow
+/// WooCommerce, not after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stock_change_is_written_while_a_reconciliation_runs() {
+    let mut world = empty_world(&[]).await;
+    let mut ids = Vec::new();
+    for n in 0..250 {
+        ids.push(add(
+            &world,
+            &format!("Vare {n}"),
+            &format!("R{n:03}"),
+            100,
+            5,
+        ));
+    }
+    world.start(&["change-poller", "catalog-publisher"]);
+    initial_sync_within(&world, WAIT * 2).await;
+    let woo_id = woo(&world, "R007").await.unwrap().id;
+    // Every page of the reconciliation's read takes 1.5 s.
+    world.woo.add_fault(FaultRule {
+        method: Some("GET".into()),
+        route: Some("products".into()),
+        path_contains: None,
+        kind: FaultKind::Latency { ms: 1500 },
+        times: Some(6),
+        probability: None,
+    });
+    let bus = bus(&world).await;
+    let run_id = format!("test-{}", duellsync_events::now_ms());
+    let id = EventId::new("fullsync-requested", "s1")
+        .str(&run_id)
+        .finish();
+    bus.publish(&v1::FullSyncRequested {
+        meta: Some(meta("s1", id, "test", format!("fullsync:{run_id}"))),
+        run_id: run_id.clone(),
+        dry_run: false,
+        trigger: v1::full_sync_requested::Trigger::Manual as i32,
+    })
+    .await
+    .unwrap();
+    // Once WooCommerce is being read, DUELL's stock changes.
+    eventually("the reconciliation reading WooCommerce", WAIT, || async {
+        let msgs = bus
+            .read("SYNC", &v1::FullSyncProgress::subject("s1"), 1, 10_000)
+            .await
+            .ok()?;
+        msgs.iter()
+            .filter_map(|m| v1::FullSyncProgress::decode(m.payload.as_ref()).ok())
+            .find(|p| p.run_id == run_id && p.phase == "read-woo")
+    })
+    .await;
+    world
+        .duell
+        .set_stock(STOCK_DEPARTMENT, ids[7], Decimal::from(42));
+    eventually("the new stock in WooCommerce", WAIT, || async {
+        let v = world.woo.product_json(woo_id)?;
+        (v["stock_quantity"].as_i64() == Some(42)).then_some(())
+    })
+    .await;
+    let completed = bus
+        .read("SYNC", &v1::FullSyncCompleted::subject("s1"), 1, 10_000)
+        .await
+        .unwrap()
+        .iter()
+        .filter_map(|m| v1::FullSyncCompleted::decode(m.payload.as_ref()).ok())
+        .any(|c| c.run_id == run_id);
+    assert!(
+        !completed,
+        "the stock was written before the reconciliation was done, not after it"
+    );
 }

@@ -59,10 +59,19 @@ pub struct WooSettings {
     /// Concurrent requests to this store; shops run few PHP workers shared with shoppers.
     #[serde(default = "default_woo_concurrency")]
     pub max_concurrency: usize,
+    /// How long one request may take before the client gives up (a batch create of 100
+    /// products takes ~20 s on a real store). The catalogue publisher settles a write whose
+    /// answer was lost only after this and its own `settle_after` have passed.
+    #[serde(default = "default_woo_timeout", with = "crate::duration")]
+    pub request_timeout: std::time::Duration,
 }
 
 fn default_woo_concurrency() -> usize {
     4
+}
+
+fn default_woo_timeout() -> std::time::Duration {
+    std::time::Duration::from_secs(30)
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -374,6 +383,17 @@ impl StoreSettings {
             );
         }
 
+        if self.woo.request_timeout < Duration::from_secs(1)
+            || self.woo.request_timeout > Duration::from_secs(600)
+        {
+            p(
+                "woo.request_timeout",
+                format!(
+                    "`{}` is out of range; use 1s to 10min, e.g. \"30s\"",
+                    crate::duration::format(self.woo.request_timeout)
+                ),
+            );
+        }
         if jiff::tz::TimeZone::get(&self.time_zone).is_err() {
             p(
                 "time_zone",
@@ -977,6 +997,7 @@ order_department = {{ env = "OD" }}
         assert_eq!(s.woo.consumer_secret.expose(), "cs_1");
         assert_eq!(s.duell.client_number, "012345");
         assert_eq!(s.time_zone, "Europe/Oslo");
+        assert_eq!(s.woo.request_timeout, Duration::from_secs(30));
     }
 
     #[test]

@@ -50,6 +50,14 @@ impl StoreCtx {
         }
     }
 
+    /// How long after sending a write that is not idempotent its outcome is read, if the
+    /// answer was lost: past the client's own timeout in any case.
+    pub fn settle_after(&self) -> std::time::Duration {
+        self.cfg
+            .settle_after
+            .max(self.settings.woo.request_timeout + std::time::Duration::from_secs(1))
+    }
+
     pub fn prices(&self) -> PriceRules {
         *self.prices.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -80,6 +88,8 @@ pub(crate) struct Live {
     /// Products in a request this process has in flight: their intents are not settled by
     /// reading while the request may still answer.
     in_flight: Mutex<std::collections::HashSet<i64>>,
+    /// Image URLs a request in flight makes WooCommerce download.
+    downloading: Mutex<std::collections::HashSet<String>>,
     /// When the writer last recorded a result per product (Unix ms), while a reconciliation
     /// runs: its reads of WooCommerce older than that must not overwrite the newer answer.
     written_at: Mutex<Option<std::collections::HashMap<i64, i64>>>,
@@ -102,16 +112,29 @@ impl Live {
             .clone()
     }
 
-    pub fn enter(&self, ids: &[i64]) {
+    pub fn enter(&self, ids: &[i64], image_urls: &[String]) {
         let mut set = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
         set.extend(ids.iter().copied());
+        let mut urls = self.downloading.lock().unwrap_or_else(|e| e.into_inner());
+        urls.extend(image_urls.iter().cloned());
     }
 
-    pub fn leave(&self, ids: &[i64]) {
+    pub fn leave(&self, ids: &[i64], image_urls: &[String]) {
         let mut set = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
         for id in ids {
             set.remove(id);
         }
+        let mut urls = self.downloading.lock().unwrap_or_else(|e| e.into_inner());
+        for u in image_urls {
+            urls.remove(u);
+        }
+    }
+
+    pub fn downloading(&self) -> std::collections::HashSet<String> {
+        self.downloading
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn force(&self, ids: &[i64]) {

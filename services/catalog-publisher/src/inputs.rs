@@ -23,6 +23,9 @@ pub(crate) struct Item {
     /// A write of this product is unsettled (sent, result unknown): nothing is planned until
     /// it is settled by reading WooCommerce.
     pub unsettled: bool,
+    /// Its image is being downloaded for another product (or one whose answer is being
+    /// settled): written without it now and planned again, to reuse that attachment.
+    pub image_deferred: bool,
 }
 
 /// Plans every product in `ids` against the state the publisher knows, with the holds as
@@ -92,6 +95,7 @@ pub(crate) fn plan_items(
             parked,
             parent_parked,
             unsettled,
+            image_deferred: false,
         });
     }
     Ok(out)

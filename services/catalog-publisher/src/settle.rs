@@ -25,7 +25,7 @@ use crate::woo_read::{changed_since_by_duell_id, edit_context, find_by_skus, get
 pub(crate) fn due_at_ms(ctx: &StoreCtx, p: &Pending) -> i64 {
     if p.op == Op::Create || p.downloads {
         p.at_ms
-            .saturating_add(ctx.cfg.settle_after.as_millis() as i64)
+            .saturating_add(ctx.settle_after().as_millis() as i64)
     } else {
         p.at_ms
     }

@@ -32,6 +32,9 @@ pub(crate) struct Pending {
     /// The write makes WooCommerce download an image: not idempotent, settled like a create.
     #[serde(default)]
     pub downloads: bool,
+    /// The image URL it downloads, if any (another product showing it waits for the result).
+    #[serde(default)]
+    pub image_url: String,
 }
 
 /// Handles to every table; cheap to clone.

@@ -244,6 +244,15 @@ pub(crate) async fn execute(
 
     let work = adopt_existing(ctx, work, &mut outcome).await?;
 
+    // Images being downloaded now: by requests in flight, or by writes whose answer is being
+    // settled.
+    let mut downloading: std::collections::HashSet<String> = ctx.live.downloading();
+    for row in ctx.t.pending.iter_group(&ctx.id) {
+        let (_, p) = row?;
+        if p.downloads && !p.image_url.is_empty() {
+            downloading.insert(p.image_url);
+        }
+    }
     // Trash moves go one by one: a batch delete would delete for good.
     let mut jobs: Vec<Job> = Vec::new();
     let mut by_parent: BTreeMap<u64, Vec<(Item, ProductWrite, Op, String)>> = BTreeMap::new();
@@ -310,9 +319,24 @@ pub(crate) async fn execute(
             ),
             Planned::Nothing | Planned::Wait => continue,
         };
+        let mut item = item;
+        let mut image_url = image_url;
         if !image_url.is_empty() {
             let uploaded = ctx.t.images.get(&(ctx.id.clone(), image_url.clone()))?;
-            attach_image(&mut write, shape, &image_url, uploaded);
+            // One download per image per store, ever: the first product showing a new image
+            // carries its `src`; the others (in this flush, or while that download is in flight
+            // or unsettled) are written without it and planned again to reuse the attachment.
+            if uploaded.is_none() && !downloading.insert(image_url.clone()) {
+                item.image_deferred = true;
+                outcome.waiting += 1;
+                image_url = String::new();
+            } else {
+                attach_image(&mut write, shape, &image_url, uploaded);
+            }
+        }
+        if item.image_deferred && item.plan.fields() == ["image"] {
+            // Nothing else to write: it waits for the attachment (it stays dirty).
+            continue;
         }
         if op == Op::Trash {
             jobs.push(Job {
@@ -539,10 +563,16 @@ struct JobOutcome {
 /// reading while this request may still answer).
 async fn send_job(ctx: &StoreCtx, job: Job) -> anyhow::Result<JobOutcome> {
     let ids: Vec<i64> = job.items.iter().map(|(i, ..)| i.id).collect();
-    ctx.live.enter(&ids);
+    let urls: Vec<String> = job
+        .items
+        .iter()
+        .filter(|(_, w, ..)| downloads_image(w))
+        .map(|(.., url)| url.clone())
+        .collect();
+    ctx.live.enter(&ids, &urls);
     let r = send_job_inner(ctx, job).await;
     ctx.live.wrote(&ids, duellsync_events::now_ms());
-    ctx.live.leave(&ids);
+    ctx.live.leave(&ids, &urls);
     r
 }
 
@@ -551,7 +581,7 @@ async fn send_job_inner(ctx: &StoreCtx, job: Job) -> anyhow::Result<JobOutcome> 
     // Intents first: after a crash from here on, the result is learned by reading.
     let mut st = Staged::new(&ctx.t, &ctx.id);
     let at_ms = duellsync_events::now_ms();
-    for (item, write, op, _) in &job.items {
+    for (item, write, op, image_url) in &job.items {
         st.t.pending.put(
             &mut st.commit,
             &mk(st.store_id, item.id),
@@ -562,6 +592,11 @@ async fn send_job_inner(ctx: &StoreCtx, job: Job) -> anyhow::Result<JobOutcome> 
                 parent_woo_id: job.parent,
                 at_ms,
                 downloads: downloads_image(write),
+                image_url: if downloads_image(write) {
+                    image_url.clone()
+                } else {
+                    String::new()
+                },
             },
         );
     }
@@ -742,6 +777,10 @@ fn record_ok(
     if let Some(g) = item.gen {
         st.clear_dirty(item.id, g)?;
     }
+    if item.image_deferred {
+        // Its image comes with a later write, reusing the attachment being made now.
+        st.mark_dirty(item.id)?;
+    }
     out.written.push(item.id);
     out.applied += 1;
     let action = if created {
@@ -797,7 +836,7 @@ async fn after_error(ctx: &StoreCtx, job: &Job, e: &duellsync_woo::Error) {
         .iter()
         .any(|(_, w, op, _)| *op == Op::Create || downloads_image(w));
     if deferred {
-        tracing::warn!(store = %ctx.id, products = job.items.len(), error = %e, settle_in = ?ctx.cfg.settle_after, "the outcome of a write is unknown; WooCommerce is read once it can no longer be applying it");
+        tracing::warn!(store = %ctx.id, products = job.items.len(), error = %e, settle_in = ?ctx.settle_after(), "the outcome of a write is unknown; WooCommerce is read once it can no longer be applying it");
         return;
     }
     let items: Vec<(i64, Pending)> = job
@@ -813,6 +852,7 @@ async fn after_error(ctx: &StoreCtx, job: &Job, e: &duellsync_woo::Error) {
                     parent_woo_id: job.parent,
                     at_ms: 0,
                     downloads: false,
+                    image_url: String::new(),
                 },
             )
         })
