@@ -776,6 +776,7 @@ async fn a_permanent_failure_is_dead_lettered_once_and_not_retried_until_its_cau
 async fn a_dry_run_records_nothing_and_no_write_follows_it() {
     let mut world = empty_world(&[]).await;
     add(&world, "Lampe", "LAMP-1", 400, 3);
+    let other = add(&world, "Stol", "CHAIR-1", 900, 2);
     world.start(&["change-poller", "catalog-publisher"]);
     let p = wait_woo(&world, "the lamp", "LAMP-1", |_| true).await;
     initial_sync_done(&world).await;
@@ -785,9 +786,22 @@ async fn a_dry_run_records_nothing_and_no_write_follows_it() {
     let plan = done.plan.unwrap();
     assert_eq!(plan.creates, 1, "the dry run plans to create it again");
     assert_eq!(plan.pending, 0, "nothing was pending before the dry run");
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(world.woo_write_count(), 0, "{:?}", world.woo_writes());
-    assert!(woo(&world, "LAMP-1").await.is_none());
+    // A live change of another product makes the writer write what is dirty: the lamp is not.
+    world
+        .duell
+        .set_stock(STOCK_DEPARTMENT, other, Decimal::from(7));
+    wait_woo(&world, "the chair's new stock", "CHAIR-1", |p| {
+        p.stock_quantity == Some(7)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        woo(&world, "LAMP-1").await.is_none(),
+        "the dry run led to a create: {:?}",
+        world.woo_writes()
+    );
 }
 
 /// Issue 13 defect 3: two products showing one new image, written in one flush, with the
