@@ -536,6 +536,21 @@ impl WooSim {
             .unwrap_or_default()
     }
 
+    /// Ids of the products (not variations) that are not in the trash, ascending.
+    pub fn product_ids(&self) -> Vec<u64> {
+        self.shared
+            .state
+            .lock()
+            .map(|s| {
+                s.products
+                    .values()
+                    .filter(|p| !p.is_variation() && !p.is_trashed())
+                    .map(|p| p.id)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// Products (not variations) that are not in the trash. Cheap: no rendering.
     pub fn product_count(&self) -> usize {
         self.shared
