@@ -929,3 +929,46 @@ async fn a_stock_change_is_written_while_a_reconciliation_runs() {
         "the stock was written before the reconciliation was done, not after it"
     );
 }
+
+/// Issue 12 §1: a DUELL product WooCommerce has twice (here a copy tagged with its DUELL id)
+/// is named by the full sync, and the oldest copy stays the one written to.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_sync_names_duplicates_and_keeps_writing_to_the_oldest() {
+    let mut world = empty_world(&[]).await;
+    let id = add(&world, "Bord", "TABLE-1", 1000, 2);
+    world.start(&["change-poller", "catalog-publisher"]);
+    let original = wait_woo(&world, "the table", "TABLE-1", |_| true).await;
+    initial_sync_done(&world).await;
+    let copy = world
+        .woo
+        .admin_write_product(
+            None,
+            serde_json::json!({
+                "name": "Bord",
+                "meta_data": [{"key": "_duell_product_id", "value": id.to_string()}],
+            }),
+        )
+        .unwrap();
+    assert!(copy > original.id);
+    let done = full_sync(&world, false).await;
+    let plan = done.plan.unwrap();
+    assert_eq!(plan.duplicates, 1, "{plan:?}");
+    assert!(
+        plan.duplicate_lines[0].contains(&format!("{} (kept), {copy}", original.id)),
+        "{:?}",
+        plan.duplicate_lines
+    );
+    world
+        .duell
+        .set_stock(STOCK_DEPARTMENT, id, Decimal::from(9));
+    wait_woo(&world, "the new stock on the original", "TABLE-1", |p| {
+        p.stock_quantity == Some(9)
+    })
+    .await;
+    let copy_json = world.woo.product_json(copy).unwrap();
+    assert_ne!(
+        copy_json["stock_quantity"].as_i64(),
+        Some(9),
+        "the copy is left alone"
+    );
+}

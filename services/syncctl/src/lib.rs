@@ -17,6 +17,7 @@ mod events;
 mod explain;
 mod log;
 mod rebuild;
+mod repair;
 mod status;
 mod sync;
 mod timefmt;
@@ -81,6 +82,9 @@ pub enum Command {
     /// A service's local state.
     #[command(subcommand)]
     State(rebuild::StateCommand),
+    /// Repairs in a store: WooCommerce products a DUELL product has more than once.
+    #[command(subcommand)]
+    Repair(repair::RepairCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -226,6 +230,7 @@ pub async fn run(cli: Cli) -> u8 {
         Command::Explain(args) => explain::run(&ctx, args).await,
         Command::Webhooks(cmd) => webhooks::run(&ctx, cmd).await,
         Command::State(cmd) => rebuild::run(&ctx, cmd).await,
+        Command::Repair(cmd) => repair::run(&ctx, cmd).await,
     };
     match result {
         Ok(Outcome::Ok) => 0,

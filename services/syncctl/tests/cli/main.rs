@@ -8,5 +8,6 @@ mod explain;
 mod full_sync;
 mod helpers;
 mod log;
+mod repair;
 mod webhooks;
 mod world;
