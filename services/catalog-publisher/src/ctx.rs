@@ -112,6 +112,13 @@ impl Live {
             .clone()
     }
 
+    pub fn is_in_flight(&self, id: i64) -> bool {
+        self.in_flight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&id)
+    }
+
     pub fn enter(&self, ids: &[i64], image_urls: &[String]) {
         let mut set = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
         set.extend(ids.iter().copied());

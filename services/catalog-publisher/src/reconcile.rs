@@ -633,7 +633,7 @@ async fn read_woo(ctx: &StoreCtx, scan: &v1::CatalogScanned) -> anyhow::Result<R
 /// the product is in flight or unsettled, or its result was recorded after the read began.
 fn busy(ctx: &StoreCtx, id: i64, read_started_ms: i64) -> anyhow::Result<bool> {
     Ok(ctx.t.pending.contains(&mk(&ctx.id, id))?
-        || ctx.live.in_flight_ids().contains(&id)
+        || ctx.live.is_in_flight(id)
         || (read_started_ms > 0 && ctx.live.written_since(id, read_started_ms)))
 }
 
