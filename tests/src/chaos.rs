@@ -95,11 +95,12 @@ const SERVICES: [&str; 5] = [
     "status-writeback",
 ];
 
-/// The price WooCommerce must show for a DUELL price, computed independently of the engine:
-/// the simulated shop enters prices without tax, two decimals, PHP rounding.
-fn expected_price(inc_vat: Decimal, vat: u32) -> Decimal {
-    let factor = Decimal::ONE + Decimal::from(vat) / Decimal::ONE_HUNDRED;
-    (inc_vat / factor).round_dp_with_strategy(2, RoundingStrategy::MidpointAwayFromZero)
+/// The price incl. VAT WooCommerce shows for a stored net price, computed independently of the
+/// engine: the simulated shop enters prices without tax, two decimals, tax rounded per line
+/// (WooCommerce's default), PHP rounding. It must be DUELL's price to the øre.
+fn shown_price(net: Decimal, vat: u32) -> Decimal {
+    let round = |d: Decimal| d.round_dp_with_strategy(2, RoundingStrategy::MidpointAwayFromZero);
+    round(net + round(net * Decimal::from(vat) / Decimal::ONE_HUNDRED))
 }
 
 pub async fn run(cfg: ChaosConfig) -> ChaosReport {
@@ -427,10 +428,15 @@ async fn check(
             problems.push(format!("{sku} missing in WooCommerce"));
             continue;
         };
-        let want_price = expected_price(d.price_inc_vat, d.vatrate_percent);
-        if w.regular_price != Some(want_price) {
+        let want_price = d
+            .price_inc_vat
+            .round_dp_with_strategy(2, RoundingStrategy::MidpointAwayFromZero);
+        let shown = w
+            .regular_price
+            .map(|net| shown_price(net, d.vatrate_percent));
+        if shown != Some(want_price) {
             problems.push(format!(
-                "{sku}: price {:?}, want {want_price}",
+                "{sku}: price {:?} shows {shown:?}, want {want_price}",
                 w.regular_price
             ));
         }

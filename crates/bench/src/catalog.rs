@@ -325,14 +325,52 @@ pub async fn run(report: &mut Report, sizes: &Sizes) -> anyhow::Result<()> {
     )
     .await?;
 
-    latency(report, &w, sizes).await?;
+    latency(report, &w, sizes, None).await?;
+
+    // Item 4 again while the publisher reconciles the whole catalogue (issue 13: live changes
+    // never wait behind a reconciliation). The scan marker is what the poller publishes at the
+    // end of a full DUELL scan; nothing in DUELL changed, so the reconciliation reads all of
+    // WooCommerce, plans every product and writes nothing of its own.
+    let (run_id, scanned) = crate::events::catalog_scanned(n as i64);
+    let reconcile_started = Instant::now();
+    w.bus.publish(&scanned).await?;
+    world::wait_for(
+        "the reconciliation to read WooCommerce",
+        Duration::from_secs(600),
+        Duration::from_millis(50),
+        async || {
+            let m = w
+                .bus
+                .last_message("SYNC", &v1::FullSyncProgress::subject(STORE))
+                .await
+                .ok()??;
+            let p = v1::FullSyncProgress::decode(m.payload.as_ref()).ok()?;
+            (p.run_id == run_id).then_some(())
+        },
+    )
+    .await?;
+    latency(report, &w, sizes, Some(n)).await?;
+    let done = wait_full_sync(&w.bus, Some(&run_id), Duration::from_secs(3600)).await?;
+    crate::log(&format!(
+        "catalog: the reconciliation of {n} products took {:.1} s ({} unchanged)",
+        reconcile_started.elapsed().as_secs_f64(),
+        done.plan.map(|p| p.unchanged).unwrap_or(0)
+    ));
     storm(report, &w).await?;
     Ok(())
 }
 
 /// Item 4: `StockObserved` facts at a steady rate, each product once (round robin over as many
 /// products as there are changes), timed from the fact's observation to woo-sim applying it.
-async fn latency(report: &mut Report, w: &CatalogWorld, sizes: &Sizes) -> anyhow::Result<()> {
+/// `during` = the size of a reconciliation running meanwhile.
+async fn latency(
+    report: &mut Report,
+    w: &CatalogWorld,
+    sizes: &Sizes,
+    during: Option<usize>,
+) -> anyhow::Result<()> {
+    // New values each round: the same value again would be nothing to write.
+    let base: i64 = if during.is_some() { 1_000_000 } else { 1_000 };
     let total = (sizes.rate * sizes.rate_seconds) as usize;
     let spread = total.min(w.products.len());
     crate::log(&format!(
@@ -348,8 +386,8 @@ async fn latency(report: &mut Report, w: &CatalogWorld, sizes: &Sizes) -> anyhow
     for k in 0..total {
         tick.tick().await;
         let (id, sku) = &w.products[k % spread];
-        let value = 1_000 + k as i64;
-        let ev = stock_observed(*id, sku, value, 1_000 + k as u64);
+        let value = base + k as i64;
+        let ev = stock_observed(*id, sku, value, base as u64 + k as u64);
         sent.insert((sku.clone(), value), Instant::now());
         let bus = w.bus.clone();
         publishes.spawn(async move { bus.publish(&ev).await });
@@ -385,10 +423,25 @@ async fn latency(report: &mut Report, w: &CatalogWorld, sizes: &Sizes) -> anyhow
         s.count,
         if failed > 0 { format!(", {failed} publishes failed") } else { String::new() }
     );
+    let (key, label, target) = match during {
+        None => (
+            "latency.observed_to_written".to_owned(),
+            format!("change observed → Woo written, {{}} ({}/s)", sizes.rate),
+            ("< 100 ms", 100.0),
+        ),
+        Some(n) => (
+            "latency.during_reconcile.observed_to_written".to_owned(),
+            format!(
+                "change observed → Woo written while a reconcile of {n} products runs, {{}} ({}/s)",
+                sizes.rate
+            ),
+            ("< 250 ms", 250.0),
+        ),
+    };
     report.add(
         4,
-        "latency.observed_to_written_p50",
-        &format!("change observed → Woo written, p50 ({}/s)", sizes.rate),
+        &format!("{key}_p50"),
+        &label.replace("{}", "p50"),
         s.p50_ms,
         "ms",
         false,
@@ -397,12 +450,12 @@ async fn latency(report: &mut Report, w: &CatalogWorld, sizes: &Sizes) -> anyhow
     );
     report.add(
         4,
-        "latency.observed_to_written_p99",
-        &format!("change observed → Woo written, p99 ({}/s)", sizes.rate),
+        &format!("{key}_p99"),
+        &label.replace("{}", "p99"),
         s.p99_ms,
         "ms",
         false,
-        Some(("< 100 ms", s.p99_ms < 100.0 && missing == 0)),
+        Some((target.0, s.p99_ms < target.1 && missing == 0)),
         format!("max {:.1} ms, mean {:.1} ms", s.max_ms, s.mean_ms),
     );
     Ok(())

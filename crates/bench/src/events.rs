@@ -86,6 +86,26 @@ pub fn full_sync_requested() -> (String, v1::FullSyncRequested) {
     (run_id, ev)
 }
 
+/// The end marker of a full DUELL scan, as the change-poller publishes it: the catalogue
+/// publisher reconciles WooCommerce when it sees it. Returns its run id.
+pub fn catalog_scanned(products: i64) -> (String, v1::CatalogScanned) {
+    let run_id = format!("bench-reconcile-{}", duellsync_events::now_ms());
+    let id = EventId::new("catalog-scanned", STORE).str(&run_id).finish();
+    let ev = v1::CatalogScanned {
+        meta: Some(meta(
+            STORE,
+            id,
+            "change-poller",
+            format!("fullsync:{run_id}"),
+        )),
+        run_id: run_id.clone(),
+        products,
+        stock_rows: products,
+        dry_run: false,
+    };
+    (run_id, ev)
+}
+
 /// A 3,000-byte payload: the captured order delivery, padded.
 pub fn payload_3kb(template: &str) -> Vec<u8> {
     let mut b = template.as_bytes().to_vec();

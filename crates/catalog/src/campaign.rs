@@ -15,15 +15,19 @@ pub enum SaleWant {
     NoSale,
     Sale {
         price: Decimal,
-        /// Unix seconds, UTC.
+        /// Unix seconds (instants; DUELL's local times converted with the store's zone).
         from: Option<i64>,
         to: Option<i64>,
     },
 }
 
 /// Parses DUELL's date-times ("2026-12-01 00:00:00", "2026-12-01T00:00:00", "2026-12-01",
-/// RFC 3339); they are read as UTC. Empty or unparseable → `None`.
-pub fn parse_duell_time(s: &str) -> Option<i64> {
+/// RFC 3339) to Unix seconds. DUELL sends local time without an offset: it is read in the
+/// store's time zone `tz`, with its daylight-saving rules (a time that does not exist when the
+/// clocks go forward is read as the same wall time after the jump; one that exists twice when
+/// they go back as the first). An explicit offset (RFC 3339) is taken as it is. Empty or
+/// unparseable → `None`.
+pub fn parse_duell_time(s: &str, tz: &jiff::tz::TimeZone) -> Option<i64> {
     use time::format_description::well_known::Rfc3339;
     let s = s.trim();
     if s.is_empty() {
@@ -35,16 +39,26 @@ pub fn parse_duell_time(s: &str) -> Option<i64> {
     let dt = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
     let dt_t = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]");
     let d = time::macros::format_description!("[year]-[month]-[day]");
-    if let Ok(t) = time::PrimitiveDateTime::parse(s, &dt) {
-        return Some(t.assume_utc().unix_timestamp());
-    }
-    if let Ok(t) = time::PrimitiveDateTime::parse(s, &dt_t) {
-        return Some(t.assume_utc().unix_timestamp());
-    }
-    if let Ok(date) = time::Date::parse(s, &d) {
-        return Some(date.midnight().assume_utc().unix_timestamp());
-    }
-    None
+    let local = time::PrimitiveDateTime::parse(s, &dt)
+        .or_else(|_| time::PrimitiveDateTime::parse(s, &dt_t))
+        .or_else(|_| time::Date::parse(s, &d).map(|date| date.midnight()))
+        .ok()?;
+    local_to_unix(local, tz)
+}
+
+fn local_to_unix(local: time::PrimitiveDateTime, tz: &jiff::tz::TimeZone) -> Option<i64> {
+    let civil = jiff::civil::DateTime::new(
+        i16::try_from(local.year()).ok()?,
+        local.month() as i8,
+        local.day() as i8,
+        local.hour() as i8,
+        local.minute() as i8,
+        local.second() as i8,
+        0,
+    )
+    .ok()?;
+    let zoned = tz.to_ambiguous_zoned(civil).compatible().ok()?;
+    Some(zoned.timestamp().as_second())
 }
 
 /// The sale for `product` given its WooCommerce regular price, at `now`.
@@ -91,5 +105,85 @@ pub(crate) fn converged(want: &SaleWant, woo: &WooState, now: i64) -> bool {
                 || (woo.sale_from.is_none() && from.map(|f| f <= now).unwrap_or(true));
             from_ok && woo.sale_to == *to
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn oslo() -> jiff::tz::TimeZone {
+        jiff::tz::TimeZone::get("Europe/Oslo").unwrap()
+    }
+
+    fn utc(s: &str) -> i64 {
+        time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+            .unwrap()
+            .unix_timestamp()
+    }
+
+    #[test]
+    fn duell_times_are_local_time_of_the_store() {
+        // Winter: UTC+1. A sale ending at midnight in Norway ends at 23:00 UTC.
+        assert_eq!(
+            parse_duell_time("2026-01-15 00:00:00", &oslo()),
+            Some(utc("2026-01-14T23:00:00Z"))
+        );
+        // Summer: UTC+2.
+        assert_eq!(
+            parse_duell_time("2026-07-01T00:00:00", &oslo()),
+            Some(utc("2026-06-30T22:00:00Z"))
+        );
+        assert_eq!(
+            parse_duell_time("2026-07-01", &oslo()),
+            Some(utc("2026-06-30T22:00:00Z"))
+        );
+        // An explicit offset wins.
+        assert_eq!(
+            parse_duell_time("2026-07-01T00:00:00+00:00", &oslo()),
+            Some(utc("2026-07-01T00:00:00Z"))
+        );
+        assert_eq!(
+            parse_duell_time("2026-07-01 00:00:00", &jiff::tz::TimeZone::UTC),
+            Some(utc("2026-07-01T00:00:00Z"))
+        );
+        assert_eq!(parse_duell_time("", &oslo()), None);
+        assert_eq!(parse_duell_time("soon", &oslo()), None);
+    }
+
+    #[test]
+    fn both_daylight_saving_changes_are_crossed_correctly() {
+        // 29 March 2026: clocks go from 02:00 to 03:00 in Oslo.
+        assert_eq!(
+            parse_duell_time("2026-03-29 01:59:59", &oslo()),
+            Some(utc("2026-03-29T00:59:59Z"))
+        );
+        assert_eq!(
+            parse_duell_time("2026-03-29 03:00:00", &oslo()),
+            Some(utc("2026-03-29T01:00:00Z"))
+        );
+        // 02:30 does not exist that night: read as 03:30 summer time.
+        assert_eq!(
+            parse_duell_time("2026-03-29 02:30:00", &oslo()),
+            Some(utc("2026-03-29T01:30:00Z"))
+        );
+        // 25 October 2026: clocks go from 03:00 back to 02:00.
+        assert_eq!(
+            parse_duell_time("2026-10-25 01:00:00", &oslo()),
+            Some(utc("2026-10-24T23:00:00Z"))
+        );
+        // 02:30 happens twice: the first (summer time).
+        assert_eq!(
+            parse_duell_time("2026-10-25 02:30:00", &oslo()),
+            Some(utc("2026-10-25T00:30:00Z"))
+        );
+        assert_eq!(
+            parse_duell_time("2026-10-25 04:00:00", &oslo()),
+            Some(utc("2026-10-25T03:00:00Z"))
+        );
+        // A campaign over the autumn change lasts one hour longer in real time.
+        let from = parse_duell_time("2026-10-24 00:00:00", &oslo()).unwrap();
+        let to = parse_duell_time("2026-10-26 00:00:00", &oslo()).unwrap();
+        assert_eq!(to - from, 49 * 3600);
     }
 }

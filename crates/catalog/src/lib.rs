@@ -10,6 +10,8 @@
 #![forbid(unsafe_code)]
 
 mod campaign;
+pub mod holds;
+pub mod plan;
 mod price;
 mod text;
 
@@ -24,6 +26,8 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 pub use campaign::{parse_duell_time, sale_want, SaleWant};
+pub use holds::{held_units, Hold, Phase};
+pub use plan::{attach_image, downloads_image, drift_left_alone, plan, Link, PlanInput, Planned};
 pub use price::{format_price, woo_price, PriceRules};
 pub use text::{category_path, same_text, variant_option};
 
@@ -76,7 +80,9 @@ impl ProductData {
     /// variant attribute ([`VARIANT_ATTRIBUTE`], any case) is left out: WooCommerce keys
     /// attributes by name, so it would be read back as the variant attribute (and rewritten on
     /// every pass) or collide with a variable product's variant attribute.
-    pub fn from_event(p: &DuellProduct) -> ProductData {
+    ///
+    /// Campaign dates are DUELL's local time, read in the store's time zone `tz`.
+    pub fn from_event(p: &DuellProduct, tz: &jiff::tz::TimeZone) -> ProductData {
         let dec = |s: &str| s.trim().parse::<Decimal>().ok();
         ProductData {
             product_id: p.product_id,
@@ -86,8 +92,8 @@ impl ProductData {
             price_inc_vat: dec(&p.price_inc_vat),
             vat_rate_percent: dec(&p.vat_rate_percent).unwrap_or(Decimal::from(25)),
             special_price: dec(&p.special_price).filter(|d| *d > Decimal::ZERO),
-            special_from: parse_duell_time(&p.special_from),
-            special_to: parse_duell_time(&p.special_to),
+            special_from: parse_duell_time(&p.special_from, tz),
+            special_to: parse_duell_time(&p.special_to, tz),
             category_path: p.category_path.clone(),
             image_url: p.image_url.trim().to_owned(),
             custom_fields: p

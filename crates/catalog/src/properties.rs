@@ -281,7 +281,7 @@ proptest! {
         mut woo in woo_product(),
         parent_name in text(),
     ) {
-        let product = ProductData::from_event(&event);
+        let product = ProductData::from_event(&event, &jiff::tz::TimeZone::UTC);
         let d = desired(&product, stock, held, &settings, prices, Some(&parent_name), NOW);
         let state = WooState::from_product(&woo);
         if let Some((fields, w)) = update_write(&d, &state, NOW) {
@@ -302,7 +302,7 @@ proptest! {
         parent_name in text(),
         variant_options in prop::collection::vec(text(), 0..3),
     ) {
-        let product = ProductData::from_event(&event);
+        let product = ProductData::from_event(&event, &jiff::tz::TimeZone::UTC);
         let d = desired(&product, stock, Decimal::ZERO, &settings, prices, Some(&parent_name), NOW);
         let w = create_write(&d, &product, &settings, &[3], None, &variant_options);
         let mut woo = Product { id: 70, ..Product::default() };

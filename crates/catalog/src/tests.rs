@@ -388,7 +388,7 @@ fn a_duell_field_named_like_the_variant_attribute_is_not_synced() {
         ],
         ..DuellProduct::default()
     };
-    let p = ProductData::from_event(&event);
+    let p = ProductData::from_event(&event, &jiff::tz::TimeZone::UTC);
     assert_eq!(
         p.custom_fields,
         vec![("Farge".to_owned(), "Rød".to_owned())]

@@ -28,6 +28,9 @@ pub fn woo_config(s: &StoreSettings) -> Result<WooConfig, String> {
             placement: duellsync_woo::OAuthPlacement::Header,
         },
     };
+    if !s.woo.request_timeout.is_zero() {
+        c.timeout = s.woo.request_timeout;
+    }
     if let Some(path) = &s.woo.ca_cert {
         c.ca_cert_pem = Some(
             std::fs::read(path)

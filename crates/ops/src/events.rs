@@ -118,6 +118,9 @@ fn plan_json(p: &v1::SyncPlan) -> Value {
         "sample": p.sample,
         "failures": p.failures,
         "replaces_attributes": p.replaces_attributes,
+        "pending": p.pending,
+        "duplicates": p.duplicates,
+        "duplicate_lines": p.duplicate_lines,
     })
 }
 

@@ -18,6 +18,7 @@ pub mod events;
 pub mod explain;
 pub mod log;
 pub mod query;
+pub mod repair;
 pub mod status;
 pub mod sync;
 pub mod timefmt;

@@ -338,6 +338,20 @@ fn print_summary(
         ],
         vec!["failed".into(), p.failures.to_string(), String::new()],
         vec![
+            "pending anyway".into(),
+            p.pending.to_string(),
+            if c.dry_run {
+                "written by the live path without a sync".into()
+            } else {
+                String::new()
+            },
+        ],
+        vec![
+            "duplicates in WooCommerce".into(),
+            p.duplicates.to_string(),
+            String::new(),
+        ],
+        vec![
             "batch writes".into(),
             c.batch_writes.to_string(),
             String::new(),
@@ -348,6 +362,18 @@ fn print_summary(
     }
     if p.replaces_attributes {
         ui.line("  attributes: WooCommerce attributes are replaced by DUELL's custom fields (sync_attributes)");
+    }
+    if p.duplicates > 0 {
+        ui.line(format!(
+            "  {}",
+            ui.paint(
+                Tone::Warn,
+                &format!("DUELL products with several WooCommerce products (the oldest is written to); trash the copies with: syncctl repair duplicates --store {store} [--dry-run]")
+            )
+        ));
+        for l in &p.duplicate_lines {
+            ui.line(format!("    {l}"));
+        }
     }
     if p.failures > 0 {
         ui.line(format!(

@@ -79,10 +79,19 @@ pub struct WooSettings {
     /// Concurrent requests to this store; shops run few PHP workers shared with shoppers.
     #[serde(default = "default_woo_concurrency")]
     pub max_concurrency: usize,
+    /// How long one request may take before the client gives up (a batch create of 100
+    /// products takes ~20 s on a real store). The catalogue publisher settles a write whose
+    /// answer was lost only after this and its own `settle_after` have passed.
+    #[serde(default = "default_woo_timeout", with = "crate::duration")]
+    pub request_timeout: std::time::Duration,
 }
 
 fn default_woo_concurrency() -> usize {
     4
+}
+
+fn default_woo_timeout() -> std::time::Duration {
+    std::time::Duration::from_secs(30)
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -286,10 +295,24 @@ pub struct StoreSettings {
     #[serde(default = "default_stock_poll", with = "crate::duration")]
     pub stock_poll_interval: Duration,
 
+    /// The time zone DUELL's local date-times are in (campaign start and end), as an IANA name
+    /// (`Europe/Oslo`, `Europe/Stockholm`, `UTC`). DUELL sends them without an offset; they are
+    /// converted with the zone's daylight-saving rules.
+    #[serde(default = "default_time_zone")]
+    pub time_zone: String,
+
     #[serde(default)]
     pub stock: StockSettings,
     #[serde(default)]
     pub orders: OrderSettings,
+}
+
+impl StoreSettings {
+    /// The store's time zone ([`StoreSettings::time_zone`]); UTC if the name is unknown (which
+    /// validation refuses, so only unvalidated settings get there).
+    pub fn tz(&self) -> jiff::tz::TimeZone {
+        jiff::tz::TimeZone::get(&self.time_zone).unwrap_or(jiff::tz::TimeZone::UTC)
+    }
 }
 
 fn yes() -> bool {
@@ -306,6 +329,9 @@ fn default_reconcile() -> Duration {
 }
 fn default_poll() -> Duration {
     Duration::from_secs(30)
+}
+fn default_time_zone() -> String {
+    "Europe/Oslo".to_owned()
 }
 fn default_stock_poll() -> Duration {
     Duration::from_secs(30)
@@ -390,6 +416,27 @@ impl StoreSettings {
                 format!(
                     "`{}` is not a valid store id; use 1-32 lowercase letters, digits, '-' or '_'",
                     self.id
+                ),
+            );
+        }
+
+        if self.woo.request_timeout < Duration::from_secs(1)
+            || self.woo.request_timeout > Duration::from_secs(600)
+        {
+            p(
+                "woo.request_timeout",
+                format!(
+                    "`{}` is out of range; use 1s to 10min, e.g. \"30s\"",
+                    crate::duration::format(self.woo.request_timeout)
+                ),
+            );
+        }
+        if jiff::tz::TimeZone::get(&self.time_zone).is_err() {
+            p(
+                "time_zone",
+                format!(
+                    "`{}` is not an IANA time zone name; write the zone DUELL's dates are in, e.g. \"Europe/Oslo\"",
+                    self.time_zone.chars().take(64).collect::<String>()
                 ),
             );
         }
@@ -1046,6 +1093,25 @@ order_department = {{ env = "OD" }}
         assert_eq!(s.woo.api_version, ApiVersion::V3);
         assert_eq!(s.woo.consumer_secret.expose(), "cs_1");
         assert_eq!(s.duell.client_number, "012345");
+        assert_eq!(s.time_zone, "Europe/Oslo");
+        assert_eq!(s.woo.request_timeout, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn a_time_zone_must_be_an_iana_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = minimal("s1").replace("[woo]", "time_zone = \"Europe/Stockholm\"\n[woo]");
+        let p = write(dir.path(), "s1.toml", &text);
+        let stores = load_stores(&p, &env()).unwrap();
+        assert_eq!(
+            stores.get("s1").unwrap().tz().iana_name(),
+            Some("Europe/Stockholm")
+        );
+        let text = minimal("s1").replace("[woo]", "time_zone = \"CET+1\"\n[woo]");
+        let p = write(dir.path(), "s1.toml", &text);
+        let err = load_stores(&p, &env()).unwrap_err().to_string();
+        assert!(err.contains("time_zone"), "{err}");
+        assert!(err.contains("Europe/Oslo"), "{err}");
     }
 
     #[test]

@@ -147,6 +147,14 @@ pub struct SimConfig {
     /// The store's settings at start: currency, decimals, prices with or without tax, tax rates
     /// ([`Settings::norway`] for a Norwegian shop).
     pub settings: Settings,
+    /// How long each item of a product batch takes (a real WooCommerce 7.9 store takes about
+    /// 0.2 s per created product: a batch of 100 runs ~20 s). A batch always runs to its end,
+    /// even when the client timed out or disconnected, as PHP does.
+    pub batch_item_time: Duration,
+    /// WooCommerce's SKU check is not atomic: a create checks uniqueness, spends
+    /// `batch_item_time` (image downloads, saving), then stores, so two overlapping creates of
+    /// one SKU both succeed. Off: the check and the insert are one step.
+    pub racy_sku_check: bool,
 }
 
 impl Default for SimConfig {
@@ -171,6 +179,8 @@ impl Default for SimConfig {
             trust_forwarded_proto: true,
             hang: Duration::from_secs(600),
             settings: Settings::default(),
+            batch_item_time: Duration::ZERO,
+            racy_sku_check: true,
         }
     }
 }
@@ -555,6 +565,21 @@ impl WooSim {
             .unwrap_or_default()
     }
 
+    /// Ids of the products (not variations) that are not in the trash, ascending.
+    pub fn product_ids(&self) -> Vec<u64> {
+        self.shared
+            .state
+            .lock()
+            .map(|s| {
+                s.products
+                    .values()
+                    .filter(|p| !p.is_variation() && !p.is_trashed())
+                    .map(|p| p.id)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// Products (not variations) that are not in the trash. Cheap: no rendering.
     pub fn product_count(&self) -> usize {
         self.shared
@@ -641,6 +666,132 @@ impl WooSim {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn client_with_timeout(sim: &WooSim, timeout: Duration) -> duellsync_woo::WooClient {
+        let (ck, cs) = sim.credentials();
+        let mut c =
+            duellsync_woo::ClientConfig::new(sim.base_url(), ck, secrecy::SecretString::from(cs));
+        c.timeout = timeout;
+        duellsync_woo::WooClient::new(c).unwrap()
+    }
+
+    fn create(sku: &str) -> duellsync_woo::ProductWrite {
+        duellsync_woo::ProductWrite {
+            name: Some(format!("Product {sku}")),
+            sku: Some(sku.to_owned()),
+            ..duellsync_woo::ProductWrite::default()
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_batch_keeps_running_after_the_client_gave_up() {
+        let sim = WooSim::start(SimConfig {
+            https: false,
+            batch_item_time: Duration::from_millis(40),
+            ..SimConfig::default()
+        })
+        .await
+        .unwrap();
+        let client = client_with_timeout(&sim, Duration::from_millis(100));
+        let batch = duellsync_woo::Batch {
+            create: (0..10).map(|n| create(&format!("B-{n}"))).collect(),
+            ..duellsync_woo::Batch::default()
+        };
+        let err = client.batch_products(&batch).await.unwrap_err();
+        assert!(
+            matches!(err, duellsync_woo::Error::OutcomeUnknown { .. }),
+            "{err:?}"
+        );
+        assert!(sim.product_count() < 10, "the client left before the end");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while sim.product_count() < 10 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(sim.product_count(), 10, "the orphaned batch ran to its end");
+    }
+
+    async fn concurrent_creates_of_one_sku(racy: bool) -> usize {
+        let sim = WooSim::start(SimConfig {
+            https: false,
+            batch_item_time: Duration::from_millis(100),
+            racy_sku_check: racy,
+            ..SimConfig::default()
+        })
+        .await
+        .unwrap();
+        let client = client_with_timeout(&sim, Duration::from_secs(10));
+        let batch = duellsync_woo::Batch {
+            create: vec![create("SAME")],
+            ..duellsync_woo::Batch::default()
+        };
+        let (a, b) = tokio::join!(client.batch_products(&batch), client.batch_products(&batch));
+        let ok = |r: duellsync_woo::Result<duellsync_woo::BatchResult<duellsync_woo::Product>>| {
+            r.unwrap()
+                .create
+                .into_iter()
+                .filter(|i| matches!(i, duellsync_woo::BatchItem::Ok(_)))
+                .count()
+        };
+        let created = ok(a) + ok(b);
+        assert_eq!(created, sim.product_count());
+        created
+    }
+
+    /// Issue 13 defect 3 (b): an update that carries an image `src` is not idempotent (each
+    /// send makes a new attachment), so the client does not repeat it after a timeout.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_update_that_downloads_an_image_is_not_repeated_after_a_timeout() {
+        let images = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let image_url = format!("http://{}/shirt.png", images.local_addr().unwrap());
+        tokio::spawn(async move {
+            let app = axum::Router::new().route(
+                "/shirt.png",
+                axum::routing::get(|| async { vec![0x89u8, b'P', b'N', b'G'] }),
+            );
+            axum::serve(images, app).await.unwrap();
+        });
+        let sim = WooSim::start(SimConfig {
+            https: false,
+            hang: Duration::from_secs(2),
+            ..SimConfig::default()
+        })
+        .await
+        .unwrap();
+        let id = sim
+            .admin_write_product(None, serde_json::json!({"name": "Shirt", "sku": "S-1"}))
+            .unwrap();
+        sim.add_fault(FaultRule::next(
+            "POST",
+            "products/batch",
+            1,
+            FaultKind::HangAfterApply,
+        ));
+        let client = client_with_timeout(&sim, Duration::from_millis(500));
+        let batch = duellsync_woo::Batch {
+            update: vec![duellsync_woo::ProductWrite {
+                id: Some(id),
+                images: Some(vec![duellsync_woo::ImageWrite {
+                    src: Some(image_url),
+                    ..duellsync_woo::ImageWrite::default()
+                }]),
+                ..duellsync_woo::ProductWrite::default()
+            }],
+            ..duellsync_woo::Batch::default()
+        };
+        let err = client.batch_products(&batch).await.unwrap_err();
+        assert!(
+            matches!(err, duellsync_woo::Error::OutcomeUnknown { .. }),
+            "{err:?}"
+        );
+        assert_eq!(sim.request_count("POST products/batch"), 1, "not repeated");
+        assert_eq!(sim.attachments().len(), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_creates_of_one_sku_both_succeed_as_on_a_real_store() {
+        assert_eq!(concurrent_creates_of_one_sku(true).await, 2);
+        assert_eq!(concurrent_creates_of_one_sku(false).await, 1);
+    }
 
     #[tokio::test]
     async fn records_the_stock_values_product_writes_set_only_while_asked() {

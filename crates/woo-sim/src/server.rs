@@ -616,6 +616,7 @@ fn guest_error(method: &str, rest: &[&str]) -> WpError {
     }
 }
 
+#[derive(Clone)]
 struct Req {
     method: String,
     rest: Vec<String>,
@@ -642,7 +643,7 @@ async fn dispatch(shared: &Arc<Shared>, req: &Req) -> Resp {
     let result = match (m, r.as_slice()) {
         ("GET", ["products"]) => list_products(shared, req, None),
         ("POST", ["products"]) => create_product(shared, req, None).await,
-        (_, ["products", "batch"]) => batch_products(shared, req, None).await,
+        (_, ["products", "batch"]) => detached_batch(shared, req, None).await,
         ("GET", ["products", "categories"]) => list_categories(shared, req),
         ("POST", ["products", "categories"]) => create_category(shared, req),
         ("GET", ["products", "categories", _]) => get_category(shared, req),
@@ -655,7 +656,7 @@ async fn dispatch(shared: &Arc<Shared>, req: &Req) -> Resp {
             create_product(shared, req, Some(req.id(1))).await
         }
         (_, ["products", _, "variations", "batch"]) => {
-            batch_products(shared, req, Some(req.id(1))).await
+            detached_batch(shared, req, Some(req.id(1))).await
         }
         ("GET", ["products", _, "variations", _]) => {
             get_product(shared, req, req.id(3), Some(req.id(1)))
@@ -1343,6 +1344,27 @@ fn delete_product(
     Ok(Resp::json(200, &j))
 }
 
+/// Runs a batch to its end whatever happens to the connection: PHP keeps executing a request
+/// after the client timed out or went away (a real batch create of 100 products takes ~20 s),
+/// so a client that gave up cannot know how much of its batch was applied.
+async fn detached_batch(
+    shared: &Arc<Shared>,
+    req: &Req,
+    parent: Option<u64>,
+) -> Result<Resp, WpError> {
+    let shared = shared.clone();
+    let req = req.clone();
+    tokio::spawn(async move { batch_products(&shared, &req, parent).await })
+        .await
+        .unwrap_or_else(|e| {
+            Err(WpError::new(
+                500,
+                "internal_server_error",
+                &format!("batch failed: {e}"),
+            ))
+        })
+}
+
 async fn batch_products(
     shared: &Arc<Shared>,
     req: &Req,
@@ -1379,11 +1401,44 @@ async fn batch_products(
     if body.contains_key("create") {
         let mut results = Vec::new();
         for item in &creates {
-            let obj = item.as_object().cloned().unwrap_or_default();
+            let mut obj = item.as_object().cloned().unwrap_or_default();
             let fetched = prefetch_images(shared, &obj).await;
+            let item_time = shared.cfg.batch_item_time;
+            // WooCommerce checks a new SKU's uniqueness when it reads the request, then downloads
+            // images and saves: with `racy_sku_check`, two creates of one SKU that overlap in
+            // that time both pass the check, as on a real store.
+            let racy_sku = if shared.cfg.racy_sku_check && !item_time.is_zero() {
+                match obj
+                    .get("sku")
+                    .and_then(Value::as_str)
+                    .map(crate::store::wc_clean)
+                {
+                    Some(sku) if !sku.is_empty() => {
+                        let taken = lock(shared)?.sku_owner(&sku, None).is_some();
+                        if taken {
+                            None
+                        } else {
+                            obj.remove("sku");
+                            Some(sku)
+                        }
+                    }
+                    _ => None,
+                }
+            } else {
+                None
+            };
+            if !item_time.is_zero() {
+                tokio::time::sleep(item_time).await;
+            }
             let mut state = lock(shared)?;
             match create_product_locked(&mut state, &obj, Mode::Batch, &fetched, &req.ctx, parent) {
                 Ok(id) => {
+                    if let Some(sku) = racy_sku {
+                        if let Some(mut p) = state.products.get(&id).cloned() {
+                            p.sku = sku;
+                            state.put_product(p);
+                        }
+                    }
                     results.push(render(&state, id));
                     events.push(("product.created".to_string(), id));
                 }
@@ -1407,6 +1462,9 @@ async fn batch_products(
                 continue;
             };
             let fetched = prefetch_images(shared, &obj).await;
+            if !shared.cfg.batch_item_time.is_zero() {
+                tokio::time::sleep(shared.cfg.batch_item_time).await;
+            }
             let mut state = lock(shared)?;
             match update_product_locked(
                 &mut state,

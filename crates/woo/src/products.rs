@@ -348,8 +348,9 @@ impl WooClient {
     }
 
     /// `POST /products/batch` with at most 100 items. Per-item errors come back per item in
-    /// request order. A batch containing creates is not retried after a timeout; the error
-    /// is [`Error::OutcomeUnknown`] and the caller should reconcile by SKU.
+    /// request order. A batch containing creates, or updates that make WooCommerce download an
+    /// image (`src`), is not retried after a timeout; the error is [`Error::OutcomeUnknown`]
+    /// and the caller should reconcile by reading.
     pub async fn batch_products(
         &self,
         batch: &Batch<ProductWrite>,
@@ -385,7 +386,16 @@ impl WooClient {
         if !batch.delete.is_empty() {
             body.insert("delete".into(), json!(batch.delete));
         }
-        let idempotency = if batch.create.is_empty() {
+        // A create, and an update carrying an image `src` (every send makes WooCommerce download
+        // it into a new media-library attachment), must not be repeated after a timeout.
+        let downloads = |w: &ProductWrite| {
+            w.images
+                .iter()
+                .flatten()
+                .chain(w.image.iter())
+                .any(|i| i.src.is_some())
+        };
+        let idempotency = if batch.create.is_empty() && !batch.update.iter().any(downloads) {
             Idempotency::Idempotent
         } else {
             Idempotency::NonIdempotent

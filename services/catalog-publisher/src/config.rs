@@ -75,6 +75,14 @@ pub struct PublisherSection {
     /// Wait before retrying writes after WooCommerce failed (grows to 10× this).
     #[serde(with = "duellsync_settings::duration")]
     pub retry_backoff: Duration,
+    /// How long after sending a create (or an image download) whose answer was lost the
+    /// publisher waits before reading WooCommerce to learn what it did: a store keeps executing
+    /// a request after the client gave up (a batch create of 100 takes ~20 s on a real store),
+    /// and a read before it is done would miss products still being made, which would then be
+    /// created twice. Longer than the client's request timeout (30 s) and the store's own
+    /// execution limit.
+    #[serde(with = "duellsync_settings::duration")]
+    pub settle_after: Duration,
 }
 
 impl Default for PublisherSection {
@@ -85,6 +93,7 @@ impl Default for PublisherSection {
             batch_size: 100,
             image_batch_size: 100,
             retry_backoff: Duration::from_secs(2),
+            settle_after: Duration::from_secs(120),
         }
     }
 }

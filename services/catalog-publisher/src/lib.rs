@@ -9,10 +9,15 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
-mod fullsync;
-mod holds;
-mod plan;
+mod ctx;
+mod inputs;
+mod outbox;
+mod project;
+mod reconcile;
+mod settle;
 mod state;
+mod synclog;
+mod woo_read;
 mod worker;
 mod write;
 
@@ -183,9 +188,9 @@ async fn start_store(
     failed: CancellationToken,
 ) -> anyhow::Result<()> {
     let woo = duellsync_clients::woo_client(&store).map_err(anyhow::Error::msg)?;
-    let ctx = worker::StoreCtx::new(store.clone(), bus.clone(), woo, tables, cfg);
+    let ctx = ctx::StoreCtx::new(store.clone(), bus.clone(), woo, tables, cfg);
     let (tx, rx) = mpsc::channel(1000);
-    for (stream, filters) in worker::subjects(&store.id) {
+    for (stream, filters) in project::subjects(&store.id) {
         let mut spec = ConsumerSpec::new(
             stream,
             format!("{SERVICE}-{}-{}", store.id, stream.name.to_lowercase()),
@@ -206,6 +211,15 @@ async fn start_store(
             }
         });
     }
+    run.tracker.spawn(outbox::drain(
+        ctx.bus.clone(),
+        ctx.t.clone(),
+        ctx.id.clone(),
+        ctx.outbox_wake.clone(),
+        run.stop.clone(),
+    ));
+    run.tracker
+        .spawn(reconcile::reconciler(ctx.clone(), run.stop.clone()));
     let w = worker::Worker::new(ctx);
     let s = run.stop.clone();
     let id = store.id.clone();

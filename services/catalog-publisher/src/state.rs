@@ -3,21 +3,13 @@
 
 use std::collections::BTreeMap;
 
-use duellsync_catalog::{Source, WooState};
+use duellsync_catalog::Source;
+pub(crate) use duellsync_catalog::{Hold, Link};
 use duellsync_store::{Commit, Store, Table};
-use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 pub(crate) type Key = (String, i64);
 pub(crate) type NameKey = (String, String);
-
-/// The WooCommerce side of a DUELL product.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub(crate) struct Link {
-    pub woo: WooState,
-    /// We set the product to the hidden status; restoring visibility is ours to do too.
-    pub hidden_by_us: bool,
-}
 
 /// What kind of write an intent announces.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -37,22 +29,13 @@ pub(crate) struct Pending {
     pub woo_id: u64,
     pub parent_woo_id: u64,
     pub at_ms: i64,
+    /// The write makes WooCommerce download an image: not idempotent, settled like a create.
+    #[serde(default)]
+    pub downloads: bool,
+    /// The image URL it downloads, if any (another product showing it waits for the result).
+    #[serde(default)]
+    pub image_url: String,
 }
-
-/// Units web orders hold on products (see `StockHoldChanged`).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub(crate) struct Hold {
-    /// 1 received, 2 imported but not drawn, 3 released.
-    pub phase: i32,
-    /// (DUELL product id, units).
-    pub lines: Vec<(i64, Decimal)>,
-    /// Stock observed before this instant does not reflect the release yet.
-    pub effective_at_ms: i64,
-}
-
-pub(crate) const RECEIVED: i32 = 1;
-pub(crate) const IMPORTED_UNDRAWN: i32 = 2;
-pub(crate) const RELEASED: i32 = 3;
 
 /// Handles to every table; cheap to clone.
 #[derive(Clone)]
@@ -80,6 +63,23 @@ pub(crate) struct Tables {
     pub released: Table<Key, i64>,
     /// Per-store marks (the start of the last full sync).
     pub marks: Table<NameKey, i64>,
+    /// Messages owed to the streams (see `outbox`), by event id.
+    pub outbox: Table<NameKey, crate::outbox::Entry>,
+    /// Products that failed for a reason retrying does not fix: left alone until their cause
+    /// changes (new DUELL facts, the clashing product renamed) or a replay.
+    pub parked: Table<Key, Parked>,
+    /// Full syncs to run (recorded with their scan marker's ack, dropped with their report).
+    pub runs: Table<NameKey, crate::reconcile::Run>,
+}
+
+/// Why a product is left alone.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub(crate) struct Parked {
+    pub code: String,
+    pub message: String,
+    /// The SKU it failed with (a clash is retried when the SKU is freed).
+    pub sku: String,
+    pub at_ms: i64,
 }
 
 impl Tables {
@@ -98,6 +98,9 @@ impl Tables {
             holds: store.table("pub_holds"),
             released: store.table("pub_released"),
             marks: store.table("pub_marks"),
+            outbox: crate::outbox::table(store),
+            parked: store.table("pub_parked"),
+            runs: store.table("pub_runs"),
         }
     }
 }
@@ -120,8 +123,9 @@ pub(crate) struct Staged<'a> {
     holds: BTreeMap<i64, Option<Hold>>,
     skus: BTreeMap<String, Vec<i64>>,
     children: BTreeMap<i64, Vec<i64>>,
-    /// (order, product): stock read before a release must be read again (see `set_hold`).
-    pub refresh: Vec<(i64, i64)>,
+    /// (order, phase, product): stock read before DUELL applied an order's phase must be read
+    /// again (see `set_hold`).
+    pub refresh: Vec<(i64, i32, i64)>,
 }
 
 impl<'a> Staged<'a> {
@@ -311,6 +315,46 @@ impl<'a> Staged<'a> {
         Ok(())
     }
 
+    /// A new DUELL stock fact about a product (a reading, a hold): what to write is known
+    /// again, so a stock a full sync saw WooCommerce lower may be raised (see
+    /// [`Link::keep_lower_stock`]).
+    pub fn stock_fact(&mut self, id: i64) -> anyhow::Result<()> {
+        if let Some(mut l) = self.link(id)? {
+            if l.keep_lower_stock {
+                l.keep_lower_stock = false;
+                self.set_link(id, l)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes a product out of the parked set (its cause may have changed) and marks it dirty,
+    /// so it is tried again. Returns the failure code it was parked with.
+    pub fn unpark(&mut self, id: i64) -> anyhow::Result<Option<String>> {
+        let key = mk(self.store_id, id);
+        let Some(p) = self.t.parked.get(&key)? else {
+            return Ok(None);
+        };
+        self.t.parked.remove(&mut self.commit, &key);
+        self.mark_dirty(id)?;
+        Ok(Some(p.code))
+    }
+
+    pub fn parked(&self, id: i64) -> anyhow::Result<Option<Parked>> {
+        Ok(self.t.parked.get(&mk(self.store_id, id))?)
+    }
+
+    pub fn children(&self, parent: i64) -> anyhow::Result<Vec<i64>> {
+        Ok(match self.children.get(&parent) {
+            Some(ids) => ids.clone(),
+            None => self
+                .t
+                .children
+                .get(&mk(self.store_id, parent))?
+                .unwrap_or_default(),
+        })
+    }
+
     /// Whether this batch marked any product dirty.
     pub fn dirtied(&self) -> bool {
         self.dirty.values().any(|d| d.is_some())
@@ -329,45 +373,9 @@ pub(crate) fn ids_for_sku(t: &Tables, store: &str, sku: &str) -> anyhow::Result<
         .unwrap_or_default())
 }
 
-/// Units held on `product` for stock observed at `observed_ms`.
-pub(crate) fn held_units(
-    holds: &[Hold],
-    product: i64,
-    observed_ms: i64,
-    subtract_undrawn: bool,
-) -> Decimal {
-    let mut n = Decimal::ZERO;
-    for h in holds {
-        let counts = match h.phase {
-            RECEIVED => true,
-            IMPORTED_UNDRAWN => subtract_undrawn,
-            // The stock read predates the moment DUELL applied the order.
-            _ => observed_ms < h.effective_at_ms,
-        };
-        if counts {
-            n += h
-                .lines
-                .iter()
-                .filter(|(p, _)| *p == product)
-                .map(|(_, q)| *q)
-                .sum::<Decimal>();
-        }
-    }
-    n
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rust_decimal_macros::dec;
-
-    fn hold(phase: i32, qty: Decimal, at: i64) -> Hold {
-        Hold {
-            phase,
-            lines: vec![(7, qty), (8, dec!(1))],
-            effective_at_ms: at,
-        }
-    }
 
     #[tokio::test]
     async fn staged_indexes_see_their_own_earlier_changes() {
@@ -381,26 +389,5 @@ mod tests {
         st.commit().await.unwrap();
         assert_eq!(ids_for_sku(&t, "s1", "Same").unwrap(), vec![1, 2]);
         assert_eq!(t.children.get(&mk("s1", 10)).unwrap(), Some(vec![11, 12]));
-    }
-
-    #[test]
-    fn received_orders_always_hold_their_units() {
-        let holds = vec![hold(RECEIVED, dec!(2), 0), hold(RECEIVED, dec!(1), 0)];
-        assert_eq!(held_units(&holds, 7, 1_000, true), dec!(3));
-        assert_eq!(held_units(&holds, 9, 1_000, true), dec!(0));
-    }
-
-    #[test]
-    fn undrawn_customer_orders_hold_only_when_configured() {
-        let holds = vec![hold(IMPORTED_UNDRAWN, dec!(2), 0)];
-        assert_eq!(held_units(&holds, 7, 1_000, true), dec!(2));
-        assert_eq!(held_units(&holds, 7, 1_000, false), dec!(0));
-    }
-
-    #[test]
-    fn a_release_counts_only_for_stock_read_after_it() {
-        let holds = vec![hold(RELEASED, dec!(2), 5_000)];
-        assert_eq!(held_units(&holds, 7, 4_999, true), dec!(2));
-        assert_eq!(held_units(&holds, 7, 5_000, true), dec!(0));
     }
 }

@@ -1,35 +1,34 @@
-//! Turning plans into WooCommerce batch requests, recording their results, and settling writes
-//! whose result is unknown by reading WooCommerce.
+//! The live writer: plans the dirty products with the holds as they are now, turns the plans
+//! into WooCommerce batch requests (≤ 100 items, bounded concurrency) and records every result
+//! with its sync-log entries. A full sync never writes itself; it marks products dirty and this
+//! writer writes them in the same batches as live changes.
 
 use std::collections::{BTreeMap, HashMap};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use duellsync_catalog::{category_path, variant_option, ProductData, Shape, Source, WooState};
-use duellsync_events::{caused_meta, headers, meta, product_correlation, v1, EventId, Meta};
-use duellsync_woo::{Batch, BatchItem, CategoryCreated, Product, ProductQuery, ProductWrite};
+use duellsync_bus::TraceParent;
+use duellsync_catalog::{attach_image, category_path, downloads_image, Planned, Shape, WooState};
+use duellsync_events::v1;
+use duellsync_woo::{Batch, BatchItem, CategoryCreated, ProductWrite};
 use futures::StreamExt;
+use tracing::Instrument;
 
-use crate::plan::{attach_image, plan, PlanInput, Planned};
-use crate::state::{mk, Hold, Link, Op, Pending, Staged};
-use crate::worker::{unix_now, StoreCtx, Worker};
-use crate::SERVICE;
+use crate::ctx::StoreCtx;
+use crate::inputs::{plan_items, Item};
+use crate::state::{mk, Link, Op, Pending, Staged};
+use crate::woo_read::find_by_skus;
 
-/// Failure code of a product whose SKU another product already has in WooCommerce (DUELL
-/// numbers are not unique).
-pub(crate) const DUPLICATE_SKU: &str = "duplicate_sku";
-
-/// A plan for one product, with the dirty generation it was made from.
-#[derive(Debug, Clone)]
-pub(crate) struct Item {
-    pub id: i64,
-    pub gen: Option<u64>,
-    pub plan: Planned,
-}
+use crate::synclog::{
+    applied_event, record_failure, sku_of, source_sku, stage_applied, DUPLICATE_SKU, PARENT_FAILED,
+};
 
 /// What an execution did.
 #[derive(Debug, Default)]
 pub(crate) struct Outcome {
+    /// Left alone: failed for good earlier.
+    pub parked: usize,
+    /// Left for later: a write of them is being settled.
+    pub unsettled: usize,
     pub written: Vec<i64>,
     pub waiting: usize,
     pub batch_writes: usize,
@@ -37,104 +36,89 @@ pub(crate) struct Outcome {
     pub applied: usize,
 }
 
-/// Plans every product in `ids` against the state the publisher knows.
-pub(crate) fn plan_items(
-    ctx: &StoreCtx,
-    ids: &[(i64, Option<u64>)],
-    holds: &[Hold],
-) -> anyhow::Result<Vec<Item>> {
-    let st = Staged::new(&ctx.t, &ctx.id);
-    let now = unix_now();
-    let mut out = Vec::with_capacity(ids.len());
-    for (id, gen) in ids {
-        let Some(source) = st.source(*id)? else {
-            out.push(Item {
-                id: *id,
-                gen: *gen,
-                plan: Planned::Nothing,
-            });
-            continue;
-        };
-        let link = st.link(*id)?;
-        let parent_id = source
-            .product
-            .as_ref()
-            .filter(|p| p.is_variant())
-            .map(|p| p.parent_product_id);
-        let parent_source = match parent_id {
-            Some(pid) => st.source(pid)?,
-            None => None,
-        };
-        let parent_link = match parent_id {
-            Some(pid) => st.link(pid)?,
-            None => None,
-        };
-        let parent = match (&parent_source, parent_id) {
-            (Some(ps), Some(_)) => ps.product.as_ref().map(|p| (p, parent_link.as_ref())),
-            _ => None,
-        };
-        let variant_options = match source.product.as_ref() {
-            Some(p) if p.is_parent => variant_options_of(ctx, &st, *id, p)?,
-            _ => Vec::new(),
-        };
-        let input = PlanInput {
-            id: *id,
-            source: &source,
-            link: link.as_ref(),
-            holds,
-            parent,
-            variant_options,
-            now_unix: now,
-        };
-        let mut planned = plan(ctx, &input);
-        // A variant whose parent is not in WooCommerce (yet) waits for it; if the parent is
-        // gone from the web shop, so is the variant.
-        if let (Planned::Wait, Some(ps)) = (&planned, &parent_source) {
-            if ps.withdrawn {
-                planned = Planned::Nothing;
-            }
-        }
-        out.push(Item {
-            id: *id,
-            gen: *gen,
-            plan: planned,
-        });
-    }
-    Ok(out)
+/// Mark holding when a full DUELL scan started (Unix ms), until its end marker: new products
+/// are left to its full sync, which creates them in full batches.
+pub(crate) const SCAN_STARTED: &str = "scan_started_ms";
+
+/// A scan whose end marker never came (the poller died) stops holding creates back after this.
+const SCAN_HOLD: Duration = Duration::from_secs(600);
+
+/// The writer of one store.
+pub(crate) struct Writer {
+    pub ctx: StoreCtx,
+    /// When each product was last written (storms of one product are spaced out).
+    last_write: HashMap<i64, Instant>,
+    /// After a failed write: no new attempt before this.
+    retry_at: Option<Instant>,
+    failures_in_row: u32,
+    /// The trace of the newest message that made products dirty: the next write, which carries
+    /// the newest state, continues it (one write coalesces many facts; see
+    /// docs/architecture.md).
+    pub trace: Option<TraceParent>,
 }
 
-fn variant_options_of(
-    ctx: &StoreCtx,
-    st: &Staged<'_>,
-    parent: i64,
-    p: &ProductData,
-) -> anyhow::Result<Vec<String>> {
-    let children = ctx
-        .t
-        .children
-        .get(&mk(st.store_id, parent))?
-        .unwrap_or_default();
-    let mut opts = Vec::new();
-    for c in children {
-        if let Some(Source {
-            product: Some(cp),
-            withdrawn: false,
-            ..
-        }) = st.source(c)?
-        {
-            if cp.parent_product_id == parent {
-                let o = variant_option(&p.name, &cp.name);
-                if !opts.contains(&o) {
-                    opts.push(o);
+impl Writer {
+    pub fn new(ctx: StoreCtx) -> Self {
+        Writer {
+            ctx,
+            last_write: HashMap::new(),
+            retry_at: None,
+            failures_in_row: 0,
+            trace: None,
+        }
+    }
+
+    /// Whether a full DUELL scan is running, so creates wait for its full sync.
+    pub fn creates_held(&self) -> bool {
+        let key = (self.ctx.id.clone(), SCAN_STARTED.to_owned());
+        match self.ctx.t.marks.get(&key) {
+            Ok(Some(at)) => duellsync_events::now_ms() - at < SCAN_HOLD.as_millis() as i64,
+            _ => false,
+        }
+    }
+
+    /// Writes what is dirty and ready (only full batches unless `partial`). Returns when the
+    /// next flush is due, if any work remains.
+    pub async fn flush(&mut self, partial: bool) -> Option<Instant> {
+        if !self.ctx.settings.automatic && !self.ctx.live.any_forced() {
+            // Facts are recorded; nothing is written until a full sync asks.
+            return None;
+        }
+        if let Some(at) = self.retry_at {
+            if Instant::now() < at {
+                return Some(at);
+            }
+        }
+        let span = tracing::info_span!("write_products", store = %self.ctx.id, partial);
+        if let Some(trace) = &self.trace {
+            trace.adopt(&span);
+        }
+        match flush_dirty(self, partial).instrument(span).await {
+            Ok(next) => {
+                self.failures_in_row = 0;
+                self.retry_at = None;
+                if partial && next.is_none() {
+                    // Everything written (a flush of whole batches only may leave a partial
+                    // one for later): later writes belong to later changes.
+                    self.trace = None;
                 }
+                next
+            }
+            Err(e) => {
+                self.failures_in_row += 1;
+                let wait = self.ctx.cfg.retry_backoff * self.failures_in_row.min(10);
+                tracing::warn!(store = %self.ctx.id, error = %format!("{e:#}"), retry_in = ?wait, "writing to WooCommerce failed; will retry");
+                metrics::counter!("duellsync_publisher_write_failures_total", "store" => self.ctx.id.clone()).increment(1);
+                let at = Instant::now() + wait;
+                self.retry_at = Some(at);
+                Some(at)
             }
         }
     }
-    Ok(opts)
 }
 
 /// Writes the dirty products that are ready; returns when to flush next.
-pub(crate) async fn flush_dirty(w: &mut Worker, partial: bool) -> anyhow::Result<Option<Instant>> {
+async fn flush_dirty(w: &mut Writer, partial: bool) -> anyhow::Result<Option<Instant>> {
     let ctx = w.ctx.clone();
     let mut rounds = 0;
     loop {
@@ -143,8 +127,12 @@ pub(crate) async fn flush_dirty(w: &mut Worker, partial: bool) -> anyhow::Result
         let min = ctx.cfg.min_write_interval;
         let mut ready = Vec::new();
         let mut next: Option<Instant> = None;
+        let automatic = ctx.settings.automatic;
         for row in ctx.t.dirty.iter_group(&ctx.id) {
             let ((_, id), gen) = row?;
+            if !automatic && !ctx.live.is_forced(id) {
+                continue;
+            }
             if let Some(t) = w.last_write.get(&id) {
                 let at = *t + min;
                 if at > now {
@@ -166,8 +154,10 @@ pub(crate) async fn flush_dirty(w: &mut Worker, partial: bool) -> anyhow::Result
         if ready.is_empty() {
             return Ok(next);
         }
+        // Holds are read now, at write time: one that changed since the product was marked
+        // (also by a reconciliation) is seen.
         let holds = ctx.holds()?;
-        let mut items = plan_items(&ctx, &ready, &holds)?;
+        let mut items = plan_items(&ctx, &ready, &holds, None)?;
         if w.creates_held() {
             for item in items.iter_mut() {
                 if matches!(item.plan, Planned::Create { .. }) {
@@ -186,8 +176,7 @@ pub(crate) async fn flush_dirty(w: &mut Worker, partial: bool) -> anyhow::Result
         metrics::gauge!("duellsync_publisher_dirty_products", "store" => ctx.id.clone())
             .set(ctx.t.dirty.iter_group(&ctx.id).count() as f64);
         // Creating parents makes their waiting variations possible: go again at once.
-        if outcome.waiting > 0 && !outcome.written.is_empty() && rounds < 5 && w.scanning.is_none()
-        {
+        if outcome.waiting > 0 && !outcome.written.is_empty() && rounds < 5 && !w.creates_held() {
             continue;
         }
         if outcome.waiting > 0 {
@@ -214,23 +203,56 @@ pub(crate) async fn execute(
     let mut st = Staged::new(&ctx.t, &ctx.id);
     let mut work = Vec::new();
     for item in items {
+        if item.unsettled {
+            // Left dirty: planned again once the write in flight is settled.
+            outcome.unsettled += 1;
+            continue;
+        }
+        if item.parked.is_some() {
+            // Failed for good before: not retried until its cause changes (issue 12 §3).
+            outcome.parked += 1;
+            if let Some(g) = item.gen {
+                st.clear_dirty(item.id, g)?;
+            }
+            continue;
+        }
         match &item.plan {
             Planned::Nothing => {
                 if let Some(g) = item.gen {
                     st.clear_dirty(item.id, g)?;
                 }
             }
-            Planned::Wait => outcome.waiting += 1,
+            Planned::Wait => match &item.parent_parked {
+                Some((parent_sku, why)) => {
+                    outcome.failures += 1;
+                    let msg = format!(
+                        "its parent (SKU {parent_sku}) could not be written: {}: {}",
+                        why.code, why.message
+                    );
+                    record_failure(ctx, &mut st, item.id, item.gen, PARENT_FAILED, &msg)?;
+                }
+                None => outcome.waiting += 1,
+            },
             _ => work.push(item),
         }
     }
     st.commit().await?;
+    ctx.outbox_wake.notify_one();
     if work.is_empty() {
         return Ok(outcome);
     }
 
     let work = adopt_existing(ctx, work, &mut outcome).await?;
 
+    // Images being downloaded now: by requests in flight, or by writes whose answer is being
+    // settled.
+    let mut downloading: std::collections::HashSet<String> = ctx.live.downloading();
+    for row in ctx.t.pending.iter_group(&ctx.id) {
+        let (_, p) = row?;
+        if p.downloads && !p.image_url.is_empty() {
+            downloading.insert(p.image_url);
+        }
+    }
     // Trash moves go one by one: a batch delete would delete for good.
     let mut jobs: Vec<Job> = Vec::new();
     let mut by_parent: BTreeMap<u64, Vec<(Item, ProductWrite, Op, String)>> = BTreeMap::new();
@@ -297,9 +319,24 @@ pub(crate) async fn execute(
             ),
             Planned::Nothing | Planned::Wait => continue,
         };
+        let mut item = item;
+        let mut image_url = image_url;
         if !image_url.is_empty() {
             let uploaded = ctx.t.images.get(&(ctx.id.clone(), image_url.clone()))?;
-            attach_image(&mut write, shape, &image_url, uploaded);
+            // One download per image per store, ever: the first product showing a new image
+            // carries its `src`; the others (in this flush, or while that download is in flight
+            // or unsettled) are written without it and planned again to reuse the attachment.
+            if uploaded.is_none() && !downloading.insert(image_url.clone()) {
+                item.image_deferred = true;
+                outcome.waiting += 1;
+                image_url = String::new();
+            } else {
+                attach_image(&mut write, shape, &image_url, uploaded);
+            }
+        }
+        if item.image_deferred && item.plan.fields() == ["image"] {
+            // Nothing else to write: it waits for the attachment (it stays dirty).
+            continue;
         }
         if op == Op::Trash {
             jobs.push(Job {
@@ -407,13 +444,29 @@ async fn adopt_existing(
     let mut st = Staged::new(&ctx.t, &ctx.id);
     let mut rest = Vec::new();
     let mut adopted = Vec::new();
+    // Two new DUELL products with one number: only one is created in a round (WooCommerce
+    // would create both when they overlap); the other finds it next round and fails as a
+    // clash instead of making a twin.
+    let mut creating: std::collections::HashSet<String> = std::collections::HashSet::new();
     for item in work {
         let Planned::Create { write, .. } = &item.plan else {
             rest.push(item);
             continue;
         };
         let sku = write.sku.clone().unwrap_or_default().trim().to_lowercase();
-        let Some(existing) = found.get(&sku) else {
+        let list = found.get(&sku).map(Vec::as_slice).unwrap_or(&[]);
+        // Ours (tagged with this DUELL id, the oldest if there are copies) or an unclaimed one
+        // is linked; only products tagged with other DUELL ids make a clash.
+        let existing = list
+            .iter()
+            .find(|p| WooState::duell_id_of(p) == Some(item.id))
+            .or_else(|| list.iter().find(|p| WooState::duell_id_of(p).is_none()))
+            .or_else(|| list.first());
+        let Some(existing) = existing else {
+            if !sku.is_empty() && !creating.insert(sku) {
+                outcome.waiting += 1;
+                continue;
+            }
             rest.push(item);
             continue;
         };
@@ -425,7 +478,7 @@ async fn adopt_existing(
                     write.sku.as_deref().unwrap_or(""),
                     existing.id
                 );
-                record_failure(ctx, &mut st, &item, DUPLICATE_SKU, &msg).await;
+                record_failure(ctx, &mut st, item.id, item.gen, DUPLICATE_SKU, &msg)?;
             }
             _ => {
                 let mut state = WooState::from_product(existing);
@@ -436,7 +489,7 @@ async fn adopt_existing(
                     item.id,
                     Link {
                         woo: state,
-                        hidden_by_us: false,
+                        ..Link::default()
                     },
                 )?;
                 adopted.push((item.id, existing.id, source_sku(&st, item.id)?));
@@ -447,8 +500,7 @@ async fn adopt_existing(
             }
         }
     }
-    st.commit().await?;
-    let linked = adopted
+    let linked: Vec<v1::ProductApplied> = adopted
         .into_iter()
         .map(|(id, woo_id, sku)| {
             applied_event(
@@ -463,66 +515,10 @@ async fn adopt_existing(
             )
         })
         .collect();
-    publish_applied(ctx, linked).await;
+    stage_applied(ctx, &mut st, &linked);
+    st.commit().await?;
+    ctx.outbox_wake.notify_one();
     Ok(rest)
-}
-
-/// Reads compare against what writes return: stored values (`edit`), not the rendered `view`
-/// (which wraps descriptions in HTML and would look like drift).
-pub(crate) fn edit_context() -> Vec<(String, String)> {
-    vec![("context".to_owned(), "edit".to_owned())]
-}
-
-/// WooCommerce products by lower-cased SKU (variations included), in lists of up to 50 SKUs.
-async fn find_by_skus(ctx: &StoreCtx, skus: &[String]) -> anyhow::Result<HashMap<String, Product>> {
-    let mut out = HashMap::new();
-    let (plain, odd): (Vec<&String>, Vec<&String>) = skus
-        .iter()
-        .partition(|s| !s.contains(',') && s.trim() == s.as_str());
-    let mut queries: Vec<String> = plain
-        .chunks(50)
-        .map(|c| c.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(","))
-        .collect();
-    queries.extend(odd.into_iter().cloned());
-    // The look-ups run side by side within the store's request limit: one after the other they
-    // were most of a full sync's time against a slow store (200 sequential reads for 10,000
-    // new products).
-    let concurrency = ctx.settings.woo.max_concurrency.max(1);
-    let mut lookups =
-        futures::stream::iter(queries.into_iter().map(|q| products_with_skus(ctx, q)))
-            .buffer_unordered(concurrency);
-    while let Some(found) = lookups.next().await {
-        for p in found? {
-            if !p.sku.is_empty() {
-                out.insert(p.sku.trim().to_lowercase(), p);
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// Every product matching one `sku` query (a comma-separated list of up to 50), all pages.
-async fn products_with_skus(ctx: &StoreCtx, query: String) -> anyhow::Result<Vec<Product>> {
-    let mut out = Vec::new();
-    let mut page = 1;
-    loop {
-        let res = ctx
-            .woo
-            .list_products(&ProductQuery {
-                sku: Some(query.clone()),
-                per_page: Some(100),
-                page: Some(page),
-                extra: edit_context(),
-                ..ProductQuery::default()
-            })
-            .await?;
-        let n = res.items.len();
-        out.extend(res.items);
-        if n < 100 {
-            return Ok(out);
-        }
-        page += 1;
-    }
 }
 
 /// Creates the category path on demand (WooCommerce answers `term_exists` with the id of an
@@ -563,12 +559,29 @@ struct JobOutcome {
     applied_events: Vec<v1::ProductApplied>,
 }
 
+/// Sends one job while its products count as in flight (their intents are not settled by
+/// reading while this request may still answer).
 async fn send_job(ctx: &StoreCtx, job: Job) -> anyhow::Result<JobOutcome> {
+    let ids: Vec<i64> = job.items.iter().map(|(i, ..)| i.id).collect();
+    let urls: Vec<String> = job
+        .items
+        .iter()
+        .filter(|(_, w, ..)| downloads_image(w))
+        .map(|(.., url)| url.clone())
+        .collect();
+    ctx.live.enter(&ids, &urls);
+    let r = send_job_inner(ctx, job).await;
+    ctx.live.wrote(&ids, duellsync_events::now_ms());
+    ctx.live.leave(&ids, &urls);
+    r
+}
+
+async fn send_job_inner(ctx: &StoreCtx, job: Job) -> anyhow::Result<JobOutcome> {
     let mut out = JobOutcome::default();
     // Intents first: after a crash from here on, the result is learned by reading.
     let mut st = Staged::new(&ctx.t, &ctx.id);
     let at_ms = duellsync_events::now_ms();
-    for (item, write, op, _) in &job.items {
+    for (item, write, op, image_url) in &job.items {
         st.t.pending.put(
             &mut st.commit,
             &mk(st.store_id, item.id),
@@ -578,6 +591,12 @@ async fn send_job(ctx: &StoreCtx, job: Job) -> anyhow::Result<JobOutcome> {
                 woo_id: write.id.unwrap_or(0),
                 parent_woo_id: job.parent,
                 at_ms,
+                downloads: downloads_image(write),
+                image_url: if downloads_image(write) {
+                    image_url.clone()
+                } else {
+                    String::new()
+                },
             },
         );
     }
@@ -592,8 +611,9 @@ async fn send_job(ctx: &StoreCtx, job: Job) -> anyhow::Result<JobOutcome> {
                 // The answer of a trashing DELETE still shows the old status.
                 state.status = "trash".into();
                 record_ok(ctx, &mut st, item, state, "", true, &mut out)?;
+                stage_applied(ctx, &mut st, &std::mem::take(&mut out.applied_events));
                 st.commit().await?;
-                publish_applied(ctx, std::mem::take(&mut out.applied_events)).await;
+                ctx.outbox_wake.notify_one();
                 Ok(out)
             }
             Err(e) if e.status() == Some(410) || e.status() == Some(404) => {
@@ -607,7 +627,7 @@ async fn send_job(ctx: &StoreCtx, job: Job) -> anyhow::Result<JobOutcome> {
                 Ok(out)
             }
             Err(e) => {
-                settle_after_error(ctx, &job).await;
+                after_error(ctx, &job, &e).await;
                 Err(e.into())
             }
         };
@@ -633,10 +653,13 @@ async fn send_job(ctx: &StoreCtx, job: Job) -> anyhow::Result<JobOutcome> {
     metrics::counter!("duellsync_publisher_batch_writes_total", "store" => ctx.id.clone())
         .increment(1);
     out.batch_writes += 1;
+    ctx.live
+        .batch_writes
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let result = match result {
         Ok(r) => r,
         Err(e) => {
-            settle_after_error(ctx, &job).await;
+            after_error(ctx, &job, &e).await;
             return Err(anyhow::Error::new(e).context("batch write"));
         }
     };
@@ -692,16 +715,13 @@ async fn send_job(ctx: &StoreCtx, job: Job) -> anyhow::Result<JobOutcome> {
                 if transient {
                     continue;
                 }
-                if let Some(g) = item.gen {
-                    st.clear_dirty(item.id, g)?;
-                }
                 // WooCommerce's code and ours name the same problem: one code for people.
                 let code = if code == "product_invalid_sku" {
                     DUPLICATE_SKU.to_owned()
                 } else {
                     code
                 };
-                record_failure(ctx, &mut st, item, &code, &error.message).await;
+                record_failure(ctx, &mut st, item.id, item.gen, &code, &error.message)?;
             }
             None => {
                 // WooCommerce answered fewer items than sent: treat as unknown and read back.
@@ -710,8 +730,9 @@ async fn send_job(ctx: &StoreCtx, job: Job) -> anyhow::Result<JobOutcome> {
             }
         }
     }
+    stage_applied(ctx, &mut st, &std::mem::take(&mut out.applied_events));
     st.commit().await?;
-    publish_applied(ctx, std::mem::take(&mut out.applied_events)).await;
+    ctx.outbox_wake.notify_one();
     Ok(out)
 }
 
@@ -730,6 +751,7 @@ fn record_ok(
         _ => None,
     };
     let old = st.link(item.id)?;
+    let keep_lower_stock = old.as_ref().map(|l| l.keep_lower_stock).unwrap_or(false);
     let hidden_by_us = match hides {
         Some(h) => h,
         None => old.map(|l| l.hidden_by_us).unwrap_or(false),
@@ -747,12 +769,17 @@ fn record_ok(
         Link {
             woo: state,
             hidden_by_us,
+            keep_lower_stock,
         },
     )?;
     st.t.pending
         .remove(&mut st.commit, &mk(st.store_id, item.id));
     if let Some(g) = item.gen {
         st.clear_dirty(item.id, g)?;
+    }
+    if item.image_deferred {
+        // Its image comes with a later write, reusing the attachment being made now.
+        st.mark_dirty(item.id)?;
     }
     out.written.push(item.id);
     out.applied += 1;
@@ -785,210 +812,33 @@ fn record_ok(
     Ok(())
 }
 
-/// The DUELL product number the sync log shows for a product.
-fn sku_of(source: Option<&Source>) -> String {
-    source
-        .and_then(|s| s.product.as_ref())
-        .map(|p| p.product_number.clone())
-        .unwrap_or_default()
-}
-
-fn source_sku(st: &Staged<'_>, id: i64) -> anyhow::Result<String> {
-    Ok(sku_of(st.source(id)?.as_ref()))
-}
-
-#[allow(clippy::too_many_arguments)]
-fn applied_event(
-    ctx: &StoreCtx,
-    id: i64,
-    sku: String,
-    woo_id: u64,
-    action: v1::product_applied::Action,
-    fields: &[&'static str],
-    gen: Option<u64>,
-    cause: &str,
-) -> v1::ProductApplied {
-    let event_id = EventId::new("product-applied", &ctx.id)
-        .int(id)
-        .int(woo_id as i64)
-        .int(action as i64)
-        .int(gen.unwrap_or(0) as i64)
-        .str(&fields.join(","))
-        .str(cause)
-        .finish();
-    let m = cause_meta(ctx, id, event_id, cause);
-    v1::ProductApplied {
-        meta: Some(m),
-        product_id: id,
-        sku,
-        woo_id: woo_id as i64,
-        action: action as i32,
-        fields: fields.iter().map(|f| (*f).to_owned()).collect(),
-        caused_by: if cause.is_empty() {
-            Vec::new()
-        } else {
-            vec![cause.to_owned()]
-        },
-    }
-}
-
-/// Sync log entries in flight at once: a batch's hundred entries take a few round trips
-/// instead of a hundred while the next changes wait for this worker.
-const APPLIED_IN_FLIGHT: usize = 64;
-
-async fn publish_applied(ctx: &StoreCtx, events: Vec<v1::ProductApplied>) {
-    if events.is_empty() {
+/// After a failed request. A refusal of the whole request (4xx) applied nothing: the intents go
+/// and the products stay dirty. A write whose outcome is unknown and that is not idempotent (a
+/// create, an image download) is left to be settled by reading once the store can no longer be
+/// applying it (`settle_after`, see `settle`). Idempotent updates are read back at once.
+async fn after_error(ctx: &StoreCtx, job: &Job, e: &duellsync_woo::Error) {
+    let refused = e
+        .status()
+        .is_some_and(|s| (400..500).contains(&s) && s != 408 && s != 429);
+    let mut st = Staged::new(&ctx.t, &ctx.id);
+    if refused {
+        for (item, ..) in &job.items {
+            st.t.pending
+                .remove(&mut st.commit, &mk(st.store_id, item.id));
+        }
+        if let Err(e) = st.commit().await {
+            tracing::warn!(store = %ctx.id, error = %format!("{e:#}"), "cannot drop the intents of a refused request; they are settled by reading");
+        }
         return;
     }
-    // The sync log is written after WooCommerce confirmed and the result was committed; losing
-    // entries in a crash costs log lines, never a write.
-    if let Err(e) = ctx.bus.publish_all(&events, APPLIED_IN_FLIGHT).await {
-        tracing::warn!(store = %ctx.id, entries = events.len(), error = %e, "sync log entries not published");
-    }
-}
-
-fn cause_meta(ctx: &StoreCtx, id: i64, event_id: String, cause: &str) -> Meta {
-    if cause.is_empty() {
-        meta(&ctx.id, event_id, SERVICE, product_correlation(&ctx.id, id))
-    } else {
-        let c = Meta {
-            store: ctx.id.clone(),
-            event_id: cause.to_owned(),
-            correlation_id: product_correlation(&ctx.id, id),
-            ..Meta::default()
-        };
-        caused_meta(&c, event_id, SERVICE)
-    }
-}
-
-/// A product that could not be written for a reason retrying will not fix: logged in the sync
-/// log and dead-lettered with the product's facts, so `syncctl dlq replay` retries it once the
-/// cause is fixed (e.g. the duplicate SKU renamed).
-async fn record_failure(
-    ctx: &StoreCtx,
-    st: &mut Staged<'_>,
-    item: &Item,
-    code: &str,
-    message: &str,
-) {
-    metrics::counter!("duellsync_publisher_products_failed_total", "store" => ctx.id.clone(), "code" => code.to_owned())
-        .increment(1);
-    let source = st.source(item.id).ok().flatten();
-    let sku = source
-        .as_ref()
-        .and_then(|s| s.product.as_ref())
-        .map(|p| p.product_number.clone())
-        .unwrap_or_default();
-    tracing::warn!(store = %ctx.id, product_id = item.id, sku = %sku, code, message, "product not written");
-    let cause = source
-        .as_ref()
-        .map(|s| s.last_event_id.clone())
-        .unwrap_or_default();
-    // The same failure of the same DUELL facts is one entry, however often a sync retries it.
-    let event_id = EventId::new("product-failed", &ctx.id)
-        .int(item.id)
-        .str(code)
-        .str(&cause)
-        .finish();
-    let ev = v1::ProductFailed {
-        meta: Some(cause_meta(ctx, item.id, event_id.clone(), &cause)),
-        product_id: item.id,
-        sku: sku.clone(),
-        code: code.to_owned(),
-        message: message.to_owned(),
-        permanent: true,
-    };
-    if let Err(e) = ctx.bus.publish(&ev).await {
-        tracing::warn!(store = %ctx.id, error = %e, "sync log entry not published");
-    }
-    let Some(Source {
-        product: Some(p), ..
-    }) = source
-    else {
+    let deferred = job
+        .items
+        .iter()
+        .any(|(_, w, op, _)| *op == Op::Create || downloads_image(w));
+    if deferred {
+        tracing::warn!(store = %ctx.id, products = job.items.len(), error = %e, settle_in = ?ctx.settle_after(), "the outcome of a write is unknown; WooCommerce is read once it can no longer be applying it");
         return;
-    };
-    let replay = v1::ProductObserved {
-        meta: Some(cause_meta(ctx, item.id, format!("dlq-{event_id}"), &cause)),
-        product: Some(to_event_product(&p)),
-        content_hash: String::new(),
-    };
-    let mut h = duellsync_bus::HeaderMap::new();
-    h.insert(headers::EVENT_TYPE, "ProductObserved");
-    h.insert(
-        headers::DLQ_REASON,
-        format!("{code}: {message}")
-            .replace(['\r', '\n'], " ")
-            .as_str(),
-    );
-    h.insert(
-        headers::DLQ_SUBJECT,
-        v1::ProductObserved::subject(&ctx.id).as_str(),
-    );
-    h.insert(
-        headers::DLQ_CONSUMER,
-        format!("{SERVICE}-{}", ctx.id).as_str(),
-    );
-    h.insert(headers::DLQ_DELIVERIES, "1");
-    h.insert(
-        headers::DLQ_AT,
-        duellsync_events::now_ms().to_string().as_str(),
-    );
-    let payload = Bytes::from(prost::Message::encode_to_vec(&replay));
-    if let Err(e) = ctx
-        .bus
-        .publish_raw(
-            &duellsync_events::dlq_subject(&ctx.id, SERVICE),
-            &format!("dlq-{event_id}"),
-            h,
-            payload,
-        )
-        .await
-    {
-        tracing::warn!(store = %ctx.id, error = %e, "dead letter not published");
     }
-}
-
-use duellsync_events::Event as _;
-
-fn to_event_product(p: &ProductData) -> v1::DuellProduct {
-    let time_text = |t: Option<i64>| {
-        t.and_then(|t| time::OffsetDateTime::from_unix_timestamp(t).ok())
-            .and_then(|t| {
-                t.format(&time::format_description::well_known::Rfc3339)
-                    .ok()
-            })
-            .unwrap_or_default()
-    };
-    v1::DuellProduct {
-        product_id: p.product_id,
-        product_number: p.product_number.clone(),
-        name: p.name.clone(),
-        description: p.description.clone(),
-        price_inc_vat: p.price_inc_vat.map(|d| d.to_string()).unwrap_or_default(),
-        vat_rate_percent: p.vat_rate_percent.to_string(),
-        special_price: p.special_price.map(|d| d.to_string()).unwrap_or_default(),
-        special_from: time_text(p.special_from),
-        special_to: time_text(p.special_to),
-        category_path: p.category_path.clone(),
-        category_id: 0,
-        image_url: p.image_url.clone(),
-        custom_fields: p
-            .custom_fields
-            .iter()
-            .map(|(n, v)| v1::CustomField {
-                name: n.clone(),
-                value: v.clone(),
-            })
-            .collect(),
-        is_parent: p.is_parent,
-        parent_product_id: p.parent_product_id,
-        barcode: String::new(),
-        last_update: String::new(),
-    }
-}
-
-/// After a failed request: learn by reading what WooCommerce did with each item.
-async fn settle_after_error(ctx: &StoreCtx, job: &Job) {
     let items: Vec<(i64, Pending)> = job
         .items
         .iter()
@@ -1001,132 +851,13 @@ async fn settle_after_error(ctx: &StoreCtx, job: &Job) {
                     woo_id: write.id.unwrap_or(0),
                     parent_woo_id: job.parent,
                     at_ms: 0,
+                    downloads: false,
+                    image_url: String::new(),
                 },
             )
         })
         .collect();
-    if let Err(e) = verify(ctx, &items).await {
-        tracing::warn!(store = %ctx.id, error = %format!("{e:#}"), "cannot read back after a failed write; intents kept for the next start");
+    if let Err(e) = crate::settle::verify(ctx, &items).await {
+        tracing::warn!(store = %ctx.id, error = %format!("{e:#}"), "cannot read back after a failed write; the intents are settled later");
     }
-}
-
-/// Reads WooCommerce for products with an unsettled write and records what it really holds.
-/// Creates are looked up by SKU (and our DUELL id in meta data), updates by id.
-pub(crate) async fn verify(ctx: &StoreCtx, items: &[(i64, Pending)]) -> anyhow::Result<()> {
-    let creates: Vec<&(i64, Pending)> = items.iter().filter(|(_, p)| p.op == Op::Create).collect();
-    let others: Vec<&(i64, Pending)> = items.iter().filter(|(_, p)| p.op != Op::Create).collect();
-    let mut st = Staged::new(&ctx.t, &ctx.id);
-    if !creates.is_empty() {
-        let skus: Vec<String> = creates
-            .iter()
-            .map(|(_, p)| p.sku.clone())
-            .filter(|s| !s.is_empty())
-            .collect();
-        let found = find_by_skus(ctx, &skus).await?;
-        for (id, p) in creates {
-            if let Some(existing) = found.get(&p.sku.trim().to_lowercase()) {
-                if WooState::duell_id_of(existing) == Some(*id) {
-                    let mut state = WooState::from_product(existing);
-                    if p.parent_woo_id > 0 {
-                        state.parent_id = p.parent_woo_id;
-                    }
-                    remember_image(ctx, &mut st, *id, &state)?;
-                    st.set_link(
-                        *id,
-                        Link {
-                            woo: state,
-                            hidden_by_us: false,
-                        },
-                    )?;
-                }
-            }
-            st.t.pending.remove(&mut st.commit, &mk(st.store_id, *id));
-            st.mark_dirty(*id)?;
-        }
-    }
-    let ids: Vec<u64> = others
-        .iter()
-        .map(|(_, p)| p.woo_id)
-        .filter(|w| *w > 0)
-        .collect();
-    let mut by_id: HashMap<u64, Product> = HashMap::new();
-    for chunk in ids.chunks(100) {
-        let res = ctx
-            .woo
-            .list_products(&ProductQuery {
-                include: chunk.to_vec(),
-                per_page: Some(100),
-                status: Some("any".into()),
-                extra: edit_context(),
-                ..ProductQuery::default()
-            })
-            .await?;
-        for p in res.items {
-            by_id.insert(p.id, p);
-        }
-    }
-    for (id, p) in others {
-        let found = match by_id.get(&p.woo_id) {
-            Some(prod) => Some(prod.clone()),
-            // Variations are not in product lists; read them one by one.
-            None => get_product_edit(ctx, p.woo_id).await,
-        };
-        if let Some(prod) = found {
-            let old = st.link(*id)?;
-            let mut state = WooState::from_product(&prod);
-            if p.parent_woo_id > 0 {
-                state.parent_id = p.parent_woo_id;
-            }
-            remember_image(ctx, &mut st, *id, &state)?;
-            let hidden_by_us = old.map(|l| l.hidden_by_us).unwrap_or(false)
-                || (p.op == Op::Trash && state.status == "trash");
-            st.set_link(
-                *id,
-                Link {
-                    woo: state,
-                    hidden_by_us,
-                },
-            )?;
-        }
-        st.t.pending.remove(&mut st.commit, &mk(st.store_id, *id));
-        st.mark_dirty(*id)?;
-    }
-    st.commit().await?;
-    Ok(())
-}
-
-async fn get_product_edit(ctx: &StoreCtx, id: u64) -> Option<Product> {
-    let req = duellsync_woo::WooRequest::new(
-        duellsync_woo::Method::GET,
-        format!("products/{id}"),
-        duellsync_woo::Idempotency::Idempotent,
-    )
-    .query("context", "edit");
-    let resp = ctx.woo.send(req).await.ok()?;
-    resp.decode::<Product>("GET products/{id}").ok()
-}
-
-/// If a product carries an image that came from its DUELL URL, that attachment is the upload
-/// to reuse (a create whose answer was lost still uploaded it).
-fn remember_image(
-    ctx: &StoreCtx,
-    st: &mut Staged<'_>,
-    id: i64,
-    state: &WooState,
-) -> anyhow::Result<()> {
-    let Some(att) = state.image_ids.first() else {
-        return Ok(());
-    };
-    if let Some(Source {
-        product: Some(p), ..
-    }) = st.source(id)?
-    {
-        if !p.image_url.is_empty() {
-            let k = (ctx.id.clone(), p.image_url.clone());
-            if ctx.t.images.get(&k)?.is_none() {
-                st.t.images.put(&mut st.commit, &k, att);
-            }
-        }
-    }
-    Ok(())
 }

@@ -22,8 +22,8 @@ use clap::{Parser, Subcommand};
 // The operations live in duellsync-ops (shared with the console); re-exported so that the
 // command modules here name them as before (`crate::Ctx`, `crate::ui::Tone`).
 pub use duellsync_ops::{
-    check_store_id, conn_test, dlq, events, explain, log, parse_duration, status, sync, timefmt,
-    ui, usage, webhooks, Ctx, Outcome, Ui, UsageError,
+    check_store_id, conn_test, dlq, events, explain, log, parse_duration, repair, status, sync,
+    timefmt, ui, usage, webhooks, Ctx, Outcome, Ui, UsageError,
 };
 
 /// The operator CLI of the DUELL ⇄ WooCommerce sync engine.
@@ -78,6 +78,9 @@ pub enum Command {
     /// A service's local state.
     #[command(subcommand)]
     State(rebuild::StateCommand),
+    /// Repairs in a store: WooCommerce products a DUELL product has more than once.
+    #[command(subcommand)]
+    Repair(repair::RepairCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -107,6 +110,7 @@ pub async fn run(cli: Cli) -> u8 {
         Command::Webhooks(cmd) => webhooks::run(&ctx, cmd).await,
         Command::State(cmd) => rebuild::run(&ctx, cmd).await,
         Command::Store(cmd) => store::run(&ctx, cmd).await,
+        Command::Repair(cmd) => repair::run(&ctx, cmd).await,
     };
     match result {
         Ok(Outcome::Ok) => 0,

@@ -8,6 +8,7 @@ mod explain;
 mod full_sync;
 mod helpers;
 mod log;
+mod repair;
 mod store;
 mod webhooks;
 mod world;
