@@ -986,7 +986,11 @@ mod tests {
         }
         let store = Store::open(dir.path().join("db")).unwrap();
         let t: Table<String, i64> = store.table("t");
-        assert_eq!(t.get(&"lazy".into()).unwrap(), Some(1), "carried by the flush");
+        assert_eq!(
+            t.get(&"lazy".into()).unwrap(),
+            Some(1),
+            "carried by the flush"
+        );
         assert_eq!(t.get(&"durable".into()).unwrap(), Some(2));
     }
 
@@ -1015,7 +1019,10 @@ mod tests {
         });
         // 320 commits, but those queued while a flush ran are made durable by the next one.
         let made = flushes.get();
-        assert!(made >= 1 && made < 320, "{made} flushes for 320 concurrent commits");
+        assert!(
+            made >= 1 && made < 320,
+            "{made} flushes for 320 concurrent commits"
+        );
         let t: Table<i64, i64> = store.table("t");
         assert_eq!(t.count(), 320);
     }
