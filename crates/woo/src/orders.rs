@@ -250,6 +250,8 @@ impl NewOrderScan {
                 }
                 if let (Some(floor), Some(created)) = (self.created_floor, created_gmt(&o)) {
                     if created < floor {
+                        // Older than the first run looks back: covered by the cursor, not new.
+                        self.newest_id = self.newest_id.max(id);
                         self.done = true;
                         break;
                     }
@@ -266,7 +268,8 @@ impl NewOrderScan {
         Ok(None)
     }
 
-    /// The highest order id seen so far: the next cursor once the scan is complete.
+    /// The highest order id seen so far (also one older than `created_floor`, which the scan
+    /// passes over on purpose): the next cursor once the scan is complete.
     pub fn newest_id(&self) -> u64 {
         self.newest_id
     }
