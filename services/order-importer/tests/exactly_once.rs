@@ -531,3 +531,43 @@ async fn an_order_costs_two_flushes_and_concurrent_orders_share_them() {
         ids.len()
     );
 }
+
+#[tokio::test]
+async fn a_state_rebuild_learns_the_marked_orders_again() {
+    let mut app = spawn_app().await;
+    app.product("A-1", "100.00");
+    let id = app.place(&[("A-1", 1)], |_| {});
+    app.observe(id).await;
+    eventually("the customer order", WAIT, || {
+        (!app.customer_orders_for(id).is_empty()).then_some(())
+    })
+    .await;
+    app.drained().await;
+    app.markers_restored().await;
+    app.purge("SYNC", &format!("sync.{STORE}.>")).await;
+    // What `syncctl state rebuild --service order-importer` does to the stopped service.
+    app.stop().await;
+    {
+        let state = duellsync_store::Store::open(app.state_dir().join("sled")).expect("state");
+        let removed = state.remove_group(STORE).expect("rows removed");
+        assert!(removed.contains_key("importer_marks"), "{removed:?}");
+        assert!(removed.contains_key("importer_orders"), "{removed:?}");
+    }
+    for name in app.bus.consumer_names("WOO").await.expect("consumers") {
+        if name.starts_with("order-importer-") {
+            app.bus
+                .delete_consumer("WOO", &name)
+                .await
+                .expect("deleted");
+        }
+    }
+    app.start_again().await;
+    app.markers_restored().await;
+    assert_eq!(
+        app.ledger(id)
+            .and_then(|r| r.stage.imported().map(|i| i.origin)),
+        Some(duellsync_orders::Origin::Marker)
+    );
+    app.drained().await;
+    assert_eq!(app.customer_orders_for(id).len(), 1);
+}
