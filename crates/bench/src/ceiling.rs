@@ -47,24 +47,34 @@ struct Clients {
     /// The SHIPPING and FEE products (found once, as the importer remembers them).
     shipping: u64,
     fee: u64,
+    /// Every order's body, read before the clock starts (the importer's comes in the message).
+    bodies: std::collections::HashMap<u64, serde_json::Value>,
 }
 
 /// One order, the importer's calls in the importer's order.
 async fn import(c: &Clients, id: u64) -> anyhow::Result<()> {
-    // The fresh read before the intent (marker, status).
-    let raw = c
+    // The fresh read before the intent (marker, status), trimmed as the importer trims it.
+    let fresh = c
         .woo
-        .send(WooRequest::new(
-            Method::GET,
-            format!("orders/{id}"),
-            Idempotency::Idempotent,
-        ))
-        .await?
-        .body;
-    let order: duellsync_woo::Order = serde_json::from_value(raw.clone())?;
-    if Marker::read(&order.meta_data).is_some() {
+        .get_order_fields(
+            id,
+            &[
+                "id",
+                "number",
+                "status",
+                "date_created_gmt",
+                "date_modified_gmt",
+                "meta_data",
+            ],
+        )
+        .await?;
+    if Marker::read(&fresh.meta_data).is_some() {
         return Ok(());
     }
+    // The importer plans from the observation's body (the webhook's), which this process
+    // does not receive: it uses the order it placed, read once before the clock starts.
+    let raw = c.bodies.get(&id).context("order body")?.clone();
+    let order: duellsync_woo::Order = serde_json::from_value(raw.clone())?;
     let opts = MapOptions {
         taxes_computed: taxes_computed_in(&raw),
         ..MapOptions::default()
@@ -212,6 +222,24 @@ pub async fn serve(args: CeilingArgs) -> anyhow::Result<()> {
     };
     let shipping = special(store.orders.shipping_product_number.clone()).await?;
     let fee = special(store.orders.fee_product_number.clone()).await?;
+    let text = std::fs::read_to_string(&args.orders)?;
+    let ids: Vec<u64> = text.lines().filter_map(|l| l.trim().parse().ok()).collect();
+    let mut bodies = std::collections::HashMap::new();
+    let mut reads = futures::stream::iter(args.warm.iter().chain(ids.iter()).copied())
+        .map(|id| {
+            let woo = woo.clone();
+            async move {
+                let req =
+                    WooRequest::new(Method::GET, format!("orders/{id}"), Idempotency::Idempotent);
+                anyhow::Ok((id, woo.send(req).await?.body))
+            }
+        })
+        .buffer_unordered(16);
+    while let Some(r) = reads.next().await {
+        let (id, body) = r?;
+        bodies.insert(id, body);
+    }
+    drop(reads);
     let clients = Arc::new(Clients {
         woo,
         duell,
@@ -219,9 +247,8 @@ pub async fn serve(args: CeilingArgs) -> anyhow::Result<()> {
         customer,
         shipping,
         fee,
+        bodies,
     });
-    let text = std::fs::read_to_string(&args.orders)?;
-    let ids: Vec<u64> = text.lines().filter_map(|l| l.trim().parse().ok()).collect();
     import_all(&clients, args.warm.clone(), args.concurrency).await?;
     println!("ready");
     std::io::stdout().flush()?;

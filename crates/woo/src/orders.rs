@@ -92,6 +92,15 @@ impl WooClient {
         .await
     }
 
+    /// `GET /orders/{id}` trimmed to `fields` (`_fields`; `id` is always added). Fields left
+    /// out read as empty.
+    pub async fn get_order_fields(&self, id: u64, fields: &[&str]) -> Result<Order> {
+        let mut req = WooRequest::new(Method::GET, format!("orders/{id}"), Idempotency::Idempotent);
+        let fields: Vec<String> = fields.iter().map(|f| (*f).to_owned()).collect();
+        push_fields(&mut req.query, &fields);
+        self.call(req).await
+    }
+
     /// `POST /orders`. Not retried after a timeout.
     pub async fn create_order(&self, order: &NewOrder) -> Result<Order> {
         let body = serde_json::to_value(order).map_err(|source| Error::Decode {

@@ -1371,6 +1371,25 @@ async fn order_meta_with_underscore_keys_round_trips_with_the_status_in_one_writ
         meta_value(&read, "_duell_import"),
         Some(&serde_json::json!("customer_order"))
     );
+    // The importer's fresh read before an import asks only for what it needs.
+    let trimmed = c
+        .get_order_fields(
+            order.id,
+            &["status", "number", "date_created_gmt", "meta_data"],
+        )
+        .await
+        .unwrap();
+    assert_eq!(trimmed.id, order.id, "id is always asked for");
+    assert_eq!(trimmed.status, "completed");
+    assert!(trimmed.date_created_gmt.is_some());
+    assert_eq!(
+        meta_value(&trimmed, "_duell_order_id"),
+        Some(&serde_json::json!("987"))
+    );
+    assert!(
+        trimmed.line_items.is_empty(),
+        "fields not asked for are left out"
+    );
     let id_of = |o: &Order| {
         o.meta_data
             .iter()
