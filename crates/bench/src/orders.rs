@@ -1,13 +1,19 @@
 //! Items 3 and 7: orders into DUELL. The whole pipeline (webhook-ingest → JetStream →
 //! order-importer → DUELL, against a 0 ms duell-sim) driven with the captured delivery over HTTP,
 //! and the importer alone, fed `OrderObserved` events directly. Both count the customer orders
-//! duell-sim holds. Every order also exists in woo-sim, so the importer's note on the order is a
-//! real WooCommerce read and write, as in production.
+//! duell-sim holds. Every order also exists in woo-sim, so the importer's fresh read, marker and
+//! note are real WooCommerce requests, as in production.
+//!
+//! Both are also judged against the **call ceiling** ([`crate::ceiling`]): a process making the
+//! same DUELL and WooCommerce calls per order against the same simulators, without broker or
+//! state, measured in the importer's world right before the importer.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use anyhow::Context;
 
 use bytes::Bytes;
 use duellsync_bus::Bus;
@@ -36,7 +42,7 @@ pub struct Sizes {
 struct OrderWorld {
     sandbox: Sandbox,
     duell: DuellSim,
-    _woo: WooSim,
+    woo: WooSim,
     bus: Bus,
     /// WooCommerce ids of the placed orders.
     woo_orders: Vec<u64>,
@@ -129,7 +135,7 @@ async fn order_world(n: usize) -> anyhow::Result<OrderWorld> {
     Ok(OrderWorld {
         sandbox,
         duell,
-        _woo: woo,
+        woo,
         bus,
         woo_orders,
     })
@@ -196,6 +202,7 @@ pub async fn pipeline(report: &mut Report, sizes: &Sizes) -> anyhow::Result<()> 
         "order-importer",
     )?;
 
+    wait_for_marker_scan(&w.sandbox).await?;
     let started = Instant::now();
     let http = load::run(addr, &path, timed, sizes.concurrency).await?;
     let accepted = http.ok();
@@ -212,6 +219,7 @@ pub async fn pipeline(report: &mut Report, sizes: &Sizes) -> anyhow::Result<()> 
     tokio::time::sleep(Duration::from_secs(1)).await;
     let total = duell.customer_order_count();
     let b = report.b.unwrap_or(f64::NAN);
+    let ceiling = report.ceiling;
     report.add(
         3,
         "pipeline.orders_per_second",
@@ -230,10 +238,23 @@ pub async fn pipeline(report: &mut Report, sizes: &Sizes) -> anyhow::Result<()> 
             WARM + accepted
         ),
     );
+    if let Some(ceiling) = ceiling {
+        report.add(
+            3,
+            "pipeline.ratio_to_ceiling",
+            "whole pipeline ÷ call ceiling",
+            rate / ceiling,
+            "×",
+            false,
+            None,
+            format!("{rate:.0}/s ÷ {ceiling:.0}/s (the ceiling of item 7, same run)"),
+        );
+    }
     Ok(())
 }
 
-/// Item 7: the importer alone, `OrderObserved` events published directly.
+/// Item 7: the importer alone, `OrderObserved` events published directly, after the call
+/// ceiling in the same world.
 pub async fn importer(report: &mut Report, sizes: &Sizes) -> anyhow::Result<()> {
     for c in &sizes.importer_concurrency {
         importer_with(report, sizes.orders, *c).await?;
@@ -241,32 +262,134 @@ pub async fn importer(report: &mut Report, sizes: &Sizes) -> anyhow::Result<()> 
     Ok(())
 }
 
+/// Requests per order each simulator received in a window, by endpoint.
+#[derive(Debug, Default, Clone, PartialEq)]
+struct Calls(BTreeMap<String, f64>);
+
+impl Calls {
+    fn of(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>, n: usize) -> Calls {
+        Calls(
+            after
+                .iter()
+                .filter_map(|(k, v)| {
+                    let d = v - before.get(k).copied().unwrap_or(0);
+                    (d > 0).then(|| (k.clone(), d as f64 / n as f64))
+                })
+                .collect(),
+        )
+    }
+
+    fn text(&self) -> String {
+        self.0
+            .iter()
+            .map(|(k, v)| format!("{k} {v:.2}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+fn requests(w: &OrderWorld) -> BTreeMap<String, u64> {
+    let mut all: BTreeMap<String, u64> = w
+        .woo
+        .request_counts()
+        .into_iter()
+        .map(|(k, v)| (format!("woo {k}"), v))
+        .collect();
+    all.extend(
+        w.duell
+            .stats()
+            .requests
+            .into_iter()
+            .filter(|(k, _)| k != "login")
+            .map(|(k, v)| (format!("duell {k}"), v)),
+    );
+    all
+}
+
+/// Waits until the importer logged that its ledger is complete from the import markers.
+async fn wait_for_marker_scan(sandbox: &Sandbox) -> anyhow::Result<()> {
+    let deadline = Instant::now() + STALL;
+    while !sandbox
+        .logs("order-importer")
+        .contains("import ledger completed from the import markers")
+    {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the importer did not finish reading the import markers"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
+
+fn cpu_ms_per_order(before: Option<Duration>, after: Option<Duration>, n: usize) -> f64 {
+    match (before, after) {
+        (Some(b), Some(a)) if n > 0 => (a - b).as_secs_f64() * 1000.0 / n as f64,
+        _ => f64::NAN,
+    }
+}
+
 async fn importer_with(report: &mut Report, n: usize, c: Option<usize>) -> anyhow::Result<()> {
-    let mut w = order_world(WARM + n).await?;
+    let mut w = order_world(2 * (WARM + n)).await?;
+    let (ceiling_ids, importer_ids) = w.woo_orders.split_at(WARM + n);
+    let (ceiling_ids, importer_ids) = (ceiling_ids.to_vec(), importer_ids.to_vec());
+    let concurrency = c.unwrap_or(4);
+
+    // The call ceiling, first, on its own half of the orders.
+    let ceiling = crate::ceiling::Ceiling::start(
+        w.sandbox.stores_path(),
+        &ceiling_ids[..WARM],
+        &ceiling_ids[WARM..],
+        concurrency,
+        w.sandbox.dir(),
+    )
+    .await?;
+    let pid = ceiling.pid();
+    let before = requests(&w);
+    let base = w.duell.customer_order_count();
+    let cpu0 = world::cpu_time(pid);
+    let started = Instant::now();
+    let cpu_end = Some(ceiling.run().await?);
+    let ceiling_elapsed = started.elapsed();
+    let ceiling_rate = n as f64 / ceiling_elapsed.as_secs_f64();
+    let ceiling_calls = Calls::of(&before, &requests(&w), n);
+    let ceiling_cpu = cpu_ms_per_order(cpu0, cpu_end, n);
+    anyhow::ensure!(
+        w.duell.customer_order_count() == base + n,
+        "the call ceiling saved {} customer orders, want {n}",
+        w.duell.customer_order_count() - base
+    );
+
+    // The importer, on the other half.
     let env = importer_env(c);
     world::start(&mut w.sandbox, "order-importer", &env_refs(&env)).await?;
     let template = world::sample_body();
-    let events: Vec<_> = w
-        .woo_orders
+    let events: Vec<_> = importer_ids
         .iter()
         .map(|id| crate::events::order_observed(&order_body(&template, *id)))
         .collect();
     let (warm, timed) = events.split_at(WARM);
     w.bus.publish_all(warm, 16).await?;
     let duell = w.duell.clone();
+    let want_warm = base + n + WARM;
     world::with_log(
-        world::wait_count("warm-up orders in DUELL", WARM, STALL, || {
+        world::wait_count("warm-up orders in DUELL", want_warm, STALL, || {
             duell.customer_order_count()
         })
         .await,
         &w.sandbox,
         "order-importer",
     )?;
+    // Its first start reads every order's marker (a new ledger): not part of the timed window.
+    wait_for_marker_scan(&w.sandbox).await?;
+    let pid = w.sandbox.pid("order-importer").context("importer pid")?;
+    let before = requests(&w);
+    let cpu0 = world::cpu_time(pid);
     let started = Instant::now();
     w.bus.publish_all(timed, crate::baseline::IN_FLIGHT).await?;
     let published = started.elapsed();
     let done = world::with_log(
-        world::wait_count("orders in DUELL", WARM + n, STALL, || {
+        world::wait_count("orders in DUELL", want_warm + n, STALL, || {
             duell.customer_order_count()
         })
         .await,
@@ -274,23 +397,83 @@ async fn importer_with(report: &mut Report, n: usize, c: Option<usize>) -> anyho
         "order-importer",
     )?;
     let elapsed = done - started;
+    // The importer finishes an order's WooCommerce steps after DUELL has it: wait for them too
+    // before reading its CPU time and calls.
+    let want_notes = before
+        .get("woo POST orders/{id}/notes")
+        .copied()
+        .unwrap_or(0)
+        + n as u64;
+    let woo = &w.woo;
+    world::wait_count("the importer's notes", want_notes as usize, STALL, || {
+        woo.request_count("POST orders/{id}/notes") as usize
+    })
+    .await?;
+    let importer_cpu = cpu_ms_per_order(cpu0, world::cpu_time(pid), n);
+    let importer_calls = Calls::of(&before, &requests(&w), n);
     let rate = n as f64 / elapsed.as_secs_f64();
-    let key = match c {
-        Some(c) => format!("importer.orders_per_second.c{c}"),
-        None => "importer.orders_per_second".to_owned(),
+    let suffix = c.map(|c| format!(".c{c}")).unwrap_or_default();
+    let calls_note = if importer_calls == ceiling_calls {
+        format!("same calls per order: {}", ceiling_calls.text())
+    } else {
+        format!(
+            "CALLS DIFFER per order — importer: {}; ceiling: {}",
+            importer_calls.text(),
+            ceiling_calls.text()
+        )
     };
     report.add(
         7,
-        &key,
+        &format!("importer.call_ceiling_per_second{suffix}"),
+        &format!(
+            "call ceiling: the importer's DUELL + WooCommerce calls per order, no broker, no state ({} in flight)",
+            concurrency
+        ),
+        ceiling_rate,
+        "/s",
+        true,
+        None,
+        format!(
+            "{n} orders in {:.1} s; {ceiling_cpu:.2} ms CPU per order in the ceiling process; {calls_note}",
+            ceiling_elapsed.as_secs_f64()
+        ),
+    );
+    report.ceiling.get_or_insert(ceiling_rate);
+    report.add(
+        7,
+        &format!("importer.orders_per_second{suffix}"),
         &format!("order import alone ({})", concurrency_text(c)),
         rate,
         "/s",
         true,
         None,
         format!(
-            "{n} OrderObserved published in {:.2} s, all in DUELL after {:.1} s",
+            "{n} OrderObserved published in {:.2} s, all in DUELL after {:.1} s; {:.2} × the call ceiling",
             published.as_secs_f64(),
-            elapsed.as_secs_f64()
+            elapsed.as_secs_f64(),
+            rate / ceiling_rate
+        ),
+    );
+    report.add(
+        7,
+        &format!("importer.ratio_to_ceiling{suffix}"),
+        "order import alone ÷ call ceiling",
+        rate / ceiling_rate,
+        "×",
+        false,
+        Some(("≥ 0.5", rate / ceiling_rate >= 0.5)),
+        format!("{rate:.0}/s ÷ {ceiling_rate:.0}/s, measured one after the other against the same simulators"),
+    );
+    report.add(
+        7,
+        &format!("importer.cpu_ms_per_order{suffix}"),
+        "CPU per imported order in order-importer",
+        importer_cpu,
+        "ms",
+        false,
+        Some(("≤ 1.0 ms (half of ~2 ms)", importer_cpu <= 1.0)),
+        format!(
+            "user + system time of the process over the {n} timed orders (/proc/<pid>/stat); the ceiling process used {ceiling_cpu:.2} ms"
         ),
     );
     Ok(())

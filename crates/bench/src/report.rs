@@ -45,6 +45,9 @@ pub struct Report {
     pub machine: Machine,
     /// Baseline b (publishes/s) every ratio is taken against.
     pub b: Option<f64>,
+    /// The order import's call ceiling (orders/s), once measured: import and pipeline are also
+    /// judged against it.
+    pub ceiling: Option<f64>,
     pub rows: Vec<Row>,
     /// Scenarios that could not finish, with the reason.
     pub failures: Vec<String>,
@@ -55,6 +58,7 @@ impl Report {
         Report {
             machine: Machine::describe(args),
             b: None,
+            ceiling: None,
             rows: Vec::new(),
             failures: Vec::new(),
         }
@@ -150,6 +154,7 @@ pub fn format_value(v: f64, unit: &str) -> String {
         "s" => format!("{v:.2} s"),
         "MB" => format!("{v:.1} MB"),
         "" => thousands(v.round() as u64),
+        "×" => format!("{v:.2} ×"),
         u => format!("{v} {u}"),
     }
 }

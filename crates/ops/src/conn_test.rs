@@ -38,6 +38,8 @@ pub struct TestArgs {
 pub enum Status {
     Ok,
     Failed,
+    /// Works, but a setting is likely wrong: shown with the advice, does not fail the test.
+    Warning,
     /// Not run because an earlier check failed.
     Skipped,
 }
@@ -66,6 +68,14 @@ impl Checks {
         self.0.push(Check {
             name: name.to_owned(),
             status: Status::Failed,
+            detail: detail.into(),
+            fix: Some(fix.into()),
+        });
+    }
+    fn warn(&mut self, name: &str, detail: impl Into<String>, fix: impl Into<String>) {
+        self.0.push(Check {
+            name: name.to_owned(),
+            status: Status::Warning,
             detail: detail.into(),
             fix: Some(fix.into()),
         });
@@ -258,11 +268,29 @@ async fn test_duell(store: &StoreSettings, args: &TestArgs, checks: &mut Checks)
             checks.fail("Stock department", detail, fix);
         }
     }
+    let stock = find(store.duell.stock_department.expose());
     match find(store.duell.order_department.expose()) {
+        // DUELL draws a customer order's units from the department the order is saved in; the
+        // web shop's stock is the stock department's. Apart, the units sold never leave the
+        // web stock: they come back on the web shop when DUELL draws the order.
+        Some(d) if stock.is_some_and(|s| s.department_id != d.department_id) => {
+            let s = stock.expect("checked above");
+            checks.warn(
+                "Order department",
+                format!(
+                    "{} (id {}) is not the stock department {} (id {}): DUELL draws a customer order's units from the department it is saved in, so web orders never leave the stock the web shop sells from, and their units come back on the web shop when DUELL draws them",
+                    d.department_name,
+                    d.department_id.unwrap_or_default(),
+                    s.department_name,
+                    s.department_id.unwrap_or_default()
+                ),
+                "leave duell.order_department out (it then is the stock department) or set it to the stock department's token; keep them apart only if the stock department's stock already counts what the order department sells",
+            );
+        }
         Some(d) => checks.ok(
             "Order department",
             format!(
-                "{} (id {}): listed",
+                "{} (id {}): listed; the stock department, so DUELL draws web orders from the stock the web shop sells",
                 d.department_name,
                 d.department_id.unwrap_or_default()
             ),
@@ -597,7 +625,7 @@ pub async fn run(ctx: &Ctx, args: TestArgs) -> anyhow::Result<Outcome> {
             "ok": ok,
             "checks": checks.0.iter().map(|c| json!({
                 "name": c.name,
-                "status": match c.status { Status::Ok => "ok", Status::Failed => "failed", Status::Skipped => "skipped" },
+                "status": match c.status { Status::Ok => "ok", Status::Failed => "failed", Status::Warning => "warning", Status::Skipped => "skipped" },
                 "detail": c.detail,
                 "fix": c.fix,
             })).collect::<Vec<_>>(),
@@ -608,6 +636,21 @@ pub async fn run(ctx: &Ctx, args: TestArgs) -> anyhow::Result<Outcome> {
             match c.status {
                 Status::Ok => ui.check(true, &c.name, &c.detail, None),
                 Status::Failed => ui.check(false, &c.name, &c.detail, c.fix.as_deref()),
+                Status::Warning => {
+                    ui.line(format!(
+                        "{} {:<26} {}",
+                        ui.paint(crate::ui::Tone::Warn, "⚠"),
+                        c.name,
+                        c.detail
+                    ));
+                    if let Some(fix) = &c.fix {
+                        ui.line(format!(
+                            "  {:<26} {}",
+                            "",
+                            ui.paint(crate::ui::Tone::Warn, &format!("fix: {fix}"))
+                        ));
+                    }
+                }
                 Status::Skipped => ui.line(format!(
                     "{} {:<26} {}",
                     ui.paint(crate::ui::Tone::Dim, "–"),

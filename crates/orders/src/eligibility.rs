@@ -23,6 +23,10 @@ pub enum SkipReason {
     /// Number (or id, when the number is not numeric) below `orders_from_number`.
     #[error("number `{number}` is below orders_from_number {from}")]
     BelowFromNumber { number: String, from: i64 },
+    /// Read fresh before its import, the order no longer exists in WooCommerce (deleted for
+    /// good).
+    #[error("the order no longer exists in WooCommerce (deleted before it was imported)")]
+    Gone,
 }
 
 impl SkipReason {
@@ -33,6 +37,7 @@ impl SkipReason {
             SkipReason::Status { .. } => "status",
             SkipReason::BeforeFromDate { .. } | SkipReason::NoCreationDate { .. } => "from_date",
             SkipReason::BelowFromNumber { .. } => "from_number",
+            SkipReason::Gone => "gone",
         }
     }
 }

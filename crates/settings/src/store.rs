@@ -107,7 +107,10 @@ pub struct DuellSettings {
     /// Department token whose stock is published to WooCommerce.
     #[serde(default)]
     pub stock_department: Secret,
-    /// Department token web orders are created in.
+    /// Department token web orders are created in. DUELL draws a customer order's units from
+    /// the department it is saved in, so this is the stock department unless set (a different
+    /// department makes sold units come back to the web shop when DUELL draws the order; see
+    /// docs/order-importer.md, "Departments").
     #[serde(default)]
     pub order_department: Secret,
     /// Use the order lookup by reference that the DUELL simulator offers but DUELL's reference
@@ -455,6 +458,11 @@ impl StoreSettings {
                 ),
             ),
         }
+        // Left out, the order department is the stock department (filled in below).
+        let order_department_given = !matches!(
+            self.duell.order_department.source(),
+            crate::SecretSource::Missing
+        );
         for (key, secret, needed) in [
             ("woo.consumer_key", &mut self.woo.consumer_key, needs.api),
             (
@@ -475,7 +483,7 @@ impl StoreSettings {
             (
                 "duell.order_department",
                 &mut self.duell.order_department,
-                needs.api,
+                needs.api && order_department_given,
             ),
         ] {
             if !needed {
@@ -484,6 +492,10 @@ impl StoreSettings {
             if let Err(e) = secret.resolve_with(env, unseal, &aad(key), needs.references) {
                 p(key, e);
             }
+        }
+        if !order_department_given {
+            // Orders go to the department whose stock the web shop sells.
+            self.duell.order_department = self.duell.stock_department.clone();
         }
         if self.sync_orders || !self.woo.webhook_delivery_url.is_empty() {
             match self.woo.webhook_secret.resolve_with(
@@ -1069,6 +1081,27 @@ order_department = {{ env = "OD" }}
         let p = dir.join(name);
         std::fs::write(&p, text).unwrap();
         p
+    }
+
+    #[test]
+    fn a_left_out_order_department_is_the_stock_department() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = minimal("s1").replace("order_department = { env = \"OD\" }\n", "");
+        assert!(!text.contains("order_department"));
+        let p = write(dir.path(), "s1.toml", &text);
+        let mut env = env();
+        env.retain(|(k, _)| k != "OD" && k != "SD");
+        env.push(("SD".into(), format!("{TOKEN}-stock")));
+        let stores = load_stores(&p, &env).unwrap();
+        let d = &stores.get("s1").unwrap().duell;
+        assert_eq!(d.order_department.expose(), format!("{TOKEN}-stock"));
+        // Set, it is its own.
+        let p = write(dir.path(), "s1.toml", &minimal("s1"));
+        env.push(("OD".into(), format!("{TOKEN}-order")));
+        let stores = load_stores(&p, &env).unwrap();
+        let d = &stores.get("s1").unwrap().duell;
+        assert_eq!(d.order_department.expose(), format!("{TOKEN}-order"));
+        assert_eq!(d.stock_department.expose(), format!("{TOKEN}-stock"));
     }
 
     #[test]

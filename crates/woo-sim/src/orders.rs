@@ -739,12 +739,25 @@ pub fn apply_order_write(
                 continue;
             };
             let value = m.get("value").cloned().unwrap_or(Value::Null);
-            let idx = o.meta.iter().position(|x| x.key == key);
+            // As for products (samples 61, 62): by id when one is given, else by key; scalars
+            // are stored as text, so a number comes back as a string.
+            let idx = match m.get("id").and_then(Value::as_u64) {
+                Some(id) => o.meta.iter().position(|x| x.id == id),
+                None => o.meta.iter().position(|x| x.key == key),
+            };
+            let value = match value {
+                Value::Number(n) => Value::String(n.to_string()),
+                Value::Bool(b) => Value::String(if b { "1".into() } else { String::new() }),
+                other => other,
+            };
             match (idx, value.is_null()) {
                 (Some(i), true) => {
                     o.meta.remove(i);
                 }
-                (Some(i), false) => o.meta[i].value = value,
+                (Some(i), false) => {
+                    o.meta[i].value = value;
+                    o.meta[i].key = key.into();
+                }
                 (None, false) => {
                     let id = state.meta_id();
                     o.meta.push(Meta {

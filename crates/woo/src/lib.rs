@@ -46,7 +46,7 @@ pub use oauth::SignatureMethod;
 pub use order_webhooks::{
     secret_fingerprint, EnsureReport, TopicWebhooks, WebhookHealth, ORDER_WEBHOOK_TOPICS,
 };
-pub use orders::OrderQuery;
+pub use orders::{NewOrderScan, OrderQuery, NEW_ORDER_SCAN_OVERLAP};
 pub use products::{
     format_gmt_cursor, CategoryQuery, OrderBy, ProductQuery, ProductScan, SortOrder,
 };

@@ -1,7 +1,15 @@
 //! Gap-fill behind WooCommerce webhooks (SPEC §3.2): WooCommerce never retries a failed
-//! delivery and disables webhooks after 7 failures, so orders are also found by listing them —
-//! new ones by creation date, status changes by `modified_after` — always ordered by id (other
-//! orderings skip and repeat rows on real stores).
+//! delivery and disables webhooks after 7 failures, so orders are also found by listing them:
+//!
+//! - new orders by an **id cursor**: `orderby=id&order=desc` down to the highest id seen before
+//!   (`WooClient::scan_new_orders`). A creation-date cursor would never see an order an import
+//!   plugin or an admin created with a past date; its id is new all the same.
+//! - status changes by `modified_after` (strict, GMT, ordered by id), from a cursor that is
+//!   **capped at now**: one order with a `date_modified_gmt` in the future (clock skew, an import
+//!   plugin) would otherwise move the cursor past every change to come. An order dated in the
+//!   future is listed again each cycle until then; the "seen" table drops the repeats.
+//! - stores without `modified_after` (WooCommerce < 5.8): the orders in `fetch_statuses` are
+//!   re-read each cycle.
 
 use duellsync_events::{meta, order_correlation, sha256_hex, v1, EventId};
 use duellsync_store::{Commit, Table};
@@ -20,8 +28,13 @@ struct SeenOrder {
     modified: String,
 }
 
-const CREATED_CURSOR: &str = "orders_created_cursor";
+/// Highest WooCommerce order id seen by the new-order scan.
+const ID_CURSOR: &str = "orders_id_cursor";
+/// Newest `date_modified_gmt` seen (Unix s), never beyond now.
 const MODIFIED_CURSOR: &str = "orders_modified_cursor";
+/// The creation-date cursor of earlier versions: where the first id scan after an upgrade
+/// stops looking back.
+const CREATED_CURSOR: &str = "orders_created_cursor";
 
 pub(crate) async fn run(ctx: StoreCtx, stop: CancellationToken) -> anyhow::Result<()> {
     if !ctx.store.sync_orders {
@@ -88,13 +101,30 @@ impl OrderPoller {
 
     async fn poll(&mut self) -> anyhow::Result<()> {
         let overlap = self.ctx.config.order_overlap.as_secs() as i64;
-        let created = match self.mark(CREATED_CURSOR)? {
-            Some(c) => c,
-            None => self.first_cursor(),
+        let now = OffsetDateTime::now_utc().unix_timestamp();
+        let id_cursor = self.mark(ID_CURSOR)?;
+        // Without an id cursor yet (first run, or the first run after an upgrade) the scan
+        // looks back as far as the creation-date cursor did, or the first-run lookback.
+        let floor = match id_cursor {
+            Some(_) => None,
+            None => {
+                let from = match self.mark(CREATED_CURSOR)? {
+                    Some(c) => c.min(now) - overlap,
+                    None => self.first_cursor(),
+                };
+                Some(OffsetDateTime::from_unix_timestamp(from)?)
+            }
         };
-        let newest_created = self.scan("after", created - overlap, created).await?;
+        let after_id = u64::try_from(id_cursor.unwrap_or(0)).unwrap_or(0);
+        let mut scan = self.ctx.woo.scan_new_orders(after_id, floor);
+        while let Some(page) = scan.next_page().await? {
+            self.observe(page).await?;
+        }
+        let newest_id = i64::try_from(scan.newest_id()).unwrap_or(i64::MAX);
+
+        // A cursor an earlier version moved into the future is brought back too.
         let modified = match self.mark(MODIFIED_CURSOR)? {
-            Some(m) => m,
+            Some(m) => m.min(now),
             None => self.first_cursor(),
         };
         let mut newest_modified = modified;
@@ -117,27 +147,22 @@ impl OrderPoller {
         let mut c = Commit::new();
         self.marks.put(
             &mut c,
-            &(self.ctx.id().to_owned(), CREATED_CURSOR.to_owned()),
-            &newest_created.max(created),
+            &(self.ctx.id().to_owned(), ID_CURSOR.to_owned()),
+            &newest_id.max(id_cursor.unwrap_or(0)),
         );
         self.marks.put(
             &mut c,
             &(self.ctx.id().to_owned(), MODIFIED_CURSOR.to_owned()),
-            &newest_modified.max(modified),
+            &capped(newest_modified.max(modified), now),
         );
         self.ctx.state.commit(c).await?;
         Ok(())
     }
 
-    /// Lists orders with `filter > since` page by page (ordered by id), publishes the changed
-    /// ones and returns the newest date seen for that filter.
+    /// Lists orders modified after `since` page by page (ordered by id), publishes the changed
+    /// ones and returns the newest `date_modified_gmt` seen (at least `start`).
     async fn scan(&self, filter: &str, since: i64, start: i64) -> anyhow::Result<i64> {
         let since_t = OffsetDateTime::from_unix_timestamp(since)?;
-        let date_field = if filter == "after" {
-            "date_created_gmt"
-        } else {
-            "date_modified_gmt"
-        };
         let mut newest = start;
         let mut page = 1u32;
         loop {
@@ -157,7 +182,7 @@ impl OrderPoller {
                 break;
             }
             for o in &orders {
-                if let Some(t) = unix_of(o, date_field) {
+                if let Some(t) = unix_of(o, "date_modified_gmt") {
                     newest = newest.max(t);
                 }
             }
@@ -266,9 +291,234 @@ impl OrderPoller {
     }
 }
 
+/// A time cursor never moves beyond now: a date from the future would hide every change until
+/// then.
+fn capped(cursor: i64, now: i64) -> i64 {
+    cursor.min(now)
+}
+
 fn is_unknown_param(e: &anyhow::Error) -> bool {
     e.downcast_ref::<duellsync_woo::Error>()
         .and_then(|e| e.code())
         .map(|c| c == "rest_invalid_param")
         .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use duellsync_bus::BusOptions;
+    use duellsync_events::Event;
+    use duellsync_test_support::sandbox::StoreFile;
+    use duellsync_test_support::NatsServer;
+    use duellsync_woo_sim::{PlaceLine, PlaceOrder, WooSim};
+    use prost::Message as _;
+    use std::sync::Arc;
+
+    const STORE: &str = "s1";
+
+    struct World {
+        _nats: NatsServer,
+        _dir: tempfile::TempDir,
+        woo: WooSim,
+        _duell: duellsync_duell_sim::DuellSim,
+        poller: OrderPoller,
+        product: u64,
+    }
+
+    async fn world() -> World {
+        duellsync_test_support::init_tracing();
+        let nats = NatsServer::start();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let woo = WooSim::start(duellsync_woo_sim::SimConfig {
+            https: false,
+            ..Default::default()
+        })
+        .await
+        .expect("woo-sim");
+        let duell = duellsync_duell_sim::DuellSim::start(duellsync_duell_sim::SimConfig {
+            products: 0,
+            customers: 0,
+            ..Default::default()
+        })
+        .await
+        .expect("duell-sim");
+        let (ck, cs) = woo.credentials();
+        let file = StoreFile {
+            id: STORE.into(),
+            woo_url: woo.base_url(),
+            consumer_key: ck,
+            consumer_secret: cs,
+            webhook_secret: "hooksecret1".into(),
+            webhook_delivery_url: String::new(),
+            duell_url: duell.base_url(),
+            client_number: duell.client_number().into(),
+            client_token: duell.client_token().into(),
+            stock_department: duell.department_token(1).expect("department"),
+            order_department: duell.department_token(1).expect("department"),
+            notice_secret: String::new(),
+            settings: Vec::new(),
+            sections: String::new(),
+        };
+        let stores_dir = dir.path().join("stores");
+        std::fs::create_dir_all(&stores_dir).expect("dir");
+        std::fs::write(stores_dir.join("s1.toml"), file.to_toml()).expect("store file");
+        let stores = duellsync_settings::load_stores(&stores_dir, &[]).expect("settings");
+        let store = stores.get(STORE).expect("store").clone();
+        let bus = duellsync_bus::Bus::connect(BusOptions::new(nats.url(), "test"))
+            .await
+            .expect("bus");
+        bus.ensure_streams().await.expect("streams");
+        let ctx = StoreCtx {
+            woo: duellsync_clients::woo_client(&store).expect("woo client"),
+            duell: duellsync_clients::duell_client(&store).expect("duell client"),
+            store: Arc::new(store),
+            bus,
+            state: duellsync_store::Store::temporary().expect("state"),
+            config: Arc::new(crate::config::PollerSection::default()),
+        };
+        let product = woo
+            .admin_write_product(
+                None,
+                serde_json::json!({"name": "Vare", "sku": "A-1", "regular_price": "10.00"}),
+            )
+            .expect("product");
+        World {
+            _nats: nats,
+            _dir: dir,
+            woo,
+            _duell: duell,
+            poller: OrderPoller::new(ctx),
+            product,
+        }
+    }
+
+    impl World {
+        fn place(&self) -> u64 {
+            self.woo
+                .place_order(&PlaceOrder {
+                    lines: vec![PlaceLine {
+                        product_id: Some(self.product),
+                        sku: None,
+                        quantity: 1,
+                    }],
+                    ..Default::default()
+                })
+                .expect("order placed")
+        }
+
+        /// Orders observed so far, `(id, status)` in publish order.
+        async fn observed(&self) -> Vec<(i64, String)> {
+            self.poller
+                .ctx
+                .bus
+                .read("WOO", &v1::OrderObserved::subject(STORE), 1, 10_000)
+                .await
+                .expect("stream readable")
+                .iter()
+                .map(|m| {
+                    let e = v1::OrderObserved::decode(m.payload.as_ref()).expect("decodes");
+                    (e.order_id, e.status)
+                })
+                .collect()
+        }
+
+        fn cursor(&self, name: &str) -> Option<i64> {
+            self.poller.mark(name).expect("marks readable")
+        }
+    }
+
+    #[tokio::test]
+    async fn a_backdated_order_is_found_by_the_id_cursor() {
+        let mut w = world().await;
+        let first = w.place();
+        w.poller.poll().await.expect("poll");
+        assert_eq!(
+            w.observed().await,
+            vec![(first as i64, "processing".into())]
+        );
+
+        // An import plugin or an admin creates an order dated two days back.
+        w.woo.set_clock_offset(-2 * 86_400);
+        let old = w.place();
+        w.woo.set_clock_offset(0);
+        w.poller.poll().await.expect("poll");
+        assert!(
+            w.observed()
+                .await
+                .contains(&(old as i64, "processing".into())),
+            "the backdated order was found: {:?}",
+            w.observed().await
+        );
+        assert_eq!(w.cursor(ID_CURSOR), Some(old as i64));
+    }
+
+    #[tokio::test]
+    async fn an_order_dated_in_the_future_does_not_blind_the_gap_fill() {
+        let mut w = world().await;
+        let early = w.place();
+        w.poller.poll().await.expect("poll");
+        // Clock skew or an import plugin: an order modified a year from now.
+        w.woo.set_clock_offset(365 * 86_400);
+        let future = w.place();
+        w.woo.set_clock_offset(0);
+        w.poller.poll().await.expect("poll");
+
+        // Changes made after it are still seen: a status change of an older order and a new
+        // order.
+        w.woo
+            .set_order_status(early, "completed")
+            .expect("status set");
+        let late = w.place();
+        w.poller.poll().await.expect("poll");
+        let seen = w.observed().await;
+        assert!(seen.contains(&(future as i64, "processing".into())));
+        assert!(
+            seen.contains(&(early as i64, "completed".into())),
+            "the status change after the future-dated order was seen: {seen:?}"
+        );
+        assert!(
+            seen.contains(&(late as i64, "processing".into())),
+            "{seen:?}"
+        );
+        let now = OffsetDateTime::now_utc().unix_timestamp();
+        assert!(
+            w.cursor(MODIFIED_CURSOR).expect("cursor") <= now,
+            "the time cursor is capped at now"
+        );
+        // The future order is listed again each cycle but published once per change.
+        w.poller.poll().await.expect("poll");
+        assert_eq!(
+            w.observed()
+                .await
+                .iter()
+                .filter(|(id, _)| *id == future as i64)
+                .count(),
+            1
+        );
+    }
+
+    #[tokio::test]
+    async fn the_first_run_looks_back_as_far_as_the_creation_date_cursor_did() {
+        let mut w = world().await;
+        // Older than the first-run lookback (24 h): not a gap to fill.
+        w.woo.set_clock_offset(-3 * 86_400);
+        let ancient = w.place();
+        w.woo.set_clock_offset(0);
+        let recent = w.place();
+        w.poller.poll().await.expect("poll");
+        let seen: Vec<i64> = w.observed().await.iter().map(|(id, _)| *id).collect();
+        assert_eq!(seen, vec![recent as i64]);
+        assert!(!seen.contains(&(ancient as i64)));
+        assert_eq!(w.cursor(ID_CURSOR), Some(recent as i64));
+        // A store whose orders are all older than the lookback still gets a cursor, so the
+        // next cycle does not walk its whole history.
+        let mut w = world().await;
+        w.woo.set_clock_offset(-3 * 86_400);
+        let only = w.place();
+        w.woo.set_clock_offset(0);
+        w.poller.poll().await.expect("poll");
+        assert!(w.observed().await.is_empty());
+        assert_eq!(w.cursor(ID_CURSOR), Some(only as i64));
+    }
 }

@@ -944,6 +944,7 @@ pub async fn test_submit(
                         @let (class, mark) = match c.status {
                             duellsync_ops::conn_test::Status::Ok => ("ok", "✔"),
                             duellsync_ops::conn_test::Status::Failed => ("bad", "✖"),
+                            duellsync_ops::conn_test::Status::Warning => ("warn", "!"),
                             duellsync_ops::conn_test::Status::Skipped => ("skip", "–"),
                         };
                         li class=(class) data-check=(c.name) {
@@ -951,6 +952,7 @@ pub async fn test_submit(
                             strong { (c.name) }
                             " "
                             @if c.status == duellsync_ops::conn_test::Status::Skipped { (v.t("not_checked")) ": " }
+                            @if c.status == duellsync_ops::conn_test::Status::Warning { (v.t("warning")) ": " }
                             (c.detail)
                             @if let Some(fix) = &c.fix { br; span class="fix" { (v.t("fix")) ": " (fix) } }
                         }

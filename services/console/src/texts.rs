@@ -55,6 +55,7 @@ pub fn t(lang: Lang, key: &str) -> &'static str {
         "run_test" => ("Test integrasjon", "Test integration"),
         "fix" => ("Løsning", "Fix"),
         "not_checked" => ("Ikke sjekket", "Not checked"),
+        "warning" => ("Advarsel", "Warning"),
         "plan" => ("Vis plan (endrer ingenting)", "Show the plan (changes nothing)"),
         "start_sync" => ("Start full synkronisering", "Start the full sync"),
         "attr_warning" => ("Advarsel: produktattributter i WooCommerce blir overskrevet med DUELLs egendefinerte felt.", "Warning: WooCommerce product attributes are overwritten with DUELL's custom fields."),

@@ -66,13 +66,13 @@ pub(crate) fn imported(
         meta: Some(derived(ctx, cause, id)),
         woo_order_id,
         woo_number: imp.woo_number.clone(),
-        kind: imp.operation.kind() as i32,
+        kind: crate::state::kind(imp.operation) as i32,
         duell_order_id: imp.duell_order_id,
         duell_order_number: imp.duell_order_number.clone(),
         duell_customer_id: imp.customer_id,
         total: imp.total.clone(),
         lines: held_lines(&imp.lines),
-        recovered_by_lookup: imp.recovered_by_lookup,
+        recovered_by_lookup: imp.recovered_by_lookup(),
     }
 }
 

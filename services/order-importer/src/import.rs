@@ -1,33 +1,37 @@
-//! The import of one WooCommerce order (SPEC §3.2), exactly once.
+//! The import of one WooCommerce order (SPEC §3.2), exactly once: the IO shell of
+//! `duellsync_orders::lifecycle`.
 //!
 //! Every trigger (an observation, a redelivery, a replayed dead letter, a retry of a parked
-//! order) runs [`handle`] under the order's lock, and works on the newest body known for the
-//! order. The order's ledger entry ([`OrderState`]) decides what is left to do:
+//! order, start-up recovery, a DUELL status change) runs one *round* under the order's lock:
+//! [`decide`] says what to do next and how to save the order's record first; this module saves
+//! it, performs the action (a WooCommerce read, the plan, the DUELL write, the lookup, a
+//! publish, a WooCommerce write) and feeds the result back, until the decision finishes the
+//! round with an ack, a retry or a dead letter.
 //!
-//! 1. imported → only the post-import steps that are not done yet (events, WooCommerce status and
-//!    note);
-//! 2. in doubt → nothing, until an operator replays the in-doubt dead letter;
-//! 3. an unresolved attempt (crash between intent and outcome, or an unknown outcome) → resolved
-//!    by the order lookup when it is on, else flagged in doubt; never re-sent blindly;
-//! 4. not eligible → `OrderSkipped` once per status (and the stock hold released when the order
-//!    was abandoned before import);
-//! 5. otherwise: plan (lines, totals check, products, customer), record the intent, flush, call
-//!    DUELL, record the outcome, then announce and write back to WooCommerce.
+//! Saving: a [`Save::Durable`] decision (the intent before the DUELL write, the outcome after
+//! it) is committed with a flush before its action runs; [`Save::Lazy`] ones (what follows an
+//! import, which is safe to repeat) are written once, without a flush of their own, when the
+//! round ends or with the next durable commit. Concurrent rounds share flushes (the store's
+//! group commit). On the happy path an order costs two flushes.
 //!
-//! See `docs/order-importer.md` for the whole state machine and the recovery rules.
+//! See `docs/order-importer.md` for the state diagram and the recovery rules.
 
 use std::time::Duration;
 
 use duellsync_bus::HandleError;
 use duellsync_duell::{
-    Action, Address as DuellAddress, CustomerId, NewOrder, OrderLine, ProductId, SaveOutcome,
-    SavedOrder, StockAdjustment,
+    Action as DuellAction, Address as DuellAddress, CustomerId, NewOrder, OrderLine, ProductId,
+    SaveOutcome, SavedOrder, StockAdjustment,
 };
 use duellsync_events::{now_ms, v1, Meta};
 use duellsync_orders::customer::street;
+use duellsync_orders::lifecycle::{
+    decide, Action, Answer, Body as KeepBody, Cause, Decision, Finish, Input, Judged, Lookup,
+    Planning, Policy, Published, Round, Save, WooRead,
+};
 use duellsync_orders::{
-    check_total, eligibility, is_abandoned_status, is_final_status, map_lines, normalize_status,
-    status_rank, taxes_computed_in, LineSource, MapOptions, SkipReason,
+    check_total, eligibility, is_abandoned_status, map_lines, taxes_computed_in, LineSource,
+    MapOptions, Marker, Origin, SkipReason,
 };
 use duellsync_store::Commit;
 use duellsync_woo::Order;
@@ -37,8 +41,7 @@ use tracing::Instrument as _;
 use crate::events;
 use crate::resolve::{line_sku, Stop};
 use crate::state::{
-    Attempt, Body, ImportPlan, Imported, InDoubt, Operation, OrderKey, OrderState, Outcome,
-    ParkIndex, Parked, PlannedLine,
+    Body, ImportPlan, Operation, OrderKey, OrderRecord, ParkIndex, PlannedLine, Stage,
 };
 use crate::StoreCtx;
 
@@ -53,12 +56,6 @@ pub(crate) struct Incoming {
     pub replay: bool,
 }
 
-impl Incoming {
-    fn message_event_id(&self) -> &str {
-        &self.message_meta.event_id
-    }
-}
-
 fn store_err(e: duellsync_store::Error) -> HandleError {
     tracing::error!(error = %e, "state store failed");
     HandleError::retry(format!("state store: {e}"))
@@ -68,11 +65,8 @@ fn bus_err(e: duellsync_bus::Error) -> HandleError {
     HandleError::retry(format!("publishing: {e}"))
 }
 
-fn stop_to_handle(stop: Stop) -> HandleError {
-    match stop {
-        Stop::Retry { reason, after } => HandleError::Retry { reason, after },
-        Stop::Park { code, reason, .. } => HandleError::permanent(format!("{code}: {reason}")),
-    }
+fn ms(d: Option<Duration>) -> Option<u64> {
+    d.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// Parses the raw order JSON of an observation.
@@ -111,6 +105,448 @@ fn modified_of(order: &Order) -> i64 {
         .unwrap_or(0)
 }
 
+pub(crate) fn policy(ctx: &StoreCtx) -> Policy {
+    Policy {
+        store: ctx.id().to_owned(),
+        lookup: ctx.settings.duell.order_lookup,
+        lookup_settle_ms: i64::try_from(ctx.config.lookup_settle.as_millis()).unwrap_or(i64::MAX),
+        status_after_import: ctx
+            .settings
+            .status_after_import
+            .clone()
+            .filter(|s| !s.trim().is_empty()),
+    }
+}
+
+fn operation(ctx: &StoreCtx) -> Operation {
+    if ctx.settings.create_customer_order {
+        Operation::CustomerOrder
+    } else if ctx.settings.deduct_stock {
+        Operation::AdjustStock
+    } else {
+        Operation::SalesOrder
+    }
+}
+
+/// The body a round works on.
+struct Subject {
+    observed: v1::OrderObserved,
+    order: Order,
+    raw: Value,
+}
+
+/// One round of work on one order (see the module docs).
+pub(crate) struct Work<'a> {
+    ctx: &'a StoreCtx,
+    key: OrderKey,
+    woo_order_id: i64,
+    round: Round,
+    policy: Policy,
+    /// The meta of the fact that caused the round (events derive from it).
+    cause: Meta,
+    subject: Option<Subject>,
+    /// A lazy save is waiting for the end of the round (or the next durable commit).
+    unsaved: bool,
+}
+
+impl<'a> Work<'a> {
+    pub(crate) fn new(ctx: &'a StoreCtx, woo_order_id: i64, cause: Cause, meta: Meta) -> Self {
+        Work {
+            ctx,
+            key: ctx.key(woo_order_id),
+            woo_order_id,
+            round: Round {
+                woo_order_id,
+                cause,
+                now_ms: now_ms(),
+                imported_here: false,
+            },
+            policy: policy(ctx),
+            cause: meta,
+            subject: None,
+            unsaved: false,
+        }
+    }
+
+    /// Runs the round from `input` until it finishes; the record is saved as the decisions
+    /// say, and whatever is unsaved when the round ends (also by an error) is written then.
+    pub(crate) async fn run(
+        &mut self,
+        record: OrderRecord,
+        input: Input,
+    ) -> Result<(), HandleError> {
+        let mut rec = record;
+        let result = self.steps(&mut rec, input).await;
+        if self.unsaved {
+            let mut c = Commit::new();
+            self.ctx.t.orders.put(&mut c, &self.key, &rec);
+            if let Err(e) = self.ctx.state.commit_unflushed(c).await {
+                // Only idempotent bookkeeping is lost: the next trigger repeats it.
+                tracing::warn!(store = %self.ctx.id(), woo_order_id = self.woo_order_id, error = %e, "could not record the end of the round");
+            }
+            self.unsaved = false;
+        }
+        result
+    }
+
+    /// The newest observation changed the record: save it with the round.
+    pub(crate) fn mark_unsaved(&mut self) {
+        self.unsaved = true;
+    }
+
+    async fn steps(&mut self, rec: &mut OrderRecord, first: Input) -> Result<(), HandleError> {
+        let mut input = first;
+        for _ in 0..64 {
+            self.round.now_ms = now_ms();
+            let d = decide(rec, &self.round, &self.policy, input);
+            self.persist(rec, &d).await?;
+            self.noticed(rec, &d);
+            *rec = d.record;
+            input = match d.action {
+                Action::Finish(f) => return finish(f),
+                action => self.perform(rec, action).await?,
+            };
+        }
+        Err(HandleError::permanent(format!(
+            "bug: the import of order {} did not finish in 64 steps",
+            self.woo_order_id
+        )))
+    }
+
+    /// Saves the decision's record and keeps the side tables in step with its stage.
+    async fn persist(&mut self, old: &OrderRecord, d: &Decision) -> Result<(), HandleError> {
+        let t = &self.ctx.t;
+        let key = &self.key;
+        let mut c = Commit::new();
+        let durable = d.save == Save::Durable;
+        match d.save {
+            Save::Keep => {}
+            // Written once when the round ends, or with the next durable commit.
+            Save::Lazy => self.unsaved = true,
+            Save::Durable => {
+                t.orders.put(&mut c, key, &d.record);
+                self.unsaved = false;
+            }
+        }
+        match (old.stage.open_attempt(), d.record.stage.open_attempt()) {
+            (_, Some(a)) if durable => t.open.put(&mut c, key, &a.id),
+            (Some(_), None) if d.save != Save::Keep => t.open.remove(&mut c, key),
+            _ => {}
+        }
+        match (&old.stage, &d.record.stage) {
+            (_, Stage::Parked(p)) if d.save != Save::Keep => t.parked.put(
+                &mut c,
+                key,
+                &ParkIndex {
+                    missing_skus: p.missing_skus.clone(),
+                    missing_woo_ids: p.missing_woo_ids.clone(),
+                    retry_requested: false,
+                },
+            ),
+            (Stage::Parked(_), new) if !matches!(new, Stage::Parked(_)) => {
+                t.parked.remove(&mut c, key)
+            }
+            _ => {}
+        }
+        match d.body {
+            KeepBody::Keep => {}
+            KeepBody::Store => {
+                if let Some(s) = &self.subject {
+                    t.bodies.put(&mut c, key, &Body::of(&s.observed));
+                }
+            }
+            KeepBody::Drop => t.bodies.remove(&mut c, key),
+        }
+        if c.is_empty() {
+            return Ok(());
+        }
+        if durable {
+            return self.ctx.state.commit(c).await.map_err(store_err);
+        }
+        // Side tables of a lazy step go out with the record they belong to.
+        if self.unsaved {
+            t.orders.put(&mut c, key, &d.record);
+            self.unsaved = false;
+        }
+        self.ctx.state.commit_unflushed(c).await.map_err(store_err)
+    }
+
+    /// Metrics and logs of transitions.
+    fn noticed(&mut self, old: &OrderRecord, d: &Decision) {
+        let id = self.ctx.id().to_owned();
+        let woo_order_id = self.woo_order_id;
+        if let (None, Some(imp)) = (old.stage.imported(), d.record.stage.imported()) {
+            if matches!(imp.origin, Origin::Answer | Origin::Lookup) {
+                self.round.imported_here = true;
+            }
+            let recovered = match imp.origin {
+                Origin::Answer => "no",
+                Origin::Lookup => "lookup",
+                Origin::Marker => "marker",
+                Origin::SyncLog => "sync_log",
+            };
+            metrics::counter!("duellsync_importer_orders_imported_total", "store" => id.clone(), "kind" => imp.operation.as_str(), "recovered" => recovered)
+                .increment(1);
+            match imp.origin {
+                Origin::Marker => {
+                    metrics::counter!("duellsync_importer_recovered_total", "store" => id.clone(), "how" => "marker").increment(1);
+                    tracing::warn!(store = %self.ctx.id(), woo_order_id, duell_order_id = imp.duell_order_id, "the order carries the import marker: it is in DUELL already (imported before this ledger); nothing is sent");
+                }
+                Origin::Lookup => {
+                    metrics::counter!("duellsync_importer_recovered_total", "store" => id.clone(), "how" => "lookup_found").increment(1);
+                    tracing::info!(store = %self.ctx.id(), woo_order_id, duell_order_id = imp.duell_order_id, "order lookup found the order: recovered");
+                }
+                _ => {
+                    tracing::info!(store = %self.ctx.id(), woo_order_id, attempt = %imp.attempt_id, operation = imp.operation.as_str(), duell_order_id = imp.duell_order_id, "imported into DUELL");
+                }
+            }
+        }
+        // Absent after an unknown outcome (a provable "not applied" finishes with a retry).
+        if old.stage.open_attempt().is_some()
+            && d.record.stage == Stage::Pending
+            && !matches!(d.action, Action::Finish(Finish::Retry { .. }))
+        {
+            metrics::counter!("duellsync_importer_recovered_total", "store" => id, "how" => "lookup_absent").increment(1);
+            tracing::warn!(store = %self.ctx.id(), woo_order_id, "order lookup: DUELL does not have the order; importing again");
+        }
+        if let (Stage::InDoubt(_), Stage::Pending) = (&old.stage, &d.record.stage) {
+            tracing::warn!(store = %self.ctx.id(), woo_order_id, "operator replayed the in-doubt order: importing it again");
+        }
+    }
+
+    fn subject(&self) -> Result<&Subject, HandleError> {
+        self.subject.as_ref().ok_or_else(|| {
+            HandleError::permanent(format!(
+                "bug: order {} needs its body for this step and has none",
+                self.woo_order_id
+            ))
+        })
+    }
+
+    async fn perform(&mut self, rec: &OrderRecord, action: Action) -> Result<Input, HandleError> {
+        let ctx = self.ctx;
+        let woo_order_id = self.woo_order_id;
+        Ok(match action {
+            Action::ReadWoo => Input::Read(self.read_woo(rec).await),
+            Action::Plan => {
+                let s = self.subject()?;
+                Input::Planned(match plan(ctx, woo_order_id, &s.order, &s.raw).await {
+                    Ok(p) => Planning::Ready(p),
+                    Err(Stop::Park {
+                        code,
+                        reason,
+                        missing_skus,
+                        missing_woo_ids,
+                    }) => Planning::Park {
+                        code: code.to_owned(),
+                        reason,
+                        missing_skus,
+                        missing_woo_ids,
+                    },
+                    Err(Stop::Retry { reason, after }) => Planning::Retry {
+                        reason,
+                        after_ms: ms(after),
+                    },
+                })
+            }
+            Action::Write(attempt) => {
+                let s = self.subject()?;
+                Input::Answered(write(ctx, woo_order_id, &s.order, &attempt).await)
+            }
+            Action::Lookup(attempt) => Input::LookedUp(lookup(ctx, woo_order_id, &attempt).await),
+            Action::PublishInDoubt {
+                attempt_id,
+                operation,
+                detail,
+            } => {
+                ctx.bus
+                    .publish(&events::in_doubt(
+                        ctx,
+                        &self.cause,
+                        woo_order_id,
+                        operation.as_str(),
+                        &attempt_id,
+                        &detail,
+                    ))
+                    .await
+                    .map_err(bus_err)?;
+                tracing::error!(store = %ctx.id(), woo_order_id, attempt = %attempt_id, operation = operation.as_str(), detail = %detail, "order is IN DOUBT: never retried blindly; an operator decides");
+                metrics::counter!("duellsync_importer_orders_in_doubt_total", "store" => ctx.id().to_owned(), "operation" => operation.as_str())
+                    .increment(1);
+                Input::Published(Published::InDoubt)
+            }
+            Action::PublishSkipped {
+                status,
+                reason,
+                release,
+            } => {
+                if release.is_some() {
+                    let s = self.subject()?;
+                    let at = s
+                        .observed
+                        .meta
+                        .as_ref()
+                        .map(|m| m.observed_at_ms)
+                        .filter(|t| *t > 0)
+                        .unwrap_or_else(now_ms);
+                    let cause = events::cause_of(ctx, woo_order_id, s.observed.meta.as_ref());
+                    ctx.bus
+                        .publish(&events::hold_released_unimported(ctx, &cause, &s.order, at))
+                        .await
+                        .map_err(bus_err)?;
+                }
+                if let Some(status) = &status {
+                    let cause = events::cause_of(
+                        ctx,
+                        woo_order_id,
+                        self.subject.as_ref().and_then(|s| s.observed.meta.as_ref()),
+                    );
+                    ctx.bus
+                        .publish(&events::skipped(
+                            ctx,
+                            &cause,
+                            woo_order_id,
+                            status,
+                            &reason.to_string(),
+                        ))
+                        .await
+                        .map_err(bus_err)?;
+                    metrics::counter!("duellsync_importer_orders_skipped_total", "store" => ctx.id().to_owned(), "reason" => reason.code())
+                        .increment(1);
+                    tracing::info!(store = %ctx.id(), woo_order_id, status = %status, reason = %reason, "order not imported");
+                }
+                Input::Published(Published::Skipped {
+                    status,
+                    released: release,
+                })
+            }
+            Action::PublishParked { parked, new_cause } => {
+                ctx.bus
+                    .publish(&events::parked(
+                        ctx,
+                        &self.cause,
+                        woo_order_id,
+                        &parked.code,
+                        &parked.reason,
+                        &parked.missing_skus,
+                        &parked.missing_woo_ids,
+                    ))
+                    .await
+                    .map_err(bus_err)?;
+                if new_cause {
+                    metrics::counter!("duellsync_importer_orders_parked_total", "store" => ctx.id().to_owned(), "code" => parked.code.clone())
+                        .increment(1);
+                }
+                tracing::warn!(store = %ctx.id(), woo_order_id, code = %parked.code, reason = %parked.reason, "order parked: needs attention");
+                Input::Published(Published::Parked)
+            }
+            Action::Announce => {
+                let Some(imp) = rec.stage.imported() else {
+                    return Err(HandleError::permanent("bug: announce without an import"));
+                };
+                let imported = events::imported(ctx, &self.cause, woo_order_id, imp);
+                let hold = events::hold_after_import(ctx, &self.cause, woo_order_id, imp);
+                let (a, b) = tokio::join!(ctx.bus.publish(&imported), ctx.bus.publish(&hold));
+                a.map_err(bus_err)?;
+                b.map_err(bus_err)?;
+                Input::Published(Published::Imported)
+            }
+            Action::WriteWoo { status, marker } => {
+                Input::Woo(crate::woo_side::write_marker(ctx, woo_order_id, status, marker).await)
+            }
+            Action::AddNote { check_first } => {
+                let Some(imp) = rec.stage.imported() else {
+                    return Err(HandleError::permanent("bug: a note without an import"));
+                };
+                Input::Woo(crate::woo_side::add_note(ctx, woo_order_id, imp, check_first).await)
+            }
+            Action::ReleaseHold {
+                effective_at_ms,
+                reason,
+            } => {
+                let Some(imp) = rec.stage.imported() else {
+                    return Err(HandleError::permanent("bug: a release without an import"));
+                };
+                ctx.bus
+                    .publish(&events::hold_released_by_status(
+                        ctx,
+                        &self.cause,
+                        woo_order_id,
+                        imp,
+                        effective_at_ms,
+                        reason,
+                    ))
+                    .await
+                    .map_err(bus_err)?;
+                Input::Published(Published::HoldReleased)
+            }
+            Action::Finish(_) => unreachable!("finish ends the round before perform"),
+        })
+    }
+
+    /// The order as WooCommerce shows it now: its import marker, and its current status judged
+    /// against the store's settings.
+    async fn read_woo(&self, rec: &OrderRecord) -> WooRead {
+        let ctx = self.ctx;
+        let observation_id = self
+            .subject
+            .as_ref()
+            .and_then(|s| s.observed.meta.as_ref())
+            .map(|m| m.event_id.clone())
+            .unwrap_or_default();
+        let Ok(id) = u64::try_from(self.woo_order_id) else {
+            return WooRead::Failed {
+                reason: "not a WooCommerce order id".into(),
+                after_ms: None,
+            };
+        };
+        // Only what the marker and the eligibility need: a tenth of the whole order.
+        match ctx.woo.get_order_fields(id, FRESH_READ_FIELDS).await {
+            Ok(order) => match Marker::read(&order.meta_data) {
+                Some(m) => WooRead::Marked(m),
+                None => WooRead::Unmarked(Judged {
+                    status: order.status.clone(),
+                    eligible: eligibility(&order, &ctx.settings),
+                    observation_id,
+                }),
+            },
+            // The order's own 404 (not a wrong route or URL, which would skip every order).
+            Err(e) if e.code() == Some("woocommerce_rest_shop_order_invalid_id") => {
+                WooRead::Unmarked(Judged {
+                    status: rec.newest.status.clone(),
+                    eligible: Err(SkipReason::Gone),
+                    observation_id,
+                })
+            }
+            Err(e) => WooRead::Failed {
+                reason: e.to_string(),
+                after_ms: None,
+            },
+        }
+    }
+}
+
+/// The fields of the fresh read before an intent.
+pub(crate) const FRESH_READ_FIELDS: &[&str] = &[
+    "id",
+    "number",
+    "status",
+    "date_created_gmt",
+    "date_modified_gmt",
+    "meta_data",
+];
+
+fn finish(f: Finish) -> Result<(), HandleError> {
+    match f {
+        Finish::Ack => Ok(()),
+        Finish::Retry { reason, after_ms } => Err(HandleError::Retry {
+            reason,
+            after: after_ms.map(Duration::from_millis),
+        }),
+        Finish::DeadLetter(reason) => Err(HandleError::permanent(reason)),
+    }
+}
+
 /// Handles one trigger for one order, under the order's lock.
 pub(crate) async fn handle(ctx: &StoreCtx, inc: Incoming) -> Result<(), HandleError> {
     let woo_order_id = inc.observed.order_id;
@@ -124,7 +560,7 @@ pub(crate) async fn handle(ctx: &StoreCtx, inc: Incoming) -> Result<(), HandleEr
     async move {
         let parsed = parse(&inc.observed)?;
         let _guard = ctx.locks.lock(woo_order_id).await;
-        process(ctx, &inc, parsed).await
+        process(ctx, inc, parsed).await
     }
     .instrument(span)
     .await
@@ -132,47 +568,40 @@ pub(crate) async fn handle(ctx: &StoreCtx, inc: Incoming) -> Result<(), HandleEr
 
 async fn process(
     ctx: &StoreCtx,
-    inc: &Incoming,
+    inc: Incoming,
     (incoming_order, incoming_raw): (Order, Value),
 ) -> Result<(), HandleError> {
     let woo_order_id = inc.observed.order_id;
     let key = ctx.key(woo_order_id);
-    let mut st = ctx
+    let mut rec = ctx
         .t
         .orders
         .get(&key)
         .map_err(store_err)?
         .unwrap_or_default();
-    let cause = events::cause_of(ctx, woo_order_id, Some(&inc.message_meta));
-
+    let observation_id = inc
+        .observed
+        .meta
+        .as_ref()
+        .map(|m| m.event_id.clone())
+        .unwrap_or_default();
     // Newest observation first: decisions are made on the newest body, whatever triggered us.
-    let modified = modified_of(&incoming_order);
-    let rank = status_rank(&incoming_order.status);
-    let fresh =
-        st.newest_event_id.is_empty() || (modified, rank) >= (st.newest_modified, st.newest_rank);
-    if fresh {
-        st.newest_modified = modified;
-        st.newest_rank = rank;
-        st.newest_status = normalize_status(&incoming_order.status);
-        st.newest_event_id = inc
-            .observed
-            .meta
-            .as_ref()
-            .map(|m| m.event_id.clone())
-            .unwrap_or_default();
+    let fresh = rec.observe(
+        modified_of(&incoming_order),
+        &incoming_order.status,
+        &observation_id,
+    );
+    let imported = rec.stage.imported().is_some();
+    if imported && fresh && is_abandoned_status(&incoming_order.status) {
+        tracing::warn!(store = %ctx.id(), woo_order_id, status = %incoming_order.status,
+            "order changed to {} in WooCommerce after its import; the DUELL order stays until a person changes it", incoming_order.status);
     }
-
-    // 1. Imported: only what follows the import can be left.
-    if st.imported.is_some() {
-        if fresh && is_abandoned_status(&incoming_order.status) {
-            tracing::warn!(store = %ctx.id(), woo_order_id, status = %incoming_order.status,
-                "order changed to {} in WooCommerce after its import; the DUELL order stays until a person changes it", incoming_order.status);
+    let subject = if fresh || imported {
+        Subject {
+            observed: inc.observed.clone(),
+            order: incoming_order,
+            raw: incoming_raw,
         }
-        return finish_import(ctx, &mut st, woo_order_id, &cause).await;
-    }
-
-    let (observed, order, raw) = if fresh {
-        (inc.observed.clone(), incoming_order, incoming_raw)
     } else {
         match ctx
             .t
@@ -182,8 +611,12 @@ async fn process(
             .and_then(|b| b.decode())
         {
             Some(b) => {
-                let (o, r) = parse(&b)?;
-                (b, o, r)
+                let (order, raw) = parse(&b)?;
+                Subject {
+                    observed: b,
+                    order,
+                    raw,
+                }
             }
             None => {
                 // Older than the newest observation, which was not importable (no body kept).
@@ -191,144 +624,38 @@ async fn process(
                 if inc.replay {
                     return Err(HandleError::permanent(format!(
                         "order {woo_order_id} has changed since this message (now {}); nothing to import",
-                        st.newest_status
+                        rec.newest.status
                     )));
                 }
                 return Ok(());
             }
         }
     };
-
-    // 2. In doubt: only an operator's replay of the in-doubt dead letter moves it.
-    if let Some(d) = st.in_doubt.clone() {
-        let is_dlq_message = d.dlq_event_id.as_deref() == Some(inc.message_event_id());
-        if inc.replay && is_dlq_message {
-            let i = st
-                .attempts
-                .iter()
-                .position(|a| a.id == d.attempt_id)
-                .unwrap_or(st.attempts.len().saturating_sub(1));
-            match recover(ctx, &mut st, i, woo_order_id, &cause, true)
-                .await
-                .map_err(stop_to_handle)?
-            {
-                Recovered::Imported => {
-                    return finish_import(ctx, &mut st, woo_order_id, &cause).await
-                }
-                Recovered::Absent => {
-                    tracing::warn!(store = %ctx.id(), woo_order_id, attempt = %d.attempt_id,
-                        "operator replayed the in-doubt order: importing it again");
-                }
-                Recovered::InDoubt(reason) => return Err(HandleError::permanent(reason)),
-                Recovered::Wait { reason, after } => {
-                    return Err(HandleError::Retry { reason, after })
-                }
-            }
-        } else {
-            let reason = in_doubt_reason(ctx, woo_order_id, &d);
-            let mut c = Commit::new();
-            ctx.t.bodies.put(&mut c, &key, &Body::of(&observed));
-            if inc.replay {
-                if let Some(dlq) = d.dlq_event_id.as_deref() {
-                    ctx.t.orders.put(&mut c, &key, &st);
-                    ctx.state.commit(c).await.map_err(store_err)?;
-                    return Err(HandleError::permanent(format!(
-                        "{reason} (this is not the in-doubt dead letter: replay the one of event {dlq})"
-                    )));
-                }
-                // No in-doubt dead letter yet (flagged at start-up, its message not back yet):
-                // this replay was not a decision about the doubt, it becomes that dead letter.
-            }
-            if d.dlq_event_id.is_none() || is_dlq_message {
-                if let Some(x) = st.in_doubt.as_mut() {
-                    x.dlq_event_id = Some(inc.message_event_id().to_owned());
-                }
-                ctx.t.orders.put(&mut c, &key, &st);
-                ctx.state.commit(c).await.map_err(store_err)?;
-                return Err(HandleError::permanent(reason));
-            }
-            ctx.t.orders.put(&mut c, &key, &st);
-            ctx.state.commit(c).await.map_err(store_err)?;
-            tracing::info!(store = %ctx.id(), woo_order_id, "order is in doubt; waiting for an operator");
-            return Ok(());
-        }
-    }
-
-    // 3. An attempt whose outcome is unknown (a crash between intent and outcome, or a timeout).
-    if let Some(i) = st.unresolved_attempt() {
-        match recover(ctx, &mut st, i, woo_order_id, &cause, false)
-            .await
-            .map_err(stop_to_handle)?
-        {
-            Recovered::Imported => return finish_import(ctx, &mut st, woo_order_id, &cause).await,
-            Recovered::Absent => {}
-            Recovered::InDoubt(reason) => {
-                return dead_letter_in_doubt(ctx, &mut st, &key, &observed, inc, reason).await
-            }
-            Recovered::Wait { reason, after } => {
-                save(ctx, &key, &st, Some(&observed)).await?;
-                return Err(HandleError::Retry { reason, after });
-            }
-        }
-    }
-
-    // 4. Eligibility, on the newest body.
-    if let Err(reason) = eligibility(&order, &ctx.settings) {
-        return not_eligible(ctx, &mut st, &key, &observed, &order, reason).await;
-    }
-
-    // 5. Plan, then import.
-    let plan = match plan(ctx, woo_order_id, &order, &raw).await {
-        Ok(p) => p,
-        Err(Stop::Park {
-            code,
-            reason,
-            missing_skus,
-            missing_woo_ids,
-        }) => {
-            return park(
-                ctx,
-                &mut st,
-                &key,
-                &observed,
-                inc,
-                code,
-                reason,
-                missing_skus,
-                missing_woo_ids,
-            )
-            .await
-        }
-        Err(Stop::Retry { reason, after }) => {
-            save(ctx, &key, &st, Some(&observed)).await?;
-            return Err(HandleError::Retry { reason, after });
-        }
+    let judged = Judged {
+        status: subject.order.status.clone(),
+        eligible: eligibility(&subject.order, &ctx.settings),
+        observation_id: subject
+            .observed
+            .meta
+            .as_ref()
+            .map(|m| m.event_id.clone())
+            .unwrap_or_default(),
     };
-    attempt(ctx, &mut st, &key, &observed, &order, plan, inc, &cause).await
-}
-
-async fn save(
-    ctx: &StoreCtx,
-    key: &OrderKey,
-    st: &OrderState,
-    body: Option<&v1::OrderObserved>,
-) -> Result<(), HandleError> {
-    let mut c = Commit::new();
-    ctx.t.orders.put(&mut c, key, st);
-    if let Some(b) = body {
-        ctx.t.bodies.put(&mut c, key, &Body::of(b));
+    let cause = events::cause_of(ctx, woo_order_id, Some(&inc.message_meta));
+    let mut work = Work::new(
+        ctx,
+        woo_order_id,
+        Cause::Message {
+            event_id: inc.message_meta.event_id.clone(),
+            replay: inc.replay,
+        },
+        cause,
+    );
+    work.subject = Some(subject);
+    if fresh {
+        work.mark_unsaved();
     }
-    ctx.state.commit(c).await.map_err(store_err)
-}
-
-fn operation(ctx: &StoreCtx) -> Operation {
-    if ctx.settings.create_customer_order {
-        Operation::CustomerOrder
-    } else if ctx.settings.deduct_stock {
-        Operation::AdjustStock
-    } else {
-        Operation::SalesOrder
-    }
+    work.run(rec, Input::Triggered(judged)).await
 }
 
 /// Resolves everything the DUELL write needs. Reads DUELL; may create the customer, missing
@@ -550,21 +877,7 @@ enum Saved {
 }
 
 /// What a DUELL write did.
-enum Classified {
-    Done(Outcome),
-    NotApplied {
-        reason: String,
-        rejected: bool,
-        after: Option<Duration>,
-    },
-    Unknown(String),
-}
-
-fn classify(
-    plan: &ImportPlan,
-    reference: &str,
-    result: duellsync_duell::Result<Saved>,
-) -> Classified {
+fn classify(plan: &ImportPlan, reference: &str, result: duellsync_duell::Result<Saved>) -> Answer {
     let at_ms = now_ms();
     match result {
         Ok(Saved::Order(outcome)) => {
@@ -572,16 +885,17 @@ fn classify(
                 .order_for(reference)
                 .or_else(|| (outcome.data.len() == 1).then(|| &outcome.data[0]));
             match row {
-                Some(o) => Classified::Done(Outcome::Created {
+                Some(o) => Answer::Applied {
                     order_id: i64::try_from(o.order_id.0).unwrap_or(i64::MAX),
                     order_number: o.order_number.clone(),
+                    refused: None,
                     at_ms,
-                }),
+                },
                 None if outcome.data.is_empty()
                     && outcome.total_affected.unwrap_or(0) == 0
                     && outcome.validation.is_some() =>
                 {
-                    Classified::NotApplied {
+                    Answer::NotApplied {
                         reason: format!(
                             "DUELL refused the order: {}",
                             outcome
@@ -591,23 +905,27 @@ fn classify(
                                 .unwrap_or_default()
                         ),
                         rejected: true,
-                        after: None,
+                        after_ms: None,
                     }
                 }
-                None => Classified::Unknown(format!(
-                    "DUELL answered without the created order (total_affected {:?}, {} rows)",
-                    outcome.total_affected,
-                    outcome.data.len()
-                )),
+                None => Answer::Unknown {
+                    detail: format!(
+                        "DUELL answered without the created order (total_affected {:?}, {} rows)",
+                        outcome.total_affected,
+                        outcome.data.len()
+                    ),
+                },
             }
         }
         Ok(Saved::Stock(outcome)) => {
             let refused = outcome.validation.as_ref().filter(|v| !v.is_empty());
             match refused {
-                None => Classified::Done(Outcome::Adjusted {
-                    at_ms,
+                None => Answer::Applied {
+                    order_id: 0,
+                    order_number: String::new(),
                     refused: None,
-                }),
+                    at_ms,
+                },
                 Some(v) => {
                     let numbers: Vec<&str> = plan
                         .lines
@@ -618,354 +936,106 @@ fn classify(
                     let all_refused =
                         !numbers.is_empty() && numbers.iter().all(|n| !v.for_row(n).is_empty());
                     if all_refused {
-                        Classified::NotApplied {
+                        Answer::NotApplied {
                             reason: format!("DUELL refused the stock deduction: {v}"),
                             rejected: true,
-                            after: None,
+                            after_ms: None,
                         }
                     } else {
-                        Classified::Done(Outcome::Adjusted {
-                            at_ms,
+                        Answer::Applied {
+                            order_id: 0,
+                            order_number: String::new(),
                             refused: Some(v.to_string()),
-                        })
+                            at_ms,
+                        }
                     }
                 }
             }
         }
         Err(e) => match e.action() {
-            Action::RetryLater => Classified::NotApplied {
-                after: e.retry_after(),
+            DuellAction::RetryLater => Answer::NotApplied {
+                after_ms: ms(e.retry_after()),
                 reason: e.to_string(),
                 rejected: false,
             },
-            Action::FixConfiguration => Classified::NotApplied {
+            DuellAction::FixConfiguration => Answer::NotApplied {
                 reason: e.to_string(),
                 rejected: false,
-                after: None,
+                after_ms: None,
             },
-            Action::Reject => Classified::NotApplied {
+            DuellAction::Reject => Answer::NotApplied {
                 reason: e.to_string(),
                 rejected: true,
-                after: None,
+                after_ms: None,
             },
             // A write answered with something unreadable may have been applied.
-            Action::ResolveInDoubt | Action::Investigate => Classified::Unknown(e.to_string()),
+            DuellAction::ResolveInDoubt | DuellAction::Investigate => Answer::Unknown {
+                detail: e.to_string(),
+            },
         },
     }
 }
 
-/// Records the intent, calls DUELL, records the outcome.
-#[allow(clippy::too_many_arguments)]
-async fn attempt(
+/// The DUELL write of an attempt. Its intent is on disk; everything the call needs is built
+/// from the attempt's plan, and nothing else is awaited before the call.
+async fn write(
     ctx: &StoreCtx,
-    st: &mut OrderState,
-    key: &OrderKey,
-    observed: &v1::OrderObserved,
+    woo_order_id: i64,
     order: &Order,
-    plan: ImportPlan,
-    inc: &Incoming,
-    cause: &Meta,
-) -> Result<(), HandleError> {
-    let woo_order_id = key.1;
-    let reference = woo_order_id.to_string();
-    let attempt_id = format!("{woo_order_id}-{}", st.attempts.len() + 1);
+    attempt: &duellsync_orders::Attempt,
+) -> Answer {
+    let plan = &attempt.plan;
     let op = plan.operation;
-    // Everything the call needs is built before the intent, so that nothing but the call runs
-    // between the flush and the write.
-    let request = new_order(ctx, woo_order_id, order, &plan);
-    let adjustments: Vec<StockAdjustment> = plan
-        .lines
-        .iter()
-        .filter(|l| l.product_line)
-        .map(|l| StockAdjustment {
-            product_number: l.product_number.clone(),
-            quantity: l.quantity,
-        })
-        .collect();
-    let order_department = duellsync_clients::order_department(&ctx.settings);
-    let stock_department = duellsync_clients::stock_department(&ctx.settings);
-
-    st.attempts.push(Attempt {
-        id: attempt_id.clone(),
-        started_ms: now_ms(),
-        plan: plan.clone(),
-        outcome: None,
-    });
-    let idx = st.attempts.len() - 1;
-    let mut c = Commit::new();
-    ctx.t.orders.put(&mut c, key, st);
-    ctx.t.bodies.put(&mut c, key, &Body::of(observed));
-    ctx.t.open.put(&mut c, key, &attempt_id);
-    ctx.state.commit(c).await.map_err(store_err)?;
-
-    // The intent is on disk: the write goes out now, with no other await in between.
+    let reference = woo_order_id.to_string();
     let result = match op {
-        Operation::CustomerOrder => crate::resolve::timed(
-            ctx.id(),
-            op.endpoint(),
-            ctx.duell
-                .save_customer_orders(&order_department, std::slice::from_ref(&request)),
-        )
-        .await
-        .map(Saved::Order),
-        Operation::SalesOrder => crate::resolve::timed(
-            ctx.id(),
-            op.endpoint(),
-            ctx.duell
-                .save_sales_orders(&order_department, std::slice::from_ref(&request)),
-        )
-        .await
-        .map(Saved::Order),
-        Operation::AdjustStock => crate::resolve::timed(
-            ctx.id(),
-            op.endpoint(),
-            ctx.duell.adjust_stock(&stock_department, &adjustments),
-        )
-        .await
-        .map(Saved::Stock),
-    };
-
-    match classify(&plan, &reference, result) {
-        Classified::Done(outcome) => {
-            tracing::info!(store = %ctx.id(), woo_order_id, attempt = %attempt_id, operation = op.as_str(), ?outcome, "imported into DUELL");
-            imported(ctx, st, key, idx, outcome, false).await?;
-            finish_import(ctx, st, woo_order_id, cause).await
-        }
-        Classified::NotApplied {
-            reason,
-            rejected,
-            after,
-        } => {
-            st.attempts[idx].outcome = Some(Outcome::NotApplied {
-                reason: reason.clone(),
-                at_ms: now_ms(),
-            });
-            let mut c = Commit::new();
-            ctx.t.orders.put(&mut c, key, st);
-            ctx.t.open.remove(&mut c, key);
-            ctx.state.commit(c).await.map_err(store_err)?;
-            if rejected {
-                park(
-                    ctx,
-                    st,
-                    key,
-                    observed,
-                    inc,
-                    "validation",
-                    format!("order {woo_order_id}: {reason}"),
-                    Vec::new(),
-                    Vec::new(),
-                )
-                .await
-            } else {
-                Err(HandleError::Retry {
-                    reason: format!("DUELL did not take the order (nothing was written): {reason}"),
-                    after,
-                })
-            }
-        }
-        Classified::Unknown(detail) => {
-            tracing::warn!(store = %ctx.id(), woo_order_id, attempt = %attempt_id, operation = op.as_str(), detail = %detail, "outcome of the DUELL write is unknown");
-            st.attempts[idx].outcome = Some(Outcome::Unknown {
-                detail,
-                at_ms: now_ms(),
-            });
-            save(ctx, key, st, None).await?;
-            match recover(ctx, st, idx, woo_order_id, cause, false)
-                .await
-                .map_err(stop_to_handle)?
-            {
-                Recovered::Imported => finish_import(ctx, st, woo_order_id, cause).await,
-                Recovered::InDoubt(reason) => {
-                    dead_letter_in_doubt(ctx, st, key, observed, inc, reason).await
+        Operation::CustomerOrder | Operation::SalesOrder => {
+            let request = new_order(ctx, woo_order_id, order, plan);
+            let department = duellsync_clients::order_department(&ctx.settings);
+            let call = async {
+                if op == Operation::CustomerOrder {
+                    ctx.duell
+                        .save_customer_orders(&department, std::slice::from_ref(&request))
+                        .await
+                } else {
+                    ctx.duell
+                        .save_sales_orders(&department, std::slice::from_ref(&request))
+                        .await
                 }
-                Recovered::Absent => Err(HandleError::retry(
-                    "DUELL provably did not take the order; importing it again",
-                )),
-                Recovered::Wait { reason, after } => Err(HandleError::Retry { reason, after }),
-            }
+            };
+            crate::resolve::timed(ctx.id(), op.endpoint(), call)
+                .await
+                .map(Saved::Order)
         }
-    }
-}
-
-/// Records an import (from the answer or a lookup) and forgets what only a pending order needs.
-async fn imported(
-    ctx: &StoreCtx,
-    st: &mut OrderState,
-    key: &OrderKey,
-    idx: usize,
-    outcome: Outcome,
-    recovered_by_lookup: bool,
-) -> Result<(), HandleError> {
-    let a = &mut st.attempts[idx];
-    let plan = a.plan.clone();
-    let (order_id, order_number, at_ms, refused) = match &outcome {
-        Outcome::Created {
-            order_id,
-            order_number,
-            at_ms,
-        }
-        | Outcome::FoundByLookup {
-            order_id,
-            order_number,
-            at_ms,
-        } => (*order_id, order_number.clone(), *at_ms, None),
-        Outcome::Adjusted { at_ms, refused } => (0, String::new(), *at_ms, refused.clone()),
-        other => {
-            return Err(HandleError::permanent(format!(
-                "bug: {other:?} is not an import"
-            )))
-        }
-    };
-    a.outcome = Some(outcome);
-    let attempt_id = a.id.clone();
-    st.imported = Some(Imported {
-        operation: plan.operation,
-        duell_order_id: order_id,
-        duell_order_number: order_number,
-        customer_id: plan.customer_id,
-        woo_number: plan.woo_number.clone(),
-        total: plan.total.clone(),
-        lines: plan.lines.clone(),
-        remarks: plan.remarks.clone(),
-        recovered_by_lookup,
-        attempt_id,
-        effective_at_ms: at_ms,
-        refused,
-        announced: false,
-        woo_done: false,
-        refusal_reported: false,
-        hold_released: plan.operation != Operation::CustomerOrder,
-    });
-    st.parked = None;
-    st.in_doubt = None;
-    // `Imported` keeps the lines; the attempts' copies are no longer needed.
-    for a in st.attempts.iter_mut() {
-        a.plan.lines.clear();
-        a.plan.remarks.clear();
-    }
-    let mut c = Commit::new();
-    ctx.t.orders.put(&mut c, key, st);
-    ctx.t.open.remove(&mut c, key);
-    ctx.t.parked.remove(&mut c, key);
-    ctx.t.bodies.remove(&mut c, key);
-    ctx.state.commit(c).await.map_err(store_err)?;
-    metrics::counter!(
-        "duellsync_importer_orders_imported_total",
-        "store" => ctx.id().to_owned(),
-        "kind" => plan.operation.as_str(),
-        "recovered" => if recovered_by_lookup { "lookup" } else { "no" }
-    )
-    .increment(1);
-    Ok(())
-}
-
-/// Publishes what the import means (once) and writes it back to WooCommerce (once).
-pub(crate) async fn finish_import(
-    ctx: &StoreCtx,
-    st: &mut OrderState,
-    woo_order_id: i64,
-    cause: &Meta,
-) -> Result<(), HandleError> {
-    let key = ctx.key(woo_order_id);
-    let Some(mut imp) = st.imported.clone() else {
-        return Ok(());
-    };
-    if !imp.announced {
-        ctx.bus
-            .publish(&events::imported(ctx, cause, woo_order_id, &imp))
+        Operation::AdjustStock => {
+            let adjustments: Vec<StockAdjustment> = plan
+                .lines
+                .iter()
+                .filter(|l| l.product_line)
+                .map(|l| StockAdjustment {
+                    product_number: l.product_number.clone(),
+                    quantity: l.quantity,
+                })
+                .collect();
+            let department = duellsync_clients::stock_department(&ctx.settings);
+            crate::resolve::timed(
+                ctx.id(),
+                op.endpoint(),
+                ctx.duell.adjust_stock(&department, &adjustments),
+            )
             .await
-            .map_err(bus_err)?;
-        ctx.bus
-            .publish(&events::hold_after_import(ctx, cause, woo_order_id, &imp))
-            .await
-            .map_err(bus_err)?;
-        imp.announced = true;
-        st.imported = Some(imp.clone());
-        save(ctx, &key, st, None).await?;
-    }
-    if !imp.woo_done {
-        crate::woo_side::after_import(ctx, woo_order_id, &st.newest_status, &imp)
-            .await
-            .map_err(stop_to_handle)?;
-        imp.woo_done = true;
-        if let Some(s) = ctx.settings.status_after_import.as_deref() {
-            if !is_final_status(&st.newest_status) {
-                st.newest_status = normalize_status(s);
-            }
+            .map(Saved::Stock)
         }
-        st.imported = Some(imp.clone());
-        save(ctx, &key, st, None).await?;
+    };
+    let answer = classify(plan, &reference, result);
+    if let Answer::Unknown { detail } = &answer {
+        tracing::warn!(store = %ctx.id(), woo_order_id, attempt = %attempt.id, operation = op.as_str(), detail = %detail, "outcome of the DUELL write is unknown");
     }
-    if let (Some(refused), false) = (&imp.refused, imp.refusal_reported) {
-        imp.refusal_reported = true;
-        st.imported = Some(imp.clone());
-        save(ctx, &key, st, None).await?;
-        return Err(HandleError::permanent(format!(
-            "order {woo_order_id}: the stock deduction was applied in part; DUELL refused: {refused}. It is never re-sent: adjust the refused lines by hand"
-        )));
-    }
-    Ok(())
+    answer
 }
 
-/// How an unresolved attempt was settled.
-pub(crate) enum Recovered {
-    /// DUELL has it: recorded as imported.
-    Imported,
-    /// Provably not in DUELL: a new attempt may be made.
-    Absent,
-    /// Nobody can tell: flagged in doubt (published); the reason is for the dead letter.
-    InDoubt(String),
-    /// Ask again later (lookup not settled yet, or DUELL unavailable).
-    Wait {
-        reason: String,
-        after: Option<Duration>,
-    },
-}
-
-/// Settles attempt `i` whose outcome is unknown: by the order lookup when it is on (UNVERIFIED
-/// against real DUELL), else it is in doubt. `operator`: an operator replayed the in-doubt dead
-/// letter, which is their decision that DUELL does not have the order (a working lookup is still
-/// asked first).
-pub(crate) async fn recover(
-    ctx: &StoreCtx,
-    st: &mut OrderState,
-    i: usize,
-    woo_order_id: i64,
-    cause: &Meta,
-    operator: bool,
-) -> Result<Recovered, Stop> {
-    let key = ctx.key(woo_order_id);
-    let a = st.attempts[i].clone();
-    let op = a.plan.operation;
-    let lookup_on = ctx.settings.duell.order_lookup && op != Operation::AdjustStock;
-    let detail = match &a.outcome {
-        Some(Outcome::Unknown { detail, .. }) => detail.clone(),
-        _ => "the importer stopped between recording the intent and recording the outcome".into(),
-    };
-    let absent = |st: &mut OrderState, by: &str| {
-        st.attempts[i].outcome = Some(Outcome::Absent {
-            by: by.to_owned(),
-            at_ms: now_ms(),
-        });
-        st.in_doubt = None;
-    };
-    if !lookup_on {
-        if operator {
-            absent(st, "operator");
-            let mut c = Commit::new();
-            ctx.t.orders.put(&mut c, &key, st);
-            ctx.t.open.remove(&mut c, &key);
-            ctx.state.commit(c).await?;
-            return Ok(Recovered::Absent);
-        }
-        let why = if op == Operation::AdjustStock {
-            "DUELL has no lookup for stock adjustments"
-        } else {
-            "the order lookup is off (duell.order_lookup = false)"
-        };
-        return flag_in_doubt(ctx, st, i, woo_order_id, cause, format!("{detail}; {why}")).await;
-    }
+/// Asks DUELL's order lookup (UNVERIFIED against real DUELL) for the attempt's order.
+async fn lookup(ctx: &StoreCtx, woo_order_id: i64, attempt: &duellsync_orders::Attempt) -> Lookup {
+    let op = attempt.plan.operation;
     let reference = woo_order_id.to_string();
     let endpoint = match op {
         Operation::CustomerOrder => "logistics/orders/list",
@@ -983,291 +1053,24 @@ pub(crate) async fn recover(
     })
     .await;
     match found {
-        Ok(list) if !list.is_empty() => {
-            let Some(o) = list.iter().min_by_key(|o| o.order_id.0) else {
-                return Ok(Recovered::Wait {
-                    reason: "lookup result vanished".into(),
-                    after: None,
-                });
-            };
-            if list.len() > 1 {
-                tracing::error!(store = %ctx.id(), woo_order_id, count = list.len(), "DUELL holds several orders for this WooCommerce order; using the lowest id");
-            }
-            tracing::info!(store = %ctx.id(), woo_order_id, attempt = %a.id, duell_order_id = o.order_id.0, "order lookup found the order: recovered");
-            metrics::counter!("duellsync_importer_recovered_total", "store" => ctx.id().to_owned(), "how" => "lookup_found")
-                .increment(1);
-            imported(
-                ctx,
-                st,
-                &key,
-                i,
-                Outcome::FoundByLookup {
+        Ok(list) => match list.iter().min_by_key(|o| o.order_id.0) {
+            Some(o) => {
+                if list.len() > 1 {
+                    tracing::error!(store = %ctx.id(), woo_order_id, count = list.len(), "DUELL holds several orders for this WooCommerce order; using the lowest id");
+                }
+                Lookup::Found {
                     order_id: i64::try_from(o.order_id.0).unwrap_or(i64::MAX),
                     order_number: o.order_number.clone(),
-                    at_ms: now_ms(),
-                },
-                true,
-            )
-            .await
-            .map_err(|e| Stop::retry(e.reason().to_owned()))?;
-            Ok(Recovered::Imported)
-        }
-        Ok(_) => {
-            let elapsed = now_ms().saturating_sub(a.unknown_since_ms()).max(0) as u64;
-            let settle = ctx.config.lookup_settle.as_millis() as u64;
-            if !operator && elapsed < settle {
-                // A slow DUELL may still apply the write: absence is trusted only after a while.
-                return Ok(Recovered::Wait {
-                    reason: format!(
-                        "order lookup found nothing yet; trusted as absent {} ms after the unknown outcome",
-                        settle
-                    ),
-                    after: Some(Duration::from_millis(settle - elapsed)),
-                });
+                }
             }
-            tracing::warn!(store = %ctx.id(), woo_order_id, attempt = %a.id, "order lookup: DUELL does not have the order; importing again");
-            metrics::counter!("duellsync_importer_recovered_total", "store" => ctx.id().to_owned(), "how" => "lookup_absent")
-                .increment(1);
-            absent(st, if operator { "operator" } else { "lookup" });
-            let mut c = Commit::new();
-            ctx.t.orders.put(&mut c, &key, st);
-            ctx.t.open.remove(&mut c, &key);
-            ctx.state.commit(c).await?;
-            Ok(Recovered::Absent)
-        }
-        // The lookup is a read: repeating it cannot apply anything, so only an endpoint DUELL
-        // refuses outright (no order lookup on this installation) leaves the order in doubt.
-        // Refused credentials, an outage or an unreadable answer are waited out like any other
-        // read, bounded by the consumer's max deliveries.
-        Err(e) if e.action() != Action::Reject => Ok(Recovered::Wait {
-            reason: format!("order lookup: {e}"),
-            after: e.retry_after(),
-        }),
-        Err(e) => {
-            if operator {
-                absent(st, "operator");
-                let mut c = Commit::new();
-                ctx.t.orders.put(&mut c, &key, st);
-                ctx.t.open.remove(&mut c, &key);
-                ctx.state.commit(c).await?;
-                return Ok(Recovered::Absent);
-            }
-            flag_in_doubt(
-                ctx,
-                st,
-                i,
-                woo_order_id,
-                cause,
-                format!("{detail}; the order lookup failed: {e}"),
-            )
-            .await
-        }
-    }
-}
-
-async fn flag_in_doubt(
-    ctx: &StoreCtx,
-    st: &mut OrderState,
-    i: usize,
-    woo_order_id: i64,
-    cause: &Meta,
-    detail: String,
-) -> Result<Recovered, Stop> {
-    let key = ctx.key(woo_order_id);
-    let a = st.attempts[i].clone();
-    let d = InDoubt {
-        attempt_id: a.id.clone(),
-        operation: a.plan.operation,
-        detail: detail.clone(),
-        at_ms: now_ms(),
-        dlq_event_id: None,
-    };
-    // Published before it is committed: a crash in between repeats the same event id.
-    ctx.bus
-        .publish(&events::in_doubt(
-            ctx,
-            cause,
-            woo_order_id,
-            a.plan.operation.as_str(),
-            &a.id,
-            &detail,
-        ))
-        .await
-        .map_err(|e| Stop::retry(format!("publishing OrderInDoubt: {e}")))?;
-    if st.attempts[i].outcome.is_none() {
-        st.attempts[i].outcome = Some(Outcome::Unknown {
-            detail: detail.clone(),
-            at_ms: now_ms(),
-        });
-    }
-    let reason = in_doubt_reason(ctx, woo_order_id, &d);
-    st.in_doubt = Some(d);
-    let mut c = Commit::new();
-    ctx.t.orders.put(&mut c, &key, st);
-    ctx.t.open.remove(&mut c, &key);
-    ctx.state.commit(c).await?;
-    tracing::error!(store = %ctx.id(), woo_order_id, attempt = %a.id, operation = a.plan.operation.as_str(), detail = %detail, "order is IN DOUBT: never retried blindly; an operator decides");
-    metrics::counter!("duellsync_importer_orders_in_doubt_total", "store" => ctx.id().to_owned(), "operation" => a.plan.operation.as_str())
-        .increment(1);
-    Ok(Recovered::InDoubt(reason))
-}
-
-fn in_doubt_reason(ctx: &StoreCtx, woo_order_id: i64, d: &InDoubt) -> String {
-    let check = match d.operation {
-        Operation::AdjustStock => format!(
-            "check DUELL's stock adjustments for the lines of WooCommerce order {woo_order_id}"
-        ),
-        op => format!(
-            "check DUELL for a {} with reference {woo_order_id}",
-            op.label()
-        ),
-    };
-    format!(
-        "in doubt: DUELL may have applied the {} of WooCommerce order {woo_order_id} (store {}, attempt {}: {}). It is never retried blindly: {check}; if it is there, skip this dead letter (syncctl dlq skip); if not, replay it (syncctl dlq replay) to import the order",
-        d.operation.label(),
-        ctx.id(),
-        d.attempt_id,
-        d.detail
-    )
-}
-
-async fn dead_letter_in_doubt(
-    ctx: &StoreCtx,
-    st: &mut OrderState,
-    key: &OrderKey,
-    observed: &v1::OrderObserved,
-    inc: &Incoming,
-    reason: String,
-) -> Result<(), HandleError> {
-    if let Some(d) = st.in_doubt.as_mut() {
-        d.dlq_event_id = Some(inc.message_event_id().to_owned());
-    }
-    save(ctx, key, st, Some(observed)).await?;
-    Err(HandleError::permanent(reason))
-}
-
-/// Parks the order: remembered (to be retried when the cause goes away) and dead-lettered with
-/// the reason. A later trigger that parks it again for the same cause is acked quietly: the
-/// dead letter and the `OrderParked` event already say it.
-#[allow(clippy::too_many_arguments)]
-async fn park(
-    ctx: &StoreCtx,
-    st: &mut OrderState,
-    key: &OrderKey,
-    observed: &v1::OrderObserved,
-    inc: &Incoming,
-    code: &'static str,
-    reason: String,
-    missing_skus: Vec<String>,
-    missing_woo_ids: Vec<i64>,
-) -> Result<(), HandleError> {
-    let woo_order_id = key.1;
-    let previous = st.parked.clone();
-    let same = previous
-        .as_ref()
-        .is_some_and(|p| p.same_cause(code, &missing_skus, &missing_woo_ids));
-    let dlq_event_id = match &previous {
-        Some(p) if same && !inc.replay => p.dlq_event_id.clone(),
-        _ => inc.message_event_id().to_owned(),
-    };
-    let quiet = same && !inc.replay && dlq_event_id != inc.message_event_id();
-    st.parked = Some(Parked {
-        code: code.to_owned(),
-        reason: reason.clone(),
-        missing_skus: missing_skus.clone(),
-        missing_woo_ids: missing_woo_ids.clone(),
-        at_ms: now_ms(),
-        dlq_event_id,
-    });
-    if !quiet {
-        ctx.bus
-            .publish(&events::parked(
-                ctx,
-                &events::cause_of(ctx, woo_order_id, Some(&inc.message_meta)),
-                woo_order_id,
-                code,
-                &reason,
-                &missing_skus,
-                &missing_woo_ids,
-            ))
-            .await
-            .map_err(bus_err)?;
-    }
-    let mut c = Commit::new();
-    ctx.t.orders.put(&mut c, key, st);
-    ctx.t.bodies.put(&mut c, key, &Body::of(observed));
-    ctx.t.parked.put(
-        &mut c,
-        key,
-        &ParkIndex {
-            missing_skus,
-            missing_woo_ids,
-            retry_requested: false,
+            None => Lookup::NotFound,
         },
-    );
-    ctx.state.commit(c).await.map_err(store_err)?;
-    if quiet {
-        tracing::info!(store = %ctx.id(), woo_order_id, code, "order still parked for the same reason");
-        return Ok(());
+        Err(e) => Lookup::Failed {
+            reason: e.to_string(),
+            refused: e.action() == DuellAction::Reject,
+            after_ms: ms(e.retry_after()),
+        },
     }
-    if !same {
-        metrics::counter!("duellsync_importer_orders_parked_total", "store" => ctx.id().to_owned(), "code" => code)
-            .increment(1);
-    }
-    tracing::warn!(store = %ctx.id(), woo_order_id, code, reason = %reason, "order parked: needs attention");
-    Err(HandleError::permanent(format!("parked ({code}): {reason}")))
-}
-
-async fn not_eligible(
-    ctx: &StoreCtx,
-    st: &mut OrderState,
-    key: &OrderKey,
-    observed: &v1::OrderObserved,
-    order: &Order,
-    reason: SkipReason,
-) -> Result<(), HandleError> {
-    let woo_order_id = key.1;
-    let cause = events::cause_of(ctx, woo_order_id, observed.meta.as_ref());
-    let observation = cause.event_id.clone();
-    if is_abandoned_status(&order.status)
-        && st.released_unimported.as_deref() != Some(observation.as_str())
-    {
-        let at = observed
-            .meta
-            .as_ref()
-            .map(|m| m.observed_at_ms)
-            .filter(|t| *t > 0)
-            .unwrap_or_else(now_ms);
-        ctx.bus
-            .publish(&events::hold_released_unimported(ctx, &cause, order, at))
-            .await
-            .map_err(bus_err)?;
-        st.released_unimported = Some(observation);
-    }
-    let status = normalize_status(&order.status);
-    let new_skip = st.skipped.insert(status.clone());
-    if new_skip {
-        ctx.bus
-            .publish(&events::skipped(
-                ctx,
-                &cause,
-                woo_order_id,
-                &status,
-                &reason.to_string(),
-            ))
-            .await
-            .map_err(bus_err)?;
-        metrics::counter!("duellsync_importer_orders_skipped_total", "store" => ctx.id().to_owned(), "reason" => reason.code())
-            .increment(1);
-        tracing::info!(store = %ctx.id(), woo_order_id, status = %status, reason = %reason, "order not imported");
-    }
-    // No longer wanted as it is: nothing to retry.
-    st.parked = None;
-    let mut c = Commit::new();
-    ctx.t.orders.put(&mut c, key, st);
-    ctx.t.parked.remove(&mut c, key);
-    ctx.t.bodies.remove(&mut c, key);
-    ctx.state.commit(c).await.map_err(store_err)
 }
 
 /// Settles attempts left unresolved by a crash, at start-up, before their messages come back
@@ -1278,28 +1081,34 @@ pub(crate) async fn recover_on_start(ctx: &StoreCtx) -> anyhow::Result<()> {
     for (key, attempt_id) in open {
         let woo_order_id = key.1;
         let _guard = ctx.locks.lock(woo_order_id).await;
-        let Some(mut st) = ctx.t.orders.get(&key)? else {
+        let Some(rec) = ctx.t.orders.get(&key)? else {
             continue;
         };
-        if st.in_doubt.is_some() || st.imported.is_some() {
+        if rec.stage.open_attempt().is_none() {
             continue;
         }
-        let Some(i) = st.unresolved_attempt() else {
-            continue;
-        };
         tracing::warn!(store = %ctx.id(), woo_order_id, attempt = %attempt_id, "found an attempt without outcome after a restart; resolving it");
         let cause = events::cause_of(ctx, woo_order_id, None);
-        match recover(ctx, &mut st, i, woo_order_id, &cause, false).await {
-            Ok(Recovered::Imported) => {
-                if let Err(e) = finish_import(ctx, &mut st, woo_order_id, &cause).await {
-                    tracing::warn!(store = %ctx.id(), woo_order_id, error = %e, "post-import steps left for the redelivery");
-                }
-            }
-            Ok(_) => {}
-            Err(e) => {
-                tracing::warn!(store = %ctx.id(), woo_order_id, error = ?e, "cannot resolve the attempt now; the redelivery will")
-            }
+        let mut work = Work::new(ctx, woo_order_id, Cause::Restart, cause);
+        if let Err(e) = work.run(rec, Input::Restarted).await {
+            tracing::warn!(store = %ctx.id(), woo_order_id, error = %e, "cannot resolve the attempt now; the redelivery will");
         }
     }
     Ok(())
+}
+
+/// Starts a round for a DUELL status change of an imported order (stock hold release).
+pub(crate) async fn duell_released(
+    ctx: &StoreCtx,
+    woo_order_id: i64,
+    cause: Meta,
+    input: Input,
+) -> Result<(), HandleError> {
+    let key = ctx.key(woo_order_id);
+    let Some(rec) = ctx.t.orders.get(&key).map_err(store_err)? else {
+        tracing::warn!(store = %ctx.id(), woo_order_id, "DUELL status of an order this importer does not know");
+        return Ok(());
+    };
+    let mut work = Work::new(ctx, woo_order_id, Cause::DuellStatus, cause);
+    work.run(rec, input).await
 }

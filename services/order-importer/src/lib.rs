@@ -85,6 +85,24 @@ impl Args {
     }
 }
 
+/// The ledger entry of one order, read from the importer's state (tests, tools).
+pub fn ledger_entry(
+    state: &Store,
+    store: &str,
+    woo_order_id: i64,
+) -> Result<Option<duellsync_orders::OrderRecord>, duellsync_store::Error> {
+    state::Tables::new(state)
+        .orders
+        .get(&(store.to_owned(), woo_order_id))
+}
+
+/// Whether the ledger of `store` was completed from the import markers in WooCommerce.
+pub fn markers_restored(state: &Store, store: &str) -> Result<bool, duellsync_store::Error> {
+    state::Tables::new(state)
+        .marks
+        .contains(&(store.to_owned(), rebuild::MARKERS_RESTORED.to_owned()))
+}
+
 /// One async lock per WooCommerce order: every trigger of one order runs alone.
 #[derive(Default)]
 pub(crate) struct Locks {
@@ -183,6 +201,12 @@ impl App {
             readiness,
             started,
         })
+    }
+
+    /// A handle on the service's state (tests and tools read the ledger through it; it keeps
+    /// the database open until dropped).
+    pub fn state(&self) -> Store {
+        self.state.clone()
     }
 
     pub fn admin_addr(&self) -> SocketAddr {
@@ -361,6 +385,15 @@ async fn spawn_store(
         async move { import::recover_on_start(&c).await },
         failed.clone(),
     ));
+
+    // A new (or rebuilt) ledger also learns the orders older than the sync log from their
+    // import markers in WooCommerce.
+    if ctx.settings.sync_orders {
+        tracker.spawn(rebuild::restore_from_markers_in_background(
+            ctx.clone(),
+            stop.clone(),
+        ));
+    }
 
     let orders = ctx
         .bus

@@ -8,14 +8,16 @@
 //!   order is retried (`OrderRetryRequested`, handled like an observation).
 //!
 //! Each handler is idempotent by the state it changes (links are upserts, a hold is released
-//! once, a retry is requested once per park), so redeliveries need no ledger.
+//! once — the order's lifecycle decides that, see `import::duell_released` — a retry is
+//! requested once per park), so redeliveries need no ledger.
 
 use duellsync_bus::HandleError;
 use duellsync_events::{now_ms, v1, Meta};
+use duellsync_orders::lifecycle::Input;
 use duellsync_store::Commit;
 
 use crate::events;
-use crate::state::{Link, Operation, OrderKey, ParkIndex};
+use crate::state::{Link, OrderKey, ParkIndex};
 use crate::StoreCtx;
 
 fn store_err(e: duellsync_store::Error) -> HandleError {
@@ -34,30 +36,22 @@ pub(crate) async fn on_status(
         return Ok(());
     }
     let woo_order_id = ev.woo_order_id;
-    let key = ctx.key(woo_order_id);
     let _guard = ctx.locks.lock(woo_order_id).await;
-    let Some(mut st) = ctx.t.orders.get(&key).map_err(store_err)? else {
-        tracing::warn!(store = %ctx.id(), woo_order_id, "DUELL status of an order this importer does not know");
-        return Ok(());
-    };
-    let Some(mut imp) = st.imported.clone() else {
-        return Ok(());
-    };
-    if imp.operation != Operation::CustomerOrder || imp.hold_released {
-        return Ok(());
-    }
-    if ev.duell_order_id != 0 && ev.duell_order_id != imp.duell_order_id {
-        tracing::warn!(store = %ctx.id(), woo_order_id, duell_order_id = ev.duell_order_id, imported = imp.duell_order_id, "status of another DUELL order than the imported one; ignored");
-        return Ok(());
-    }
-    if !imp.announced {
-        // The IMPORTED_UNDRAWN hold must be published before its release.
-        return Err(HandleError::retry("import not announced yet"));
+    let known = ctx
+        .t
+        .orders
+        .get(&ctx.key(woo_order_id))
+        .map_err(store_err)?
+        .and_then(|r| r.stage.imported().cloned());
+    if let Some(imp) = &known {
+        if ev.duell_order_id != 0 && ev.duell_order_id != imp.duell_order_id {
+            tracing::warn!(store = %ctx.id(), woo_order_id, duell_order_id = ev.duell_order_id, imported = imp.duell_order_id, "status of another DUELL order than the imported one; ignored");
+        }
     }
     let cause = events::cause_of(ctx, woo_order_id, ev.meta.as_ref());
     // DUELL changed the status before the poller saw it: stock read after the observation
     // reflects the change.
-    let effective = ev
+    let effective_at_ms = ev
         .meta
         .as_ref()
         .map(|m| m.observed_at_ms)
@@ -65,26 +59,24 @@ pub(crate) async fn on_status(
         .unwrap_or_else(now_ms);
     let reason = format!(
         "DUELL customer order {} reached status {} ({})",
-        imp.duell_order_number,
+        known
+            .as_ref()
+            .map(|i| i.duell_order_number.as_str())
+            .unwrap_or_default(),
         ev.status_id,
         if drawn { "stock drawn" } else { "cancelled" }
     );
-    ctx.bus
-        .publish(&events::hold_released_by_status(
-            ctx,
-            &cause,
-            woo_order_id,
-            &imp,
-            effective,
+    crate::import::duell_released(
+        ctx,
+        woo_order_id,
+        cause,
+        Input::DuellReleased {
+            duell_order_id: ev.duell_order_id,
+            effective_at_ms,
             reason,
-        ))
-        .await
-        .map_err(|e| HandleError::retry(format!("publishing: {e}")))?;
-    imp.hold_released = true;
-    st.imported = Some(imp);
-    let mut c = Commit::new();
-    ctx.t.orders.put(&mut c, &key, &st);
-    ctx.state.commit(c).await.map_err(store_err)
+        },
+    )
+    .await
 }
 
 /// Learns a link and retries parked orders that wait for the product.
@@ -175,7 +167,7 @@ async fn retry_parked(
             .orders
             .get(&key)
             .map_err(store_err)?
-            .and_then(|s| s.parked)
+            .and_then(|s| s.stage.parked().cloned())
             .map(|p| format!("{}:{}", p.dlq_event_id, p.at_ms))
             .unwrap_or_default();
         let cause = events::cause_of(ctx, woo_order_id, cause);

@@ -1,12 +1,14 @@
-//! What an import writes back to WooCommerce: the status `status_after_import` (if set) and an
-//! order note with the DUELL order number. Both run after the import is committed locally and
-//! are safe to repeat: the status write is idempotent, and the note is added only when the order
-//! does not carry it yet.
+//! What an import writes back to WooCommerce: the import marker (the DUELL order id and number
+//! in the order's meta data) together with `status_after_import` in one write, then an order
+//! note with the DUELL order number (WooCommerce's REST API adds notes through their own
+//! endpoint only). All of it runs after the outcome is on disk and is safe to repeat: the meta
+//! is upserted by key, the status write is idempotent, and a note is looked for before it is
+//! added again.
 
-use duellsync_orders::{is_final_status, normalize_status};
+use duellsync_orders::lifecycle::WooWrite;
+use duellsync_orders::Marker;
 use duellsync_woo::ErrorKind;
 
-use crate::resolve::Stop;
 use crate::state::{Imported, Operation};
 use crate::StoreCtx;
 
@@ -24,7 +26,7 @@ pub(crate) fn note_text(imp: &Imported) -> String {
         .trim_end()
         .to_owned(),
     };
-    if imp.recovered_by_lookup {
+    if imp.recovered_by_lookup() {
         s.push_str(" (found by order lookup after an interrupted import)");
     }
     for r in &imp.remarks {
@@ -38,70 +40,124 @@ pub(crate) fn note_text(imp: &Imported) -> String {
     s
 }
 
-fn woo_stop(what: &str, e: &duellsync_woo::Error) -> Option<Stop> {
+/// A failed WooCommerce write: retried later, or given up on (the order is gone or refuses it:
+/// nothing a retry changes; the import stands).
+fn woo_failure(what: &str, e: &duellsync_woo::Error) -> WooWrite {
     match e.kind() {
-        // Try again later; a note whose outcome is unknown is looked for before it is re-added.
+        // A note whose outcome is unknown is looked for before it is re-added.
         ErrorKind::Transient | ErrorKind::OutcomeUnknown | ErrorKind::Configuration => {
-            Some(Stop::retry(format!("{what}: {e}")))
+            WooWrite::Retry {
+                reason: format!("{what}: {e}"),
+                after_ms: None,
+            }
         }
-        // The order is gone or refuses the write: nothing a retry changes; the import stands.
-        ErrorKind::Permanent => None,
+        ErrorKind::Permanent => WooWrite::GaveUp {
+            reason: format!("{what}: {e}"),
+        },
     }
 }
 
-pub(crate) async fn after_import(
+fn count(ctx: &StoreCtx, kind: &'static str, outcome: &'static str) {
+    metrics::counter!("duellsync_importer_woo_writes_total", "store" => ctx.id().to_owned(), "kind" => kind, "outcome" => outcome).increment(1);
+}
+
+/// One PUT: the marker and, when given, `status_after_import`.
+pub(crate) async fn write_marker(
     ctx: &StoreCtx,
     woo_order_id: i64,
-    current_status: &str,
-    imp: &Imported,
-) -> Result<(), Stop> {
+    status: Option<String>,
+    marker: Option<Marker>,
+) -> WooWrite {
     let Ok(id) = u64::try_from(woo_order_id) else {
-        return Ok(());
+        return WooWrite::GaveUp {
+            reason: "not a WooCommerce order id".into(),
+        };
     };
-    if let Some(target) = ctx.settings.status_after_import.as_deref() {
-        // A final status was decided by a person or a gateway: never overwritten.
-        if !is_final_status(current_status)
-            && normalize_status(current_status) != normalize_status(target)
-        {
-            match ctx.woo.update_order_status(id, target).await {
-                Ok(_) => {
-                    metrics::counter!("duellsync_importer_woo_writes_total", "store" => ctx.id().to_owned(), "kind" => "status", "outcome" => "ok").increment(1);
-                }
-                Err(e) => match woo_stop("setting status_after_import", &e) {
-                    Some(stop) => return Err(stop),
-                    None => {
-                        metrics::counter!("duellsync_importer_woo_writes_total", "store" => ctx.id().to_owned(), "kind" => "status", "outcome" => "refused").increment(1);
-                        tracing::warn!(store = %ctx.id(), woo_order_id, error = %e, "WooCommerce refused status_after_import; the import stands");
+    let meta = marker.as_ref().map(Marker::meta_data).unwrap_or_default();
+    let kind = if status.is_some() { "status" } else { "marker" };
+    match ctx
+        .woo
+        .update_order_meta(id, &meta, status.as_deref())
+        .await
+    {
+        Ok(_) => {
+            count(ctx, kind, "ok");
+            WooWrite::Written {
+                status_written: status.is_some(),
+            }
+        }
+        Err(e) => match woo_failure("writing the import marker and status_after_import", &e) {
+            // The status may be what WooCommerce refuses (a status it does not know): the
+            // marker must not be lost with it.
+            WooWrite::GaveUp { reason } if status.is_some() && !meta.is_empty() => {
+                count(ctx, "status", "refused");
+                tracing::warn!(store = %ctx.id(), woo_order_id, reason = %reason, "WooCommerce refused status_after_import; writing the import marker alone");
+                match ctx.woo.update_order_meta(id, &meta, None).await {
+                    Ok(_) => {
+                        count(ctx, "marker", "ok");
+                        WooWrite::Written {
+                            status_written: false,
+                        }
                     }
-                },
-            }
-        }
-    }
-    let note = note_text(imp);
-    let present = match ctx.woo.list_order_notes(id).await {
-        Ok(notes) => notes.iter().any(|n| n.note.trim() == note),
-        Err(e) => match woo_stop("reading order notes", &e) {
-            Some(stop) => return Err(stop),
-            None => {
-                tracing::warn!(store = %ctx.id(), woo_order_id, error = %e, "cannot read the order's notes; no note written");
-                return Ok(());
-            }
-        },
-    };
-    if !present {
-        match ctx.woo.add_order_note(id, &note, false).await {
-            Ok(_) => {
-                metrics::counter!("duellsync_importer_woo_writes_total", "store" => ctx.id().to_owned(), "kind" => "note", "outcome" => "ok").increment(1);
-            }
-            Err(e) => match woo_stop("adding the order note", &e) {
-                Some(stop) => return Err(stop),
-                None => {
-                    tracing::warn!(store = %ctx.id(), woo_order_id, error = %e, "WooCommerce refused the order note; the import stands");
+                    Err(e) => woo_failure("writing the import marker", &e),
                 }
-            },
+            }
+            WooWrite::GaveUp { reason } => {
+                count(ctx, kind, "refused");
+                tracing::warn!(store = %ctx.id(), woo_order_id, reason = %reason, "WooCommerce refused the import marker; the import stands");
+                WooWrite::GaveUp { reason }
+            }
+            other => other,
+        },
+    }
+}
+
+/// The note naming the DUELL order; `check_first`: an earlier try may have added it.
+pub(crate) async fn add_note(
+    ctx: &StoreCtx,
+    woo_order_id: i64,
+    imp: &Imported,
+    check_first: bool,
+) -> WooWrite {
+    let Ok(id) = u64::try_from(woo_order_id) else {
+        return WooWrite::GaveUp {
+            reason: "not a WooCommerce order id".into(),
+        };
+    };
+    let note = note_text(imp);
+    if check_first {
+        match ctx.woo.list_order_notes(id).await {
+            Ok(notes) if notes.iter().any(|n| n.note.trim() == note) => {
+                return WooWrite::Written {
+                    status_written: false,
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                let w = woo_failure("reading order notes", &e);
+                if let WooWrite::GaveUp { reason } = &w {
+                    tracing::warn!(store = %ctx.id(), woo_order_id, reason = %reason, "cannot read the order's notes; no note written");
+                }
+                return w;
+            }
         }
     }
-    Ok(())
+    match ctx.woo.add_order_note(id, &note, false).await {
+        Ok(_) => {
+            count(ctx, "note", "ok");
+            WooWrite::Written {
+                status_written: false,
+            }
+        }
+        Err(e) => {
+            let w = woo_failure("adding the order note", &e);
+            if let WooWrite::GaveUp { reason } = &w {
+                count(ctx, "note", "refused");
+                tracing::warn!(store = %ctx.id(), woo_order_id, reason = %reason, "WooCommerce refused the order note; the import stands");
+            }
+            w
+        }
+    }
 }
 
 #[cfg(test)]
@@ -118,14 +174,11 @@ mod tests {
             total: "1".into(),
             lines: vec![],
             remarks: vec![],
-            recovered_by_lookup: false,
+            origin: duellsync_orders::Origin::Answer,
             attempt_id: "1-1".into(),
             effective_at_ms: 0,
             refused: None,
-            announced: false,
-            woo_done: false,
-            refusal_reported: false,
-            hold_released: false,
+            progress: Default::default(),
         }
     }
 
@@ -141,7 +194,7 @@ mod tests {
         );
         assert!(note_text(&imp(Operation::AdjustStock)).starts_with("Stock deducted"));
         let mut r = imp(Operation::CustomerOrder);
-        r.recovered_by_lookup = true;
+        r.origin = duellsync_orders::Origin::Lookup;
         assert!(note_text(&r).contains("lookup"));
     }
 }

@@ -312,3 +312,262 @@ async fn a_lost_ledger_is_restored_from_the_sync_log_so_a_replay_imports_nothing
         "the replay imported nothing again"
     );
 }
+
+#[tokio::test]
+async fn an_import_leaves_its_marker_on_the_woo_order_with_the_status_in_one_write() {
+    let app = spawn_app_with(|s| {
+        s.settings
+            .push(r#"status_after_import = "completed""#.into())
+    })
+    .await;
+    app.product("A-1", "100.00");
+    let id = app.place(&[("A-1", 1)], |_| {});
+    app.woo.reset_request_counts();
+    app.observe(id).await;
+    let duell = eventually("the customer order", WAIT, || {
+        app.customer_orders_for(id).into_iter().next()
+    })
+    .await;
+    app.drained().await;
+    let meta = app.woo_meta(id);
+    assert_eq!(
+        meta.get("_duell_order_id"),
+        Some(&serde_json::json!(duell.order_id.to_string())),
+        "{meta:?}"
+    );
+    assert_eq!(
+        meta.get("_duell_order_number"),
+        Some(&serde_json::json!(duell.order_number))
+    );
+    assert_eq!(
+        meta.get("_duell_import"),
+        Some(&serde_json::json!("customer_order"))
+    );
+    assert_eq!(app.order_json(id)["status"], "completed");
+    // The marker and the status went out in one write; the note was added once without a
+    // look first (the outcome was recorded in that very round, so no note could exist).
+    assert_eq!(app.woo.request_count("PUT orders/{id}"), 1);
+    assert_eq!(app.woo.request_count("POST orders/{id}/notes"), 1);
+    assert_eq!(app.woo.request_count("GET orders/{id}/notes"), 0);
+    assert_eq!(
+        app.woo.request_count("GET orders/{id}"),
+        1,
+        "read fresh once"
+    );
+}
+
+#[tokio::test]
+async fn a_lost_volume_and_sync_log_do_not_import_an_old_order_a_second_time() {
+    let mut app = spawn_app().await;
+    app.product("A-1", "100.00");
+    let id = app.place(&[("A-1", 1)], |_| {});
+    app.observe(id).await;
+    eventually("a customer order", WAIT, || {
+        (!app.customer_orders_for(id).is_empty()).then_some(())
+    })
+    .await;
+    app.drained().await;
+
+    // The volume is gone and the sync log no longer holds the import (older than its 30 days,
+    // or the stream was lost): only the marker in WooCommerce remembers.
+    app.purge("SYNC", &format!("sync.{STORE}.>")).await;
+    app.lose_the_volume().await;
+    app.observe(id).await;
+    app.drained().await;
+    assert_eq!(
+        app.customer_orders_for(id).len(),
+        1,
+        "the replay and the new observation imported nothing again"
+    );
+    let rec = app.ledger(id).expect("the ledger knows the order again");
+    let imp = rec.stage.imported().expect("as imported");
+    assert_eq!(imp.origin, duellsync_orders::Origin::Marker);
+    assert_eq!(
+        imp.duell_order_id as u64,
+        app.customer_orders_for(id)[0].order_id
+    );
+    assert!(
+        imported_events(&app, id).await.is_empty(),
+        "nothing is announced again"
+    );
+    assert!(app.dead_letters().await.is_empty());
+}
+
+#[tokio::test]
+async fn an_order_duells_own_plugin_imported_is_not_imported_again() {
+    let app = spawn_app().await;
+    app.product("A-1", "100.00");
+    let id = app.place(&[("A-1", 1)], |_| {});
+    // DUELL's retired plugin marked the orders it sent with `_duell_order_id`.
+    let stores = duellsync_settings::load_stores(
+        &app.state_dir().parent().expect("dir").join("stores"),
+        &[],
+    )
+    .expect("store settings");
+    let woo = duellsync_clients::woo_client(stores.get(STORE).expect("store")).expect("client");
+    woo.update_order(
+        id as u64,
+        &serde_json::json!({"meta_data": [
+            {"key": "_duell_order_id", "value": "4711"},
+            {"key": "_duell_order_number", "value": "10042"}
+        ]}),
+    )
+    .await
+    .expect("meta written");
+    app.observe(id).await;
+    app.drained().await;
+    assert!(app.customer_orders_for(id).is_empty());
+    assert_eq!(app.duell.request_count("logistics/orders/save"), 0);
+    let rec = app.ledger(id).expect("recorded");
+    let imp = rec.stage.imported().expect("as imported");
+    assert_eq!(
+        (imp.duell_order_id, imp.duell_order_number.as_str()),
+        (4711, "10042")
+    );
+}
+
+#[tokio::test]
+async fn a_new_ledger_learns_marked_orders_older_than_the_sync_log() {
+    let mut app = spawn_app().await;
+    app.product("A-1", "100.00");
+    let old = app.place(&[("A-1", 1)], |_| {});
+    let plain = app.place(&[("A-1", 1)], |_| {});
+    app.observe(old).await;
+    eventually("the customer order", WAIT, || {
+        (!app.customer_orders_for(old).is_empty()).then_some(())
+    })
+    .await;
+    app.drained().await;
+    app.purge("SYNC", &format!("sync.{STORE}.>")).await;
+    app.lose_the_volume().await;
+    app.markers_restored().await;
+    let rec = app.ledger(old).expect("learned from its marker");
+    assert_eq!(
+        rec.stage.imported().map(|i| i.origin),
+        Some(duellsync_orders::Origin::Marker)
+    );
+    assert!(app.ledger(plain).is_none(), "an unmarked order is not");
+}
+
+#[tokio::test]
+async fn an_order_deleted_before_its_import_is_skipped_and_its_hold_released() {
+    let app = spawn_app().await;
+    app.product("A-1", "100.00");
+    let id = app.place(&[("A-1", 1)], |_| {});
+    let body = app.order_json(id);
+    let stores = duellsync_settings::load_stores(
+        &app.state_dir().parent().expect("dir").join("stores"),
+        &[],
+    )
+    .expect("store settings");
+    let woo = duellsync_clients::woo_client(stores.get(STORE).expect("store")).expect("client");
+    woo.delete_order(id as u64, true).await.expect("deleted");
+    app.observe_json(&body).await;
+    let skipped = eventually_async("OrderSkipped", WAIT, || async {
+        app.events::<v1::OrderSkipped>()
+            .await
+            .into_iter()
+            .find(|e| e.woo_order_id == id)
+    })
+    .await;
+    assert!(
+        skipped.reason.contains("no longer exists"),
+        "{}",
+        skipped.reason
+    );
+    app.drained().await;
+    assert!(app.customer_orders_for(id).is_empty());
+    assert!(
+        app.events::<v1::StockHoldChanged>()
+            .await
+            .iter()
+            .any(|h| h.woo_order_id == id
+                && h.phase == v1::stock_hold_changed::Phase::Released as i32)
+    );
+}
+
+#[tokio::test]
+async fn an_order_costs_two_flushes_and_concurrent_orders_share_them() {
+    let app = spawn_app().await;
+    app.product("A-1", "100.00");
+    app.markers_restored().await;
+    // The first order meets a new customer (remembered with a flush of its own).
+    let warm = app.place(&[("A-1", 1)], |_| {});
+    app.observe(warm).await;
+    eventually("the first order", WAIT, || {
+        (!app.customer_orders_for(warm).is_empty()).then_some(())
+    })
+    .await;
+    app.drained().await;
+
+    let id = app.place(&[("A-1", 1)], |_| {});
+    let before = app.flushes();
+    app.observe(id).await;
+    eventually("the order", WAIT, || {
+        (!app.customer_orders_for(id).is_empty()).then_some(())
+    })
+    .await;
+    app.drained().await;
+    assert_eq!(
+        app.flushes() - before,
+        2,
+        "intent and outcome; the rest rides along"
+    );
+
+    let ids: Vec<i64> = (0..12).map(|_| app.place(&[("A-1", 1)], |_| {})).collect();
+    let before = app.flushes();
+    futures::future::join_all(ids.iter().map(|id| app.observe(*id))).await;
+    eventually("all orders", WAIT, || {
+        ids.iter()
+            .all(|id| !app.customer_orders_for(*id).is_empty())
+            .then_some(())
+    })
+    .await;
+    app.drained().await;
+    let made = app.flushes() - before;
+    assert!(
+        made <= 2 * ids.len() as u64,
+        "{made} flushes for {} orders",
+        ids.len()
+    );
+}
+
+#[tokio::test]
+async fn a_state_rebuild_learns_the_marked_orders_again() {
+    let mut app = spawn_app().await;
+    app.product("A-1", "100.00");
+    let id = app.place(&[("A-1", 1)], |_| {});
+    app.observe(id).await;
+    eventually("the customer order", WAIT, || {
+        (!app.customer_orders_for(id).is_empty()).then_some(())
+    })
+    .await;
+    app.drained().await;
+    app.markers_restored().await;
+    app.purge("SYNC", &format!("sync.{STORE}.>")).await;
+    // What `syncctl state rebuild --service order-importer` does to the stopped service.
+    app.stop().await;
+    {
+        let state = duellsync_store::Store::open(app.state_dir().join("sled")).expect("state");
+        let removed = state.remove_group(STORE).expect("rows removed");
+        assert!(removed.contains_key("importer_marks"), "{removed:?}");
+        assert!(removed.contains_key("importer_orders"), "{removed:?}");
+    }
+    for name in app.bus.consumer_names("WOO").await.expect("consumers") {
+        if name.starts_with("order-importer-") {
+            app.bus
+                .delete_consumer("WOO", &name)
+                .await
+                .expect("deleted");
+        }
+    }
+    app.start_again().await;
+    app.markers_restored().await;
+    assert_eq!(
+        app.ledger(id)
+            .and_then(|r| r.stage.imported().map(|i| i.origin)),
+        Some(duellsync_orders::Origin::Marker)
+    );
+    app.drained().await;
+    assert_eq!(app.customer_orders_for(id).len(), 1);
+}

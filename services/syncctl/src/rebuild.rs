@@ -12,8 +12,11 @@
 //!    events it is rebuilt from) and remove every row of the store from every table.
 //!
 //! On restart the service recreates the consumers, which start at the beginning of the streams.
-//! The order importer is refused: its ledger is the only record of which orders are in DUELL
-//! (it does not read its own `order.imported` facts back), so a replay would import them again.
+//! The order importer first puts its ledger back from the sync log (`order.imported`,
+//! `order.in_doubt`, kept 30 days) before it takes any order, then completes it in the
+//! background from the import markers (`_duell_order_id` in the meta data) of WooCommerce orders
+//! older than the sync log; and it reads every order fresh from WooCommerce before importing it,
+//! so an order whose marker says it is in DUELL is never sent again, however old.
 
 use std::path::PathBuf;
 
@@ -60,6 +63,7 @@ fn next_steps(service: &str, store: &str) -> Vec<String> {
     let how = match service {
         "catalog-publisher" => "it replays the store's DUELL facts, stock holds and orders, and re-reads WooCommerce at each replayed full-sync marker: links come back from the DUELL id in each product's meta data (or the SKU), so nothing is created twice",
         "change-poller" => "it re-observes DUELL's catalogue and stock and WooCommerce's orders from scratch (repeated facts are dropped by their ids) and replays the imported orders it watches",
+        "order-importer" => "it restores its ledger from the sync log before it takes any order, then learns older imported orders from their import markers in WooCommerce (in the background: watch for \"import ledger completed from the import markers\" in its log); the WOO stream is replayed, and every order is read fresh from WooCommerce before an import, so an order imported before is never sent to DUELL again",
         _ => "it replays the imported orders and DUELL's status changes; a status WooCommerce already has is not written again",
     };
     vec![
@@ -141,8 +145,8 @@ pub async fn run(ctx: &Ctx, cmd: StateCommand) -> anyhow::Result<Outcome> {
     let store = args.store.as_str();
     match service {
         // The importer restores its ledger from the store's `sync.<store>.order.imported` and
-        // `order.in_doubt` facts before it takes any order, so a replay imports nothing twice
-        // (as long as the SYNC stream still holds them: 30 days).
+        // `order.in_doubt` facts before it takes any order, and from the import markers in
+        // WooCommerce for older orders, so a replay imports nothing twice.
         "change-poller" | "catalog-publisher" | "status-writeback" | "order-importer" => {}
         "webhook-ingest" => return Err(usage("webhook-ingest keeps no state; there is nothing to rebuild")),
         other => return Err(usage(format!(

@@ -60,6 +60,8 @@ pub struct TestApp {
     env: Vec<(String, String)>,
     stop_tx: Option<oneshot::Sender<()>>,
     handle: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    /// The running importer's state (dropped on stop, so a restart can open it again).
+    state: Option<duellsync_store::Store>,
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -138,6 +140,7 @@ pub async fn spawn_app_with(f: impl FnOnce(&mut Setup)) -> TestApp {
         env: setup.env,
         stop_tx: None,
         handle: None,
+        state: None,
     };
     app.start().await;
     app
@@ -151,6 +154,7 @@ impl TestApp {
             .await
             .expect("app builds");
         self.admin = app.admin_addr();
+        self.state = Some(app.state());
         let (tx, rx) = oneshot::channel::<()>();
         self.stop_tx = Some(tx);
         self.handle = Some(tokio::spawn(app.run(async move {
@@ -166,6 +170,32 @@ impl TestApp {
         if let Some(h) = self.handle.take() {
             h.await.expect("app task").expect("app stops cleanly");
         }
+        self.state = None;
+    }
+
+    fn state(&self) -> &duellsync_store::Store {
+        self.state.as_ref().expect("the importer runs")
+    }
+
+    /// The importer's ledger entry of an order (read while it runs).
+    pub fn ledger(&self, woo_id: i64) -> Option<duellsync_orders::OrderRecord> {
+        duellsync_order_importer::ledger_entry(self.state(), STORE, woo_id)
+            .expect("ledger readable")
+    }
+
+    /// Flushes of the importer's state so far.
+    pub fn flushes(&self) -> u64 {
+        self.state().flushes().get()
+    }
+
+    /// Waits until the ledger was completed from the import markers in WooCommerce.
+    pub async fn markers_restored(&self) {
+        eventually("the import markers to be read", WAIT, || {
+            duellsync_order_importer::markers_restored(self.state(), STORE)
+                .expect("state readable")
+                .then_some(())
+        })
+        .await
     }
 
     /// Stops and starts the importer again on the same state.
@@ -180,6 +210,11 @@ impl TestApp {
             .expect("store settings are valid");
         let store = stores.get(STORE).expect("the store");
         duellsync_clients::woo_client(store).expect("woo client")
+    }
+
+    /// Starts the importer again after [`TestApp::stop`].
+    pub async fn start_again(&mut self) {
+        self.start().await;
     }
 
     pub fn state_dir(&self) -> PathBuf {
@@ -326,6 +361,54 @@ impl TestApp {
             )
             .await
             .expect("replayed");
+    }
+
+    /// Removes the store's messages from a stream (a stream lost or past its retention).
+    pub async fn purge(&self, stream: &str, filter: &str) {
+        let client = async_nats::connect(self.nats.url())
+            .await
+            .expect("nats connects");
+        let js = async_nats::jetstream::new(client);
+        js.get_stream(stream)
+            .await
+            .expect("stream exists")
+            .purge()
+            .filter(filter)
+            .await
+            .expect("purged");
+    }
+
+    /// Stops the importer, loses its volume and (re)creates its WOO consumer at the beginning of
+    /// the stream, as after a lost volume or a state rebuild, and starts it again.
+    pub async fn lose_the_volume(&mut self) {
+        self.stop().await;
+        std::fs::remove_dir_all(self.state_dir()).expect("state removed");
+        for name in self.bus.consumer_names("WOO").await.expect("consumers") {
+            if name.starts_with("order-importer-") {
+                self.bus
+                    .delete_consumer("WOO", &name)
+                    .await
+                    .expect("deleted");
+            }
+        }
+        self.start().await;
+    }
+
+    /// The order's meta data in WooCommerce, `key → value`.
+    pub fn woo_meta(&self, id: i64) -> std::collections::BTreeMap<String, Value> {
+        self.order_json(id)["meta_data"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|m| {
+                        (
+                            m["key"].as_str().unwrap_or_default().to_owned(),
+                            m["value"].clone(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     pub fn customer_orders_for(&self, woo_id: i64) -> Vec<duellsync_duell_sim::SimOrder> {

@@ -33,6 +33,8 @@ async fn world() -> World {
     )
     .await;
     world.store.webhook_delivery_url = HOOK_URL.into();
+    // Orders in the stock department: the safe set-up (see the department test below).
+    world.store.order_department = world.store.stock_department.clone();
     world.save_store();
     world
 }
@@ -201,4 +203,44 @@ async fn duells_firewall_is_red_with_the_address_to_whitelist() {
     let c = check(&v, "DUELL login");
     assert_eq!(c["status"], "failed", "{v}");
     assert!(c["fix"].as_str().unwrap().contains("API-oppsett"), "{c}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_department_apart_from_the_stock_department_is_a_warning_with_the_reason() {
+    let mut world = world().await;
+    let secret = secrecy::SecretString::from(world.store.webhook_secret.clone());
+    world
+        .client
+        .ensure_order_webhooks(HOOK_URL, &secret, "duellsync s1")
+        .await
+        .unwrap();
+    assert_eq!(
+        check(&test(&world).await.json(), "Order department")["status"],
+        "ok"
+    );
+    world.store.order_department = world.duell.department_token(2).expect("department 2");
+    world.save_store();
+    let run = test(&world).await;
+    assert_eq!(run.code, 0, "a warning does not fail the test: {run}");
+    let v = run.json();
+    let c = check(&v, "Order department");
+    assert_eq!(c["status"], "warning", "{v}");
+    let detail = c["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("is not the stock department") && detail.contains("draws"),
+        "{c}"
+    );
+    assert!(
+        c["fix"]
+            .as_str()
+            .unwrap()
+            .contains("duell.order_department"),
+        "{c}"
+    );
+    let human = syncctl(
+        &env(&world.sandbox.nats.url(), &world.sandbox.stores_path()),
+        &["test", "--store", "s1"],
+    )
+    .await;
+    assert!(human.stdout.contains('⚠'), "{human}");
 }
