@@ -78,34 +78,71 @@ impl Browser {
         self.client.goto(url).await.unwrap();
     }
 
-    async fn fill(&self, css: &str, value: &str) {
-        let e = self
-            .client
-            .find(Locator::Css(css))
+    /// The element, once the page shows it: a find right after a navigation may otherwise look
+    /// at a page that is still loading.
+    async fn find(&self, css: &str) -> fantoccini::elements::Element {
+        self.client
+            .wait()
+            .at_most(Duration::from_secs(30))
+            .for_element(Locator::Css(css))
             .await
-            .unwrap_or_else(|_| panic!("{css}"));
+            .unwrap_or_else(|e| panic!("no `{css}` on the page: {e}"))
+    }
+
+    async fn fill(&self, css: &str, value: &str) {
+        let e = self.find(css).await;
         e.clear().await.unwrap();
         e.send_keys(value).await.unwrap();
     }
 
+    /// Clicks, and when the click submits a form or follows a link, waits until the next page
+    /// has replaced this one (WebDriver's click may return before the navigation it starts has
+    /// even begun, and the next find would then read the old page).
     async fn click(&self, css: &str) {
-        self.client
-            .find(Locator::Css(css))
+        let e = self.find(css).await;
+        let navigates = self
+            .client
+            .execute(
+                "const e = arguments[0]; \
+                 const nav = e.closest('a[href]') !== null || \
+                   (e.form != null && (e.type === 'submit' || e.type === 'image')); \
+                 if (nav) { window.__before_click = true; } \
+                 return nav;",
+                vec![serde_json::to_value(&e).unwrap()],
+            )
             .await
-            .unwrap_or_else(|_| panic!("{css}"))
-            .click()
-            .await
-            .unwrap();
+            .unwrap()
+            .as_bool()
+            .unwrap_or(false);
+        e.click().await.unwrap();
+        if navigates {
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            loop {
+                // A new document has no marker; while the old one is still shown, it has.
+                let replaced = self
+                    .client
+                    .execute(
+                        "return window.__before_click !== true && document.readyState === 'complete';",
+                        vec![],
+                    )
+                    .await
+                    .ok()
+                    .and_then(|v| v.as_bool())
+                    .unwrap_or(false);
+                if replaced {
+                    break;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "clicking `{css}` did not lead to a new page"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
     }
 
     async fn text(&self, css: &str) -> String {
-        self.client
-            .find(Locator::Css(css))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
+        self.find(css).await.text().await.unwrap()
     }
 
     async fn source(&self) -> String {
@@ -143,7 +180,7 @@ impl Browser {
 
     /// Sets a checkbox to `on` (clicking it only when it differs).
     async fn check(&self, id: &str, on: bool) {
-        let e = self.client.find(Locator::Id(id)).await.unwrap();
+        let e = self.find(&format!("#{id}")).await;
         if e.is_selected().await.unwrap() != on {
             e.click().await.unwrap();
         }
