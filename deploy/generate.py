@@ -82,11 +82,40 @@ SECRET_KEYS = [
     ("woo", "consumer_key"),
     ("woo", "consumer_secret"),
     ("woo", "webhook_secret"),
+    ("woo", "previous_webhook_secret"),
     ("duell", "client_token"),
     ("duell", "stock_department"),
     ("duell", "order_department"),
     ("duell", "notice_secret"),
 ]
+
+# Which store secrets each program reads (`Needs` in crates/settings/src/store.rs and each
+# service's `secrets_needed`; deploy/check_manifests.py compares these with the Rust sources). A
+# workload gets exactly these keys of a store's Secret, one `secretKeyRef` each: the
+# internet-facing ingest never holds an API credential.
+RECEIVER_SECRETS = ["woo.webhook_secret", "woo.previous_webhook_secret", "duell.notice_secret"]
+API_SECRETS = [
+    "woo.consumer_key",
+    "woo.consumer_secret",
+    "duell.client_token",
+    "duell.stock_department",
+    "duell.order_department",
+]
+SERVICE_SECRETS = {
+    "webhook-ingest": RECEIVER_SECRETS,
+    "change-poller": RECEIVER_SECRETS + API_SECRETS,
+    "catalog-publisher": RECEIVER_SECRETS + API_SECRETS,
+    "order-importer": RECEIVER_SECRETS + API_SECRETS,
+    "status-writeback": RECEIVER_SECRETS + API_SECRETS,
+    "syncctl": RECEIVER_SECRETS + API_SECRETS,
+}
+
+# NATS: the permission table (one source for the cluster and the tests), where each pod finds
+# its NKey seed and the CA of the server's certificate.
+PERMISSIONS = DEPLOY / "nats" / "permissions.toml"
+NATS_ACCOUNTS_OUT = DEPLOY / "nats" / "accounts.yaml"
+NATS_CREDENTIALS_DIR = "/etc/duellsync/nats/credentials"
+NATS_CA_DIR = "/etc/duellsync/nats/ca"
 
 # ---------------------------------------------------------------------------------------------
 # A small YAML writer that keeps comments (PyYAML cannot), so the committed manifests explain
@@ -225,6 +254,9 @@ class Inputs:
     ingest: dict
     shards: list[Shard]
     stores: dict[str, Store]
+    # NATS user name -> public NKey (deployment.toml [nats_users])
+    nats_keys: dict[str, str] = field(default_factory=dict)
+    permissions: dict = field(default_factory=dict)
 
 
 class InputError(Exception):
@@ -278,6 +310,8 @@ def load_inputs(deploy: Path = DEPLOY) -> Inputs:
         ingest=raw["ingest"],
         shards=shards,
         stores=stores,
+        nats_keys=dict(raw.get("nats_users", {})),
+        permissions=load_permissions(deploy / "nats" / "permissions.toml"),
     )
     check_inputs(inputs)
     return inputs
@@ -313,8 +347,201 @@ def check_inputs(inp: Inputs) -> None:
                 )
             if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", env):
                 problems.append(f"{st.path.name}: {key} reads `{env}`, which is not an environment variable name")
+    wanted = [u.name for u in nats_users(inp)]
+    for name in wanted:
+        key = inp.nats_keys.get(name)
+        if key is None:
+            problems.append(
+                f"deployment.toml [nats_users] lacks `{name}`: make a key pair with `nk -gen user -pubout`, "
+                f"put the public key (U...) here and the seed (SU...) into Secret nats-{name}"
+            )
+        elif not is_user_nkey(key):
+            problems.append(f"deployment.toml [nats_users] `{name}`: `{key}` is not a user public NKey (U..., 56 characters)")
+    for name in sorted(set(inp.nats_keys) - set(wanted)):
+        problems.append(f"deployment.toml [nats_users] `{name}` is no user of deploy/nats/permissions.toml for these shards: remove it")
+    keys = list(inp.nats_keys.values())
+    for k in sorted({k for k in keys if keys.count(k) > 1}):
+        problems.append(f"deployment.toml [nats_users]: `{k}` is given to several users; each needs its own key")
+    if not inp.shared.get("nats_url", "").startswith("tls://"):
+        problems.append("deployment.toml shared.nats_url must be tls://... (the services refuse plain connections to another host)")
     if problems:
         raise InputError("\n".join(problems))
+
+
+# ---------------------------------------------------------------------------------------------
+# NATS: accounts, users and their permissions
+
+
+@dataclass
+class NatsUser:
+    name: str
+    service: str
+    # None = every store (`scope = "all"`)
+    stores: list[str] | None
+
+
+def load_permissions(path: Path = PERMISSIONS) -> dict:
+    table = tomllib.loads(path.read_text())
+    problems = []
+    accounts = table.get("accounts", {})
+    groups = table.get("groups", {})
+    for name, u in table.get("users", {}).items():
+        where = f"{path.name} [users.{name}]"
+        unknown = set(u) - {"account", "scope", "include", "publish", "subscribe", "consumers", "reads"}
+        if unknown:
+            problems.append(f"{where}: unknown keys {sorted(unknown)}")
+        if u.get("account") not in accounts:
+            problems.append(f"{where}: account `{u.get('account')}` is not in [accounts]")
+        if u.get("scope") not in ("all", "shard"):
+            problems.append(f"{where}: scope must be \"all\" or \"shard\"")
+        for g in u.get("include", []):
+            if g not in groups:
+                problems.append(f"{where}: includes `{g}`, which is not in [groups]")
+        for c in u.get("consumers", []):
+            if set(c) != {"stream", "name", "filters"} or not c.get("filters"):
+                problems.append(f"{where}: a consumer is {{ stream, name, filters = [...] }}")
+        if u.get("scope") == "all":
+            for entry in permission_entries(table, name):
+                if any("{store}" in t and t != "{store}" for t in entry.split(".")):
+                    problems.append(f"{where}: `{entry}` puts {{store}} inside a subject token, which `*` cannot match")
+    if problems:
+        raise InputError("\n".join(problems))
+    return table
+
+
+def permission_entries(table: dict, service: str) -> list[str]:
+    """Every publish template of a user, consumers and reads spelled out (not yet expanded)."""
+    spec = table["users"][service]
+    out = [e for g in spec.get("include", []) for e in table["groups"][g].get("publish", [])]
+    out += spec.get("publish", [])
+    for c in spec.get("consumers", []):
+        stream, name, filters = c["stream"], c["name"], c["filters"]
+        # The API subject names the filter only when there is exactly one.
+        if len(filters) == 1:
+            out.append(f"$JS.API.CONSUMER.CREATE.{stream}.{name}.{filters[0]}")
+        else:
+            out.append(f"$JS.API.CONSUMER.CREATE.{stream}.{name}")
+        out += [
+            f"$JS.API.CONSUMER.INFO.{stream}.{name}",
+            f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{name}",
+            f"$JS.ACK.{stream}.{name}.>",
+        ]
+    for stream in spec.get("reads", []):
+        # Ordered consumers: created without a name (the server then refuses a durable one),
+        # pulled by the name the server gave them; never acknowledged.
+        out += [
+            f"$JS.API.CONSUMER.CREATE.{stream}",
+            f"$JS.API.CONSUMER.INFO.{stream}.*",
+            f"$JS.API.CONSUMER.MSG.NEXT.{stream}.*",
+        ]
+    return out
+
+
+def _expand(entries: list[str], service: str, stores: list[str] | None) -> list[str]:
+    out: list[str] = []
+    for e in entries:
+        e = e.replace("{service}", service)
+        for x in [e] if "{store}" not in e else [e.replace("{store}", s) for s in (stores or ["*"])]:
+            if x not in out:
+                out.append(x)
+    return out
+
+
+def user_permissions(table: dict, service: str, stores: list[str] | None) -> dict:
+    """The server-side permissions of one user: `{"publish": {"allow": [...]}, "subscribe": ...}`."""
+    spec = table["users"][service]
+    subscribe = [e for g in spec.get("include", []) for e in table["groups"][g].get("subscribe", [])]
+    subscribe += spec.get("subscribe", [])
+    publish = _expand(permission_entries(table, service), service, stores)
+    subscribe = _expand(subscribe, service, stores)
+    # An absent list would allow everything: a user with nothing to receive is denied all.
+    return {
+        "publish": {"allow": publish} if publish else {"deny": [">"]},
+        "subscribe": {"allow": subscribe} if subscribe else {"deny": [">"]},
+    }
+
+
+def nats_users(inp: Inputs) -> list[NatsUser]:
+    """The NATS users of the deployment: one per `scope = "all"` service, one per service and
+    shard for `scope = "shard"` (a shard's pods can touch only their own stores)."""
+    out = []
+    for service, spec in inp.permissions.get("users", {}).items():
+        if spec["scope"] == "all":
+            out.append(NatsUser(service, service, None))
+        else:
+            for sh in inp.shards:
+                out.append(NatsUser(f"{service}-{sh.name}", service, sh.stores))
+    return out
+
+
+def nats_user_of(inp: Inputs, service: str, shard: Shard | None) -> NatsUser:
+    name = f"{service}-{shard.name}" if shard and inp.permissions["users"][service]["scope"] == "shard" else service
+    return next(u for u in nats_users(inp) if u.name == name)
+
+
+def accounts_config(table: dict, users: list[tuple[NatsUser, str]]) -> dict:
+    """The `accounts` (and `system_account`) of the NATS server configuration for these users
+    and their public keys. Anonymous connections are refused: every user has a key."""
+    accounts: dict = {}
+    system = None
+    for name, spec in table["accounts"].items():
+        acc: dict = {}
+        if spec.get("jetstream"):
+            acc["jetstream"] = "enabled"
+        acc["users"] = []
+        accounts[name] = acc
+        if spec.get("system"):
+            system = name
+    for user, key in users:
+        spec = table["users"][user.service]
+        accounts[spec["account"]]["users"].append(
+            {"nkey": key, "permissions": user_permissions(table, user.service, user.stores)}
+        )
+    out: dict = {"accounts": accounts}
+    if system:
+        out["system_account"] = system
+    return out
+
+
+_B32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+
+
+def _crc16(data: bytes) -> int:
+    crc = 0
+    for b in data:
+        crc ^= b << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else crc << 1
+            crc &= 0xFFFF
+    return crc
+
+
+def is_user_nkey(key: str) -> bool:
+    """A user's public NKey: base32 of prefix byte `U`, 32 key bytes and a CRC16 (little end)."""
+    if len(key) != 56 or not key.startswith("U") or any(c not in _B32 for c in key):
+        return False
+    import base64
+
+    raw = base64.b32decode(key + "=" * (-len(key) % 8))
+    body, crc = raw[:-2], int.from_bytes(raw[-2:], "little")
+    return body[0] == 20 << 3 and _crc16(body) == crc
+
+
+def nats_accounts_values(inp: Inputs) -> list[tuple[str | None, dict]]:
+    users = [(u, inp.nats_keys[u.name]) for u in nats_users(inp)]
+    cfg = accounts_config(inp.permissions, users)
+    names = ", ".join(u.name for u, _ in users)
+    return [
+        (
+            "Helm values for the official NATS chart, used together with deploy/nats/values.yaml:\n"
+            "  helm upgrade --install nats nats/nats -n nats -f deploy/nats/values.yaml -f deploy/nats/accounts.yaml\n"
+            "The accounts and users of the engine, rendered from deploy/nats/permissions.toml and the\n"
+            "public keys of deploy/deployment.toml [nats_users] (public keys only; each seed lives in the\n"
+            f"Secret of its pod). Users: {names}.\n"
+            "No user = no connection: anonymous clients are refused.",
+            {"config": {"merge": cfg}},
+        )
+    ]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1288,11 +1515,34 @@ def main(argv: list[str]) -> int:
     mv = sub.add_parser("move-store", help="print the steps to move a store to another shard")
     mv.add_argument("store")
     mv.add_argument("to_shard")
+    na = sub.add_parser(
+        "nats-accounts",
+        help="print the NATS accounts for the given users as JSON (the tests' server configuration)",
+    )
+    na.add_argument("--stores", required=True, help="the stores of the one shard, comma-separated")
+    na.add_argument("--user", action="append", default=[], metavar="SERVICE=PUBLIC_NKEY")
     rj = sub.add_parser("rebuild-job", help="print a Job that runs `syncctl state rebuild`")
     rj.add_argument("--shard", required=True)
     rj.add_argument("--service", required=True)
     rj.add_argument("--store", required=True)
     args = ap.parse_args(argv)
+    if args.cmd == "nats-accounts":
+        # Needs only the permission table, so the tests do not depend on deployment.toml.
+        try:
+            table = load_permissions()
+            stores = [x for x in args.stores.split(",") if x]
+            users = []
+            for spec in args.user:
+                service, _, key = spec.partition("=")
+                if service not in table["users"] or not is_user_nkey(key):
+                    raise InputError(f"--user {spec}: want SERVICE=PUBLIC_NKEY, SERVICE one of {', '.join(table['users'])}")
+                scope = table["users"][service]["scope"]
+                users.append((NatsUser(service, service, None if scope == "all" else stores), key))
+        except (InputError, tomllib.TOMLDecodeError) as e:
+            print(f"deploy/generate.py: {e}", file=sys.stderr)
+            return 1
+        print(json.dumps(accounts_config(table, users), indent=1))
+        return 0
     try:
         inp = load_inputs()
         if args.cmd == "move-store":

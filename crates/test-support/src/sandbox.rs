@@ -103,6 +103,17 @@ impl Default for Sandbox {
 
 impl Sandbox {
     pub fn new() -> Sandbox {
+        Self::with_nats(NatsServer::start())
+    }
+
+    /// A sandbox whose NATS is configured as the deployment's ([`NatsServer::start_secured`]):
+    /// every service connects over TLS with its own credentials and the deployment's
+    /// permissions, as the one shard serving `stores`.
+    pub fn secured(stores: &[&str]) -> Sandbox {
+        Self::with_nats(NatsServer::start_secured(stores))
+    }
+
+    fn with_nats(nats: NatsServer) -> Sandbox {
         let dir = tempfile::Builder::new()
             .prefix("duellsync-e2e-")
             .tempdir()
@@ -110,11 +121,30 @@ impl Sandbox {
         std::fs::create_dir_all(dir.path().join("stores")).expect("stores dir");
         std::fs::create_dir_all(dir.path().join("logs")).expect("logs dir");
         Sandbox {
-            nats: NatsServer::start(),
+            nats,
             dir,
             procs: BTreeMap::new(),
             common_env: Vec::new(),
         }
+    }
+
+    /// Runs `syncctl` with the sandbox's NATS (and syncctl's own credentials on a secured one)
+    /// and store files, and returns its output.
+    pub fn syncctl(&self, args: &[&str]) -> std::process::Output {
+        let mut cmd = Command::new(binary("syncctl"));
+        cmd.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("DUELLSYNC_STORES_PATH", self.stores_path());
+        for (k, v) in self.nats.env_for("syncctl") {
+            cmd.env(k, v);
+        }
+        for (k, v) in &self.common_env {
+            cmd.env(k, v);
+        }
+        cmd.args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("syncctl runs")
     }
 
     pub fn dir(&self) -> &Path {
@@ -155,7 +185,7 @@ impl Sandbox {
 
     fn spawn(&mut self, service: &str) {
         let state_dir = self.dir.path().join("state").join(service);
-        let nats_url = self.nats.url();
+        let nats_env = self.nats.env_for(service);
         let stores = self.stores_path();
         let common = self.common_env.clone();
         let p = self.procs.get_mut(service).expect("service was started");
@@ -167,7 +197,7 @@ impl Sandbox {
         let mut cmd = Command::new(binary(service));
         cmd.env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("DUELLSYNC_NATS__URL", nats_url)
+            .envs(nats_env)
             .env("DUELLSYNC_STORES_PATH", stores)
             .env("DUELLSYNC_STATE_DIR", state_dir)
             .env(
@@ -377,6 +407,10 @@ impl StoreFile {
         }
         t.push_str("\n[woo]\n");
         t.push_str(&format!("url = {}\n", q(&self.woo_url)));
+        // The simulators serve plain http: a lab shop, which the store file must say.
+        if self.woo_url.starts_with("http://") {
+            t.push_str("allow_insecure_http = true\n");
+        }
         t.push_str(&format!("consumer_key = {}\n", q(&self.consumer_key)));
         t.push_str(&format!("consumer_secret = {}\n", q(&self.consumer_secret)));
         t.push_str(&format!("webhook_secret = {}\n", q(&self.webhook_secret)));

@@ -69,8 +69,7 @@ impl App {
     /// Connects to NATS, declares the streams, opens the state and binds the admin port.
     pub async fn build(config: Config, stores: Stores) -> anyhow::Result<App> {
         duellsync_telemetry::install_crypto_provider();
-        let mut bus_options = BusOptions::new(&config.nats.url, SERVICE);
-        bus_options.replicas = config.nats.replicas;
+        let bus_options = BusOptions::from_settings(&config.nats, SERVICE);
         let bus = Bus::connect(bus_options).await?;
         bus.ensure_streams().await?;
         std::fs::create_dir_all(&config.state_dir)

@@ -44,6 +44,24 @@ pub struct Cli {
         default_value = "nats://127.0.0.1:4222"
     )]
     pub nats_url: String,
+    /// File with syncctl's NKey seed, when NATS requires credentials (the deployment's
+    /// `nats-syncctl` Secret).
+    #[arg(long, global = true, env = "DUELLSYNC_NATS__NKEY_FILE")]
+    pub nats_nkey_file: Option<PathBuf>,
+    /// JWT credentials file, for a NATS server with decentralized auth.
+    #[arg(long, global = true, env = "DUELLSYNC_NATS__CREDENTIALS_FILE")]
+    pub nats_credentials_file: Option<PathBuf>,
+    /// CA certificate (PEM) of the NATS server; turns TLS on.
+    #[arg(long, global = true, env = "DUELLSYNC_NATS__TLS_CA_FILE")]
+    pub nats_tls_ca_file: Option<PathBuf>,
+    /// Client certificate and key (PEM) for a server that verifies clients.
+    #[arg(long, global = true, env = "DUELLSYNC_NATS__TLS_CERT_FILE")]
+    pub nats_tls_cert_file: Option<PathBuf>,
+    #[arg(long, global = true, env = "DUELLSYNC_NATS__TLS_KEY_FILE")]
+    pub nats_tls_key_file: Option<PathBuf>,
+    /// Accept an unencrypted connection to a NATS server on another machine (a lab).
+    #[arg(long, global = true, env = "DUELLSYNC_NATS__ALLOW_PLAINTEXT")]
+    pub nats_allow_plaintext: bool,
     /// Store settings: a directory of `<id>.toml`, one store file, or a file of `[stores.<id>]`.
     #[arg(long = "stores", global = true, env = "DUELLSYNC_STORES_PATH")]
     pub stores: Option<PathBuf>,
@@ -122,7 +140,7 @@ impl Outcome {
 /// environment (for secrets and `DUELLSYNC_*` overrides).
 pub struct Ctx {
     pub ui: Ui,
-    nats_url: String,
+    nats: duellsync_settings::service::NatsSection,
     stores_path: Option<PathBuf>,
     env: Vec<(String, String)>,
     connect_timeout: Duration,
@@ -131,7 +149,7 @@ pub struct Ctx {
 impl Ctx {
     /// Connects to NATS; a broker that is not there is a failure (exit 1) with the fix.
     pub(crate) async fn bus(&self) -> anyhow::Result<Bus> {
-        let mut options = BusOptions::new(&self.nats_url, "syncctl");
+        let mut options = BusOptions::from_settings(&self.nats, "syncctl");
         options.connect_timeout = self.connect_timeout;
         options.publish_deadline = Duration::from_secs(15);
         let bus = Bus::connect(options).await.map_err(|e| {
@@ -143,7 +161,7 @@ impl Ctx {
             if bus.stream_state(spec.name).await.is_err() {
                 anyhow::bail!(
                     "the engine's streams are missing on NATS at {} (no stream {}): no service has started on it yet, or --nats-url points elsewhere",
-                    self.nats_url,
+                    duellsync_bus::redact_url(&self.nats.url),
                     spec.name
                 );
             }
@@ -210,7 +228,16 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 pub async fn run(cli: Cli) -> u8 {
     let ctx = Ctx {
         ui: Ui::new(cli.json),
-        nats_url: cli.nats_url,
+        nats: duellsync_settings::service::NatsSection {
+            url: cli.nats_url,
+            nkey_file: cli.nats_nkey_file,
+            credentials_file: cli.nats_credentials_file,
+            tls_ca_file: cli.nats_tls_ca_file,
+            tls_cert_file: cli.nats_tls_cert_file,
+            tls_key_file: cli.nats_tls_key_file,
+            allow_plaintext: cli.nats_allow_plaintext,
+            ..Default::default()
+        },
         stores_path: cli.stores,
         env: duellsync_settings::service::env_vars(),
         connect_timeout: cli.connect_timeout,

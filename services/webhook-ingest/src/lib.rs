@@ -235,8 +235,7 @@ impl App {
     pub async fn build(config: Config, stores: Stores) -> anyhow::Result<App> {
         duellsync_telemetry::install_crypto_provider();
         config.validate()?;
-        let mut bus_options = BusOptions::new(&config.nats.url, SERVICE);
-        bus_options.replicas = config.nats.replicas;
+        let mut bus_options = BusOptions::from_settings(&config.nats, SERVICE);
         // The bus retries unconfirmed publishes internally; it must give up when the request
         // does, so a request never outlives its answer by much.
         bus_options.publish_deadline = config.ingest.publish_timeout;
