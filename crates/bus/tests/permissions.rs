@@ -88,6 +88,13 @@ async fn webhook_ingest_may_record_deliveries_and_notices_and_nothing_else() {
             &forged,
         );
     }
+    // The server logs each refusal (tests/tests/secured.rs relies on it to find a gap in the
+    // table).
+    assert!(
+        server.log().contains("Publish Violation"),
+        "{}",
+        server.log()
+    );
     let admin = connect(&server, "syncctl").await;
     assert_eq!(admin.stream_state("WOO").await.unwrap().0, 1);
     assert_eq!(admin.stream_state("SYNC").await.unwrap().0, 0);
