@@ -7,11 +7,16 @@
 
 use std::time::Duration;
 
+use base64::Engine as _;
+use duellsync_bus::{Bus, BusOptions};
 use duellsync_duell_sim::SimConfig as DuellConfig;
 use duellsync_e2e::{eventually, World};
 use duellsync_test_support::free_port;
 use duellsync_test_support::sandbox::{Sandbox, SERVICES};
 use duellsync_woo_sim::SimConfig as WooConfig;
+use hmac::{Hmac, Mac};
+use prost::Message as _;
+use sha2::Sha256;
 
 const WAIT: Duration = Duration::from_secs(90);
 
@@ -109,6 +114,52 @@ async fn every_service_does_its_work_with_its_own_credentials_and_nothing_is_ref
                 && !l.ends_with(" 0")),
         "the order came through the ingest:\n{ingest_metrics}"
     );
+
+    // A change notice through the ingest reaches the poller's notice consumer.
+    let body = format!(r#"{{"kind":"stock","product_id":{}}}"#, product.product_id);
+    let ts = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(world.store.notice_secret.as_bytes())
+        .expect("any key length");
+    mac.update(format!("notice-1.{ts}.").as_bytes());
+    mac.update(body.as_bytes());
+    let sig = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+    let status = reqwest::Client::new()
+        .post(format!("http://{listen}/notices/duell/s1"))
+        .header("x-duellsync-notice-id", "notice-1")
+        .header("x-duellsync-timestamp", ts.to_string())
+        .header("x-duellsync-signature", sig)
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 200);
+    let mut admin = BusOptions::new(world.sandbox.nats.url(), "syncctl");
+    admin.nkey_file = world.sandbox.nats.nkey_file("syncctl").map(Into::into);
+    admin.tls_ca_file = world.sandbox.nats.ca_file().map(Into::into);
+    let admin = Bus::connect(admin).await.expect("syncctl's credentials");
+    eventually("the poller took the notice", WAIT, || async {
+        // (The publisher also notices products whose stock hold it released.)
+        let from_ingest = admin
+            .read("DUELL", "duell.s1.change.noticed", 1, 100)
+            .await
+            .ok()?
+            .iter()
+            .filter(|m| {
+                duellsync_events::v1::ChangeNoticed::decode(m.payload.as_ref())
+                    .is_ok_and(|n| n.meta.is_some_and(|m| m.producer == "webhook-ingest"))
+            })
+            .count();
+        let lag = admin
+            .consumer_lag("DUELL", "change-poller-s1-notice")
+            .await
+            .ok()?;
+        (from_ingest == 1 && lag == 0).then_some(())
+    })
+    .await;
 
     // The operator's tool, with its own credentials: a full sync, the log, the dead letters.
     let sync = block(|| {

@@ -15,11 +15,13 @@
 //! JetStream's duplicate window).
 #![forbid(unsafe_code)]
 
+mod admission;
 mod body;
 pub mod config;
 mod json;
-mod notices;
+pub mod notices;
 mod outcome;
+mod server;
 mod signature;
 mod woocommerce;
 
@@ -39,7 +41,7 @@ use duellsync_telemetry::Readiness;
 use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
-pub use notices::read_change_notice;
+pub use notices::{read_change_notice, sign_change_notice};
 pub use woocommerce::{is_creation_ping, read_order_delivery, OrderDelivery, OrderSummary};
 
 use outcome::{Endpoint, EndpointMetrics, Outcome};
@@ -82,6 +84,8 @@ pub(crate) struct StoreEntry {
     pub(crate) woo_previous: Option<Signer>,
     /// `None`: the store has no notice secret, so it takes no notices (404).
     pub(crate) notice: Option<Signer>,
+    /// Verified change notices accepted per second for this store.
+    pub(crate) notice_rate: admission::RateLimiter,
     pub(crate) woo_metrics: EndpointMetrics,
     pub(crate) notice_metrics: EndpointMetrics,
 }
@@ -95,6 +99,7 @@ pub(crate) struct Ingest {
     pub(crate) body_limit: usize,
     pub(crate) publish_timeout: Duration,
     pub(crate) read_timeout: Duration,
+    pub(crate) notice_tolerance: Duration,
 }
 
 impl Ingest {
@@ -126,6 +131,10 @@ impl Ingest {
                     woo,
                     woo_previous,
                     notice,
+                    notice_rate: admission::RateLimiter::new(
+                        config.notice_rate,
+                        config.notice_burst,
+                    ),
                     woo_metrics: EndpointMetrics::new(&s.id, Endpoint::WooCommerce),
                     notice_metrics: EndpointMetrics::new(&s.id, Endpoint::DuellNotice),
                 };
@@ -140,6 +149,7 @@ impl Ingest {
             body_limit: config.body_limit,
             publish_timeout: config.publish_timeout,
             read_timeout: config.read_timeout,
+            notice_tolerance: config.notice_tolerance,
         }
     }
 
@@ -208,12 +218,35 @@ pub(crate) fn finish(metrics: &EndpointMetrics, outcome: Outcome) -> axum::respo
     outcome.response()
 }
 
-/// The public routes.
-fn router(ingest: Arc<Ingest>) -> Router {
+/// The public routes, behind the admission layer (requests in flight are bounded).
+fn router(ingest: Arc<Ingest>, admission: Arc<admission::Admission>) -> Router {
     Router::new()
         .route(WOOCOMMERCE_ROUTE, post(woocommerce::receive))
         .route(NOTICE_ROUTE, post(notices::receive))
         .with_state(ingest)
+        .layer(axum::middleware::from_fn_with_state(
+            admission,
+            admission::admit,
+        ))
+}
+
+/// A value from the request path (a store id) as it may appear in logs: a valid store id as
+/// is, anything else shortened and escaped, so a 60 KB path makes a short log line.
+pub(crate) fn log_safe(value: &str) -> std::borrow::Cow<'_, str> {
+    if duellsync_events::is_valid_store_id(value) {
+        return value.into();
+    }
+    const KEEP: usize = 64;
+    let head: String = value
+        .chars()
+        .take(KEEP)
+        .flat_map(char::escape_debug)
+        .collect();
+    if value.chars().count() > KEEP {
+        format!("{head}…({} bytes)", value.len()).into()
+    } else {
+        head.into()
+    }
 }
 
 /// The built service, ready to run.
@@ -292,12 +325,22 @@ impl App {
                 .with_graceful_shutdown(async move { stop.cancelled().await })
                 .into_future(),
         );
-        let stop = stop_public.clone();
-        let mut public = tokio::spawn(
-            axum::serve(self.listener, router(self.ingest.clone()))
-                .with_graceful_shutdown(async move { stop.cancelled().await })
-                .into_future(),
-        );
+        let limits = server::Limits {
+            max_connections: self.config.ingest.max_connections,
+            header_read_timeout: self.config.ingest.header_read_timeout,
+            idle_timeout: self.config.ingest.idle_timeout,
+            // Reading the body, publishing, answering; a client that stalls past it is cut.
+            request_timeout: self.config.ingest.read_timeout
+                + self.config.ingest.publish_timeout
+                + Duration::from_secs(5),
+        };
+        let admission = Arc::new(admission::Admission::new(&self.config.ingest));
+        let mut public = tokio::spawn(server::serve(
+            self.listener,
+            router(self.ingest.clone(), admission),
+            limits,
+            stop_public.clone(),
+        ));
         tracing::info!(stores = self.ingest.stores.len(), "webhook-ingest running");
         let served = tokio::select! {
             _ = shutdown => None,
