@@ -218,6 +218,16 @@ pub(crate) fn finish(metrics: &EndpointMetrics, outcome: Outcome) -> axum::respo
     outcome.response()
 }
 
+/// Like [`finish`], for a refusal that tells the client when to come back.
+pub(crate) fn finish_retry_after(
+    metrics: &EndpointMetrics,
+    outcome: Outcome,
+    seconds: u64,
+) -> axum::response::Response {
+    let _ = finish(metrics, outcome);
+    outcome.response_retry_after(seconds)
+}
+
 /// The public routes, behind the admission layer (requests in flight are bounded).
 fn router(ingest: Arc<Ingest>, admission: Arc<admission::Admission>) -> Router {
     Router::new()

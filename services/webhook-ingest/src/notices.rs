@@ -162,8 +162,11 @@ async fn handle(ingest: &Ingest, store: &str, req: Request) -> Response {
     }
     if let Err(wait) = entry.notice_rate.take() {
         tracing::warn!(notice_id, "change notice refused: too many for this store");
-        metrics.count(Outcome::RateLimited);
-        return Outcome::RateLimited.response_retry_after(wait.as_secs().saturating_add(1));
+        return crate::finish_retry_after(
+            metrics,
+            Outcome::RateLimited,
+            wait.as_secs().saturating_add(1),
+        );
     }
     let Some((kind, product_id, product_number)) = read_change_notice(&body) else {
         tracing::warn!(

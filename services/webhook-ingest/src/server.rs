@@ -267,7 +267,12 @@ async fn connection(
         }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
-    builder.keep_alive(true).max_buf_size(MAX_HEAD);
+    // The watchdog below owns every timeout (hyper's header timer would also run while a
+    // kept-alive connection idles, closing it long before the proxy expects).
+    builder
+        .keep_alive(true)
+        .max_buf_size(MAX_HEAD)
+        .header_read_timeout(None);
     let conn = builder.serve_connection(io, service);
     tokio::pin!(conn);
     let mut draining = false;
