@@ -44,6 +44,8 @@ import generate  # noqa: E402
 
 KUBE_VERSION = os.environ.get("DUELLSYNC_KUBE_VERSION", "1.31.0")
 CRD_SCHEMAS = {
+    ("cert-manager.io/v1", "Certificate"): "certificate.json",
+    ("cert-manager.io/v1", "Issuer"): "issuer.json",
     ("keda.sh/v1alpha1", "ScaledObject"): "scaledobject.json",
     ("monitoring.coreos.com/v1", "ServiceMonitor"): "servicemonitor.json",
     ("monitoring.coreos.com/v1", "PrometheusRule"): "prometheusrule.json",
@@ -311,6 +313,38 @@ def env_of(container: dict, configmaps: dict[str, dict]) -> tuple[dict[str, str]
     return env, secrets
 
 
+def secret_key_refs(container: dict) -> dict[str, tuple[str, str]]:
+    """env name -> (Secret, key) of every variable taken from a Secret key."""
+    out = {}
+    for e in container.get("env", []):
+        ref = e.get("valueFrom", {}).get("secretKeyRef")
+        if ref:
+            out[e["name"]] = (ref["name"], ref["key"])
+    return out
+
+
+def rust_secret_needs() -> dict[str, set[str]]:
+    """Which store secrets (settings keys) each program reads, from the Rust sources: the
+    `RECEIVER_SECRETS`/`API_SECRETS` lists of crates/settings and each service's
+    `secrets_needed` (absent = every secret)."""
+    store_rs = (ROOT / "crates" / "settings" / "src" / "store.rs").read_text()
+
+    def const_list(name: str) -> set[str]:
+        m = re.search(rf"pub const {name}: \[&str; \d+\] = \[(.*?)\];", store_rs, re.S)
+        return set(re.findall(r'"([a-z_.]+)"', m.group(1))) if m else set()
+
+    receiver, api = const_list("RECEIVER_SECRETS"), const_list("API_SECRETS")
+    out = {"syncctl": receiver | api}
+    for svc in generate.COMPONENT:
+        cfg = (ROOT / "services" / svc / "src" / "config.rs").read_text()
+        m = re.search(r"fn secrets_needed\(&self\)[^{]*\{(.*?)\n    \}", cfg, re.S)
+        if m and "Needs::RECEIVER" in m.group(1):
+            out[svc] = set(receiver)
+        else:
+            out[svc] = receiver | api
+    return out
+
+
 def mounted_stores(pod: dict, container: dict, stores_path: str) -> list[str] | None:
     vol = next((m["name"] for m in container.get("volumeMounts", []) if m["mountPath"] == stores_path), None)
     if vol is None:
@@ -357,6 +391,14 @@ def store_checks(docs: list[tuple[Path, dict]], report: Report) -> None:
         return found
 
     store_envs: dict[str, set[str]] = {}
+    store_secret_envs: dict[str, list[tuple[str, str]]] = {}
+    secret_needs = rust_secret_needs()
+    for svc, keys in generate.SERVICE_SECRETS.items():
+        report.check(
+            set(keys) == secret_needs.get(svc, set()),
+            "deploy/generate.py SERVICE_SECRETS",
+            f"{svc}: table {sorted(keys)} but the Rust sources read {sorted(secret_needs.get(svc, set()))}",
+        )
     for name, cm in configmaps.items():
         if not name.startswith("store-"):
             continue
@@ -383,6 +425,7 @@ def store_checks(docs: list[tuple[Path, dict]], report: Report) -> None:
         )
         envs = check_table(where, table, "StoreSettings")
         store_envs[sid] = {e for _, e in envs}
+        store_secret_envs[sid] = envs
         for key, env in envs:
             report.check(not env.startswith("DUELLSYNC_"), where, f"{key} reads {env}; DUELLSYNC_* names are service settings")
         secret = secrets.get(f"store-{sid}")
@@ -430,6 +473,43 @@ def store_checks(docs: list[tuple[Path, dict]], report: Report) -> None:
             where = f"{name_of(p, d)} container {c['name']}"
             svc = c["name"]
             env, secret_refs = env_of(c, configmaps)
+            # Stores come from the registry, not from mounted files: the stores whose Secret a
+            # container names are the ones whose `{ env = ... }` secrets it reads.
+            refs = secret_key_refs(c)
+            ids = sorted({sec[len("store-") :] for sec, _key in refs.values() if sec.startswith("store-")})
+            needs = secret_needs.get(svc, set())
+            for ref in secret_refs:
+                report.check(
+                    not ref.startswith("store-"),
+                    where,
+                    f"loads all of Secret {ref} (envFrom): take only the keys {svc} reads (secretKeyRef)",
+                )
+            for sid in ids:
+                report.check(sid in all_stores, where, f"mounts ConfigMap store-{sid}, which does not exist")
+                for key, env_name in store_secret_envs.get(sid, []):
+                    got = refs.get(env_name)
+                    if key in needs:
+                        report.check(
+                            got == (f"store-{sid}", env_name),
+                            where,
+                            f"{svc} reads {key} of store {sid}: needs {env_name} from Secret store-{sid} (secretKeyRef)",
+                        )
+                    else:
+                        report.check(
+                            got is None,
+                            where,
+                            f"gets {env_name} ({key} of store {sid}), which {svc} does not read: an unneeded secret in the pod",
+                        )
+            for env_name, (secret, key) in refs.items():
+                if secret.startswith("store-"):
+                    sid = secret[len("store-") :]
+                    known = {e: k for k, e in store_secret_envs.get(sid, [])}
+                    report.check(
+                        sid in ids and env_name in known and known[env_name] in needs,
+                        where,
+                        f"gets {env_name} from Secret {secret}, which {svc} does not read for a store it loads",
+                    )
+            # Settings: only what this service's Config knows.
             structs = structs_by_service.get(svc)
             if structs:
                 for k, v in env.items():
@@ -533,9 +613,31 @@ def runbook_checks(docs: list[tuple[Path, dict]], report: Report) -> None:
                     kubernetes_validate.validate(job, KUBE_VERSION, strict=True)
                 except kubernetes_validate.ValidationError as e:
                     report.check(False, jw, f"Job does not validate: {e.message}")
-                claim = job["spec"]["template"]["spec"]["volumes"][0]["persistentVolumeClaim"]["claimName"]
+                claim = next(
+                    (v["persistentVolumeClaim"]["claimName"] for v in job["spec"]["template"]["spec"]["volumes"] if "persistentVolumeClaim" in v),
+                    None,
+                )
                 sts = f"{svc}-{other.name}"
                 report.check(("statefulset", sts) in names and claim == f"state-{sts}-0", jw, f"mounts {claim}, not the state of {sts}")
+
+
+def syncctl_checks(report: Report) -> None:
+    """The Job that runs syncctl is valid and carries syncctl's own credentials."""
+    import kubernetes_validate
+
+    inp = generate.load_inputs()
+    where = "deploy/generate.py syncctl-job"
+    job = yaml.safe_load(generate.syncctl_run(inp, "syncctl", ["status"]))
+    try:
+        kubernetes_validate.validate(job, KUBE_VERSION, strict=True)
+    except kubernetes_validate.ValidationError as e:
+        report.check(False, where, f"Job does not validate: {e.message}")
+    vols = {v["name"]: v for v in job["spec"]["template"]["spec"]["volumes"]}
+    report.check(
+        vols.get("nats-credentials", {}).get("secret", {}).get("secretName") == "nats-syncctl",
+        where,
+        "syncctl runs with its own NATS credentials (Secret nats-syncctl)",
+    )
 
 
 def dockerfile_checks(report: Report, hadolint: str | None) -> None:
@@ -553,6 +655,109 @@ def dockerfile_checks(report: Report, hadolint: str | None) -> None:
     if hadolint:
         r = subprocess.run([hadolint, "--no-color", str(df)], capture_output=True, text=True)
         report.check(r.returncode == 0, "deploy/Dockerfile", "hadolint: " + (r.stdout + r.stderr).strip().replace("\n", " | "))
+
+
+def _selects(selector: dict, labels: dict) -> bool:
+    """A label selector (matchLabels and In-expressions) against pod labels; {} selects all."""
+    for k, v in selector.get("matchLabels", {}).items():
+        if labels.get(k) != v:
+            return False
+    for e in selector.get("matchExpressions", []):
+        if e["operator"] == "In" and labels.get(e["key"]) not in e["values"]:
+            return False
+        if e["operator"] == "NotIn" and labels.get(e["key"]) in e["values"]:
+            return False
+    return True
+
+
+def _rule_ports(rule: dict) -> set[int]:
+    return {p["port"] for p in rule.get("ports", [])}
+
+
+def security_checks(docs: list[tuple[Path, dict]], report: Report) -> None:
+    """NATS credentials and TLS per workload, the NetworkPolicies, and the permission table
+    against the consumers the services create."""
+    inp = generate.load_inputs()
+    ns = inp.namespace
+    policies = [d for _, d in docs if d.get("kind") == "NetworkPolicy" and d["metadata"]["namespace"] == ns]
+    where = "deploy/k8s/base/05-network.yaml"
+    report.check(
+        any(
+            p["spec"].get("podSelector") == {}
+            and set(p["spec"].get("policyTypes", [])) == {"Ingress", "Egress"}
+            and not p["spec"].get("ingress")
+            and not p["spec"].get("egress")
+            for p in policies
+        ),
+        where,
+        f"namespace {ns} needs a default-deny NetworkPolicy (podSelector {{}}, Ingress and Egress, no rules)",
+    )
+    configmaps = {d["metadata"]["name"]: d for _, d in docs if d.get("kind") == "ConfigMap"}
+    workloads = [(p, d) for p, d in docs if d.get("kind") in ("Deployment", "StatefulSet")]
+    for p, d in workloads:
+        labels = d["spec"]["template"]["metadata"]["labels"]
+        pod = pod_spec_of(d)
+        c = pod["containers"][0]
+        svc = c["name"]
+        w = f"{name_of(p, d)} container {svc}"
+        mine = [x for x in policies if _selects(x["spec"]["podSelector"], labels)]
+        egress = [r for x in mine for r in x["spec"].get("egress", [])]
+        ingress = [r for x in mine for r in x["spec"].get("ingress", [])]
+        report.check(any(4222 in _rule_ports(r) for r in egress), w, "no NetworkPolicy lets it reach NATS (4222)")
+        report.check(any(53 in _rule_ports(r) for r in egress), w, "no NetworkPolicy lets it resolve names (53)")
+        outside = [r for r in egress if any("ipBlock" in t for t in r.get("to", []))]
+        if svc == "webhook-ingest":
+            report.check(not outside, w, "the internet-facing ingest must not reach outside addresses")
+            public = [r for r in ingress if generate.INGEST_PORT in _rule_ports(r)]
+            report.check(
+                bool(public)
+                and all(
+                    t.get("namespaceSelector", {}).get("matchLabels", {}).get("kubernetes.io/metadata.name")
+                    == inp.network["ingress_namespace"]
+                    for r in public
+                    for t in r.get("from", [])
+                ),
+                w,
+                f"its public port must be reachable only from the ingress controller's namespace {inp.network['ingress_namespace']}",
+            )
+        else:
+            report.check(bool(outside), w, "calls WooCommerce and DUELL: needs egress to the outside APIs")
+        report.check(
+            all(_rule_ports(r) <= {generate.INGEST_PORT, generate.ADMIN_PORT} for r in ingress),
+            w,
+            "takes connections on ports other than its own",
+        )
+        # NATS: TLS, its own credentials.
+        env, _ = env_of(c, configmaps)
+        report.check(env.get("DUELLSYNC_NATS__URL", "").startswith("tls://"), w, "DUELLSYNC_NATS__URL must be tls://")
+        report.check("DUELLSYNC_NATS__ALLOW_PLAINTEXT" not in env, w, "no DUELLSYNC_NATS__ALLOW_PLAINTEXT in a deployment")
+        report.check(bool(env.get("DUELLSYNC_NATS__TLS_CA_FILE")), w, "needs DUELLSYNC_NATS__TLS_CA_FILE (the CA of the NATS certificate)")
+        shard_name = labels.get("duellsync.io/shard")
+        shard = next((x for x in inp.shards if x.name == shard_name), None)
+        user = generate.nats_user_of(inp, svc, shard)
+        vols = {v["name"]: v for v in pod.get("volumes", [])}
+        creds = vols.get("nats-credentials", {}).get("secret", {}).get("secretName")
+        report.check(
+            creds == f"nats-{user.name}" and env.get("DUELLSYNC_NATS__NKEY_FILE", "").startswith(generate.NATS_CREDENTIALS_DIR),
+            w,
+            f"must authenticate as NATS user {user.name}: Secret nats-{user.name} mounted, DUELLSYNC_NATS__NKEY_FILE pointing into it",
+        )
+    # The permission table's consumers are the consumers the services create.
+    code = rust_consumers()
+    for svc, spec in inp.permissions["users"].items():
+        if svc not in generate.CONSUMERS:
+            continue
+        table = set()
+        for c in spec.get("consumers", []):
+            m = re.fullmatch(rf"{re.escape(svc)}-\{{store\}}-([a-z_]+)", c["name"])
+            table.add((c["stream"], m.group(1) if m else c["name"]))
+        report.check(
+            table == code.get(svc, set()),
+            "deploy/nats/permissions.toml",
+            f"[users.{svc}] consumers {sorted(table)} but the service creates {sorted(code.get(svc, set()))}",
+        )
+    for svc in generate.COMPONENT:
+        report.check(svc in inp.permissions["users"], "deploy/nats/permissions.toml", f"no [users.{svc}]")
 
 
 def nats_checks(report: Report) -> None:
@@ -574,6 +779,32 @@ def nats_checks(report: Report) -> None:
     port = cfg.get("monitor", {}).get("port", 8222)
     report.check(inp.shared["nats_monitoring_endpoint"].endswith(f":{port}"), "deploy/deployment.toml", "nats_monitoring_endpoint must use the monitor port")
     report.check(v.get("promExporter", {}).get("enabled") is True, where, "promExporter must be on (lag and DLQ metrics)")
+    tls = cfg.get("nats", {}).get("tls", {})
+    report.check(tls.get("enabled") is True and bool(tls.get("secretName")), where, "config.nats.tls must be on (clients over TLS only)")
+    ctl = cfg.get("cluster", {}).get("tls", {})
+    report.check(ctl.get("enabled") is True, where, "config.cluster.tls must be on (routes over TLS)")
+    certs = [d for _, d in load_docs(sorted((DEPLOY / "k8s" / "nats").glob("*.yaml")), Report()) if d.get("kind") == "Certificate"]
+    report.check(
+        any(c["spec"]["secretName"] == tls.get("secretName") for c in certs),
+        where,
+        f"config.nats.tls.secretName {tls.get('secretName')!r} is issued by no Certificate in deploy/k8s/nats/",
+    )
+    contexts = v.get("natsBox", {}).get("contexts", {})
+    box = {ctx.get("nkey", {}).get("secretName") for ctx in contexts.values()}
+    report.check(
+        box == set(generate.NATS_BOX_SECRETS.values()),
+        where,
+        f"natsBox.contexts must read the nats-box seeds from {sorted(generate.NATS_BOX_SECRETS.values())}",
+    )
+    accounts = yaml.safe_load((DEPLOY / "nats" / "accounts.yaml").read_text())
+    merged = accounts.get("config", {}).get("merge", {})
+    users = [u for a in merged.get("accounts", {}).values() for u in a.get("users", [])]
+    report.check(
+        bool(users) and all("nkey" in u and "permissions" in u for u in users),
+        "deploy/nats/accounts.yaml",
+        "every user needs an nkey and permissions (no anonymous, no unrestricted user)",
+    )
+    report.check("no_auth_user" not in merged, "deploy/nats/accounts.yaml", "no no_auth_user: anonymous clients are refused")
 
 
 def main() -> int:
@@ -598,7 +829,9 @@ def main() -> int:
     workload_checks(docs, report)
     store_checks(docs, report)
     keda_checks(docs, report)
+    security_checks(docs, report)
     runbook_checks(docs, report)
+    syncctl_checks(report)
     dockerfile_checks(report, hadolint)
     nats_checks(report)
 

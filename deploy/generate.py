@@ -85,11 +85,41 @@ SECRET_KEYS = [
     ("woo", "consumer_key"),
     ("woo", "consumer_secret"),
     ("woo", "webhook_secret"),
+    ("woo", "previous_webhook_secret"),
     ("duell", "client_token"),
     ("duell", "stock_department"),
     ("duell", "order_department"),
     ("duell", "notice_secret"),
 ]
+
+# Which store secrets each program reads (`Needs` in crates/settings/src/store.rs and each
+# service's `secrets_needed`; deploy/check_manifests.py compares these with the Rust sources). A
+# workload gets exactly these keys of a store's Secret, one `secretKeyRef` each: the
+# internet-facing ingest never holds an API credential.
+RECEIVER_SECRETS = ["woo.webhook_secret", "woo.previous_webhook_secret", "duell.notice_secret"]
+API_SECRETS = [
+    "woo.consumer_key",
+    "woo.consumer_secret",
+    "duell.client_token",
+    "duell.stock_department",
+    "duell.order_department",
+]
+SERVICE_SECRETS = {
+    "webhook-ingest": RECEIVER_SECRETS,
+    "change-poller": RECEIVER_SECRETS + API_SECRETS,
+    "catalog-publisher": RECEIVER_SECRETS + API_SECRETS,
+    "order-importer": RECEIVER_SECRETS + API_SECRETS,
+    "status-writeback": RECEIVER_SECRETS + API_SECRETS,
+    "syncctl": RECEIVER_SECRETS + API_SECRETS,
+    "console": RECEIVER_SECRETS + API_SECRETS,
+}
+
+# NATS: the permission table (one source for the cluster and the tests), where each pod finds
+# its NKey seed and the CA of the server's certificate.
+PERMISSIONS = DEPLOY / "nats" / "permissions.toml"
+NATS_ACCOUNTS_OUT = DEPLOY / "nats" / "accounts.yaml"
+NATS_CREDENTIALS_DIR = "/etc/duellsync/nats/credentials"
+NATS_CA_DIR = "/etc/duellsync/nats/ca"
 
 # ---------------------------------------------------------------------------------------------
 # A small YAML writer that keeps comments (PyYAML cannot), so the committed manifests explain
@@ -229,6 +259,10 @@ class Inputs:
     console: dict
     shards: list[Shard]
     stores: dict[str, Store]
+    # NATS user name -> public NKey (deployment.toml [nats_users])
+    nats_keys: dict[str, str] = field(default_factory=dict)
+    permissions: dict = field(default_factory=dict)
+    network: dict = field(default_factory=dict)
 
 
 class InputError(Exception):
@@ -283,6 +317,9 @@ def load_inputs(deploy: Path = DEPLOY) -> Inputs:
         console=raw["console"],
         shards=shards,
         stores=stores,
+        nats_keys=dict(raw.get("nats_users", {})),
+        network=dict(raw.get("network", {})),
+        permissions=load_permissions(deploy / "nats" / "permissions.toml"),
     )
     check_inputs(inputs)
     return inputs
@@ -318,8 +355,208 @@ def check_inputs(inp: Inputs) -> None:
                 )
             if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", env):
                 problems.append(f"{st.path.name}: {key} reads `{env}`, which is not an environment variable name")
+    wanted = [u.name for u in nats_users(inp)]
+    for name in wanted:
+        key = inp.nats_keys.get(name)
+        if key is None:
+            problems.append(
+                f"deployment.toml [nats_users] lacks `{name}`: make a key pair with `nk -gen user -pubout`, "
+                f"put the public key (U...) here and the seed (SU...) into Secret nats-{name}"
+            )
+        elif not is_user_nkey(key):
+            problems.append(f"deployment.toml [nats_users] `{name}`: `{key}` is not a user public NKey (U..., 56 characters)")
+    for name in sorted(set(inp.nats_keys) - set(wanted)):
+        problems.append(f"deployment.toml [nats_users] `{name}` is no user of deploy/nats/permissions.toml for these shards: remove it")
+    keys = list(inp.nats_keys.values())
+    for k in sorted({k for k in keys if keys.count(k) > 1}):
+        problems.append(f"deployment.toml [nats_users]: `{k}` is given to several users; each needs its own key")
+    if not inp.shared.get("nats_url", "").startswith("tls://"):
+        problems.append("deployment.toml shared.nats_url must be tls://... (the services refuse plain connections to another host)")
     if problems:
         raise InputError("\n".join(problems))
+
+
+# ---------------------------------------------------------------------------------------------
+# NATS: accounts, users and their permissions
+
+
+@dataclass
+class NatsUser:
+    name: str
+    service: str
+    # None = every store (`scope = "all"`)
+    stores: list[str] | None
+
+
+def load_permissions(path: Path = PERMISSIONS) -> dict:
+    table = tomllib.loads(path.read_text())
+    problems = []
+    accounts = table.get("accounts", {})
+    groups = table.get("groups", {})
+    for name, u in table.get("users", {}).items():
+        where = f"{path.name} [users.{name}]"
+        unknown = set(u) - {"account", "scope", "include", "publish", "subscribe", "consumers", "reads"}
+        if unknown:
+            problems.append(f"{where}: unknown keys {sorted(unknown)}")
+        if u.get("account") not in accounts:
+            problems.append(f"{where}: account `{u.get('account')}` is not in [accounts]")
+        if u.get("scope") not in ("all", "shard"):
+            problems.append(f"{where}: scope must be \"all\" or \"shard\"")
+        for g in u.get("include", []):
+            if g not in groups:
+                problems.append(f"{where}: includes `{g}`, which is not in [groups]")
+        for c in u.get("consumers", []):
+            if set(c) != {"stream", "name", "filters"} or not c.get("filters"):
+                problems.append(f"{where}: a consumer is {{ stream, name, filters = [...] }}")
+        if u.get("scope") == "all":
+            for entry in permission_entries(table, name):
+                if any("{store}" in t and t != "{store}" for t in entry.split(".")):
+                    problems.append(f"{where}: `{entry}` puts {{store}} inside a subject token, which `*` cannot match")
+    if problems:
+        raise InputError("\n".join(problems))
+    return table
+
+
+def permission_entries(table: dict, service: str) -> list[str]:
+    """Every publish template of a user, consumers and reads spelled out (not yet expanded)."""
+    spec = table["users"][service]
+    out = [e for g in spec.get("include", []) for e in table["groups"][g].get("publish", [])]
+    out += spec.get("publish", [])
+    for c in spec.get("consumers", []):
+        stream, name, filters = c["stream"], c["name"], c["filters"]
+        # The API subject names the filter only when there is exactly one.
+        if len(filters) == 1:
+            out.append(f"$JS.API.CONSUMER.CREATE.{stream}.{name}.{filters[0]}")
+        else:
+            out.append(f"$JS.API.CONSUMER.CREATE.{stream}.{name}")
+        out += [
+            f"$JS.API.CONSUMER.INFO.{stream}.{name}",
+            f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{name}",
+            f"$JS.ACK.{stream}.{name}.>",
+        ]
+    for stream in spec.get("reads", []):
+        # Ordered consumers: created without a name (the server then refuses a durable one),
+        # pulled by the name the server gave them; never acknowledged.
+        out += [
+            f"$JS.API.CONSUMER.CREATE.{stream}",
+            f"$JS.API.CONSUMER.INFO.{stream}.*",
+            f"$JS.API.CONSUMER.MSG.NEXT.{stream}.*",
+        ]
+    return out
+
+
+def _expand(entries: list[str], service: str, stores: list[str] | None) -> list[str]:
+    out: list[str] = []
+    for e in entries:
+        e = e.replace("{service}", service)
+        for x in [e] if "{store}" not in e else [e.replace("{store}", s) for s in (stores or ["*"])]:
+            if x not in out:
+                out.append(x)
+    return out
+
+
+def user_permissions(table: dict, service: str, stores: list[str] | None) -> dict:
+    """The server-side permissions of one user: `{"publish": {"allow": [...]}, "subscribe": ...}`."""
+    spec = table["users"][service]
+    subscribe = [e for g in spec.get("include", []) for e in table["groups"][g].get("subscribe", [])]
+    subscribe += spec.get("subscribe", [])
+    publish = _expand(permission_entries(table, service), service, stores)
+    subscribe = _expand(subscribe, service, stores)
+    # An absent list would allow everything: a user with nothing to receive is denied all.
+    return {
+        "publish": {"allow": publish} if publish else {"deny": [">"]},
+        "subscribe": {"allow": subscribe} if subscribe else {"deny": [">"]},
+    }
+
+
+def nats_users(inp: Inputs) -> list[NatsUser]:
+    """The NATS users of the deployment: one per `scope = "all"` service, one per service and
+    shard for `scope = "shard"` (a shard's pods can touch only their own stores)."""
+    out = []
+    for service, spec in inp.permissions.get("users", {}).items():
+        if spec["scope"] == "all":
+            out.append(NatsUser(service, service, None))
+        else:
+            for sh in inp.shards:
+                out.append(NatsUser(f"{service}-{sh.name}", service, sh.stores))
+    return out
+
+
+def nats_user_of(inp: Inputs, service: str, shard: Shard | None) -> NatsUser:
+    name = f"{service}-{shard.name}" if shard and inp.permissions["users"][service]["scope"] == "shard" else service
+    return next(u for u in nats_users(inp) if u.name == name)
+
+
+def accounts_config(table: dict, users: list[tuple[NatsUser, str]]) -> dict:
+    """The `accounts` (and `system_account`) of the NATS server configuration for these users
+    and their public keys. Anonymous connections are refused: every user has a key."""
+    accounts: dict = {}
+    system = None
+    for name, spec in table["accounts"].items():
+        acc: dict = {}
+        if spec.get("jetstream"):
+            acc["jetstream"] = "enabled"
+        acc["users"] = []
+        accounts[name] = acc
+        if spec.get("system"):
+            system = name
+    for user, key in users:
+        spec = table["users"][user.service]
+        accounts[spec["account"]]["users"].append(
+            {"nkey": key, "permissions": user_permissions(table, user.service, user.stores)}
+        )
+    out: dict = {"accounts": accounts}
+    if system:
+        out["system_account"] = system
+    return out
+
+
+_B32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+
+
+def _crc16(data: bytes) -> int:
+    crc = 0
+    for b in data:
+        crc ^= b << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else crc << 1
+            crc &= 0xFFFF
+    return crc
+
+
+def is_user_nkey(key: str) -> bool:
+    """A user's public NKey: base32 of prefix byte `U`, 32 key bytes and a CRC16 (little end)."""
+    if len(key) != 56 or not key.startswith("U") or any(c not in _B32 for c in key):
+        return False
+    import base64
+
+    raw = base64.b32decode(key + "=" * (-len(key) % 8))
+    body, crc = raw[:-2], int.from_bytes(raw[-2:], "little")
+    return body[0] == 20 << 3 and _crc16(body) == crc
+
+
+def nats_accounts_values(inp: Inputs) -> list[tuple[str | None, dict]]:
+    users = [(u, inp.nats_keys[u.name]) for u in nats_users(inp)]
+    cfg = accounts_config(inp.permissions, users)
+    # Name each user in a comment (the server knows users only by their public key).
+    by_key = {key: u for u, key in users}
+    for acc in cfg["accounts"].values():
+        acc["users"] = [
+            C(entry, f"{by_key[entry['nkey']].name} ({'every store' if by_key[entry['nkey']].stores is None else ', '.join(by_key[entry['nkey']].stores)})")
+            for entry in acc["users"]
+        ]
+    names = ", ".join(u.name for u, _ in users)
+    return [
+        (
+            "Helm values for the official NATS chart, used together with deploy/nats/values.yaml:\n"
+            "  helm upgrade --install nats nats/nats -n nats -f deploy/nats/values.yaml -f deploy/nats/accounts.yaml\n"
+            "The accounts and users of the engine, rendered from deploy/nats/permissions.toml and the\n"
+            "public keys of deploy/deployment.toml [nats_users] (public keys only; each seed lives in the\n"
+            f"Secret of its pod). Users: {names}.\n"
+            "No user = no connection: anonymous clients are refused.",
+            {"config": {"merge": cfg}},
+        )
+    ]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -393,6 +630,7 @@ def shared_env(inp: Inputs) -> dict:
     s = inp.shared
     return {
         "DUELLSYNC_NATS__URL": s["nats_url"],
+        "DUELLSYNC_NATS__TLS_CA_FILE": f"{NATS_CA_DIR}/ca.crt",
         "DUELLSYNC_NATS__REPLICAS": str(s["nats_replicas"]),
         "DUELLSYNC_TELEMETRY__OTLP_ENDPOINT": s["otlp_endpoint"],
         "DUELLSYNC_TELEMETRY__LOG_FORMAT": s["log_format"],
@@ -495,11 +733,51 @@ def common_env(service: str, shard: str | None) -> list:
     return env
 
 
-def env_from(store_ids: list[str]) -> list:
-    out: list = [{"configMapRef": {"name": "duellsync-env"}}]
+def env_from() -> list:
+    return [{"configMapRef": {"name": "duellsync-env"}}]
+
+
+def secret_env(inp: Inputs, program: str, store_ids: list[str]) -> list:
+    """One variable per store secret the program reads (SERVICE_SECRETS), each from its key of
+    the store's Secret: a pod never holds a credential its program does not use."""
+    wanted = SERVICE_SECRETS[program]
+    out = []
     for sid in store_ids:
-        out.append({"secretRef": {"name": f"store-{sid}"}})
+        for key, env in inp.stores[sid].env_secrets.items():
+            if key in wanted:
+                out.append({"name": env, "valueFrom": {"secretKeyRef": {"name": f"store-{sid}", "key": env}}})
     return out
+
+
+def nats_volumes(user: NatsUser, ca_configmap: str) -> list:
+    return [
+        C(
+            {
+                "name": "nats-credentials",
+                "secret": {
+                    "secretName": f"nats-{user.name}",
+                    "defaultMode": 0o440,
+                    "items": [{"key": "nkey", "path": "nkey"}],
+                },
+            },
+            f"The NKey seed of NATS user `{user.name}` (deploy/nats/permissions.toml [users.{user.service}]).",
+        ),
+        {
+            "name": "nats-ca",
+            "configMap": {"name": ca_configmap, "items": [{"key": "ca.crt", "path": "ca.crt"}]},
+        },
+    ]
+
+
+def nats_mounts() -> list:
+    return [
+        {"name": "nats-credentials", "mountPath": NATS_CREDENTIALS_DIR, "readOnly": True},
+        {"name": "nats-ca", "mountPath": NATS_CA_DIR, "readOnly": True},
+    ]
+
+
+def nkey_env() -> dict:
+    return {"name": "DUELLSYNC_NATS__NKEY_FILE", "value": f"{NATS_CREDENTIALS_DIR}/nkey"}
 
 
 def stores_volume(store_ids: list[str]) -> dict:
@@ -544,11 +822,40 @@ def pod_spec(service: str, containers: list, volumes: list, grace: int) -> dict:
     }
 
 
+# The ingest's sizing from deployment.toml [ingest] (services/webhook-ingest/src/config.rs).
+INGEST_SIZING = [
+    "body_limit",
+    "small_body",
+    "max_in_flight",
+    "max_large_in_flight",
+    "max_connections",
+    "header_read_timeout",
+    "idle_timeout",
+    "notice_rate",
+    "notice_burst",
+]
+MI = 1024 * 1024
+
+
+def ingest_memory_limit(ing: dict) -> str:
+    """The pod limit from the ingest's memory bound (IngestSection::memory_bound: bodies held
+    at once, three copies each, and what connections buffer) plus 64 MiB for the process,
+    rounded up to 32 MiB."""
+    small = min(ing["small_body"], ing["body_limit"])
+    bodies = ing["max_large_in_flight"] * ing["body_limit"] + ing["max_in_flight"] * small
+    bound = 3 * bodies + ing["max_connections"] * 32 * 1024
+    total = 64 * MI + bound
+    return f"{-(-total // (32 * MI)) * 32}Mi"
+
+
 def container(inp: Inputs, service: str, shard: Shard | None, store_ids: list[str]) -> dict:
     env = common_env(service, shard.name if shard else None)
+    env.append(nkey_env())
+    env += secret_env(inp, service, store_ids)
     ports = []
     if service == "webhook-ingest":
         ports.append({"name": "http", "containerPort": INGEST_PORT, "protocol": "TCP"})
+        ing = inp.ingest
         env += [
             {"name": "DUELLSYNC_INGEST__LISTEN", "value": f"0.0.0.0:{INGEST_PORT}"},
             C(
@@ -558,9 +865,9 @@ def container(inp: Inputs, service: str, shard: Shard | None, store_ids: list[st
             ),
             {"name": "DUELLSYNC_INGEST__SHUTDOWN_GRACE", "value": "30s"},
         ]
-        res = resources(
-            inp.ingest["cpu_request"], inp.ingest["cpu_limit"], inp.ingest["memory_request"], inp.ingest["memory_limit"]
-        )
+        for key in INGEST_SIZING:
+            env.append({"name": f"DUELLSYNC_INGEST__{key.upper()}", "value": str(ing[key])})
+        res = resources(ing["cpu_request"], ing["cpu_limit"], ing["memory_request"], ingest_memory_limit(ing))
     elif service == "console":
         con = inp.console
         ports.append({"name": "http", "containerPort": CONSOLE_PORT, "protocol": "TCP"})
@@ -600,6 +907,7 @@ def container(inp: Inputs, service: str, shard: Shard | None, store_ids: list[st
     if shard:
         mounts.append({"name": "state", "mountPath": STATE_ROOT})
     mounts.append({"name": "tmp", "mountPath": "/tmp"})
+    mounts += nats_mounts()
     c = {
         "name": service,
         "image": inp.image,
@@ -607,9 +915,9 @@ def container(inp: Inputs, service: str, shard: Shard | None, store_ids: list[st
         "command": [f"/usr/local/bin/{service}"],
         "ports": ports,
         "envFrom": C(
-            env_from(store_ids),
-            "Shared settings, then one Secret per store served here: its keys are the env names the\n"
-            "store's settings read ({ env = \"...\" }). Secrets sealed in the registry need none.",
+            env_from(),
+            "Shared settings. Store secrets come one by one below (secretKeyRef): only those this\n"
+            "service reads (deploy/generate.py SERVICE_SECRETS, checked against the Rust sources).",
         ),
         "env": env,
         "resources": res,
@@ -654,6 +962,7 @@ def ingest_objects(inp: Inputs) -> list[tuple[str | None, dict]]:
                         [container(inp, svc, None, all_ids)],
                         [
                             tmp_volume(),
+                            *nats_volumes(nats_user_of(inp, svc, None), inp.shared["nats_ca_configmap"]),
                         ],
                         SHUTDOWN_GRACE[svc],
                     ),
@@ -724,8 +1033,14 @@ def ingest_objects(inp: Inputs) -> list[tuple[str | None, dict]]:
             ns,
             lbl,
             {
-                "nginx.ingress.kubernetes.io/proxy-body-size": "4m",
+                "nginx.ingress.kubernetes.io/proxy-body-size": f"{max(2, -(-ing['body_limit'] * 2 // MI))}m",
                 "nginx.ingress.kubernetes.io/proxy-read-timeout": "60",
+                # nginx buffers each request body before it talks to a pod (its default), so a
+                # slow sender holds an nginx buffer, not an ingest slot.
+                "nginx.ingress.kubernetes.io/proxy-request-buffering": "on",
+                # Concurrent connections per client address: WooCommerce sends a store's deliveries
+                # one at a time.
+                "nginx.ingress.kubernetes.io/limit-connections": str(ing.get("limit_connections_per_client", 20)),
             },
         ),
         "spec": {
@@ -760,8 +1075,8 @@ def ingest_objects(inp: Inputs) -> list[tuple[str | None, dict]]:
         ("Drains take one pod at a time; the other keeps answering WooCommerce.", pdb),
         (
             "WooCommerce delivers only to ports 80, 443 and 8080: TLS on 443 here. Only the two\n"
-            "public routes; the admin port stays inside the cluster. The body limit is above\n"
-            "ingest.body_limit (2 MiB) so the ingest, not the proxy, answers 413.",
+            "public routes; the admin port stays inside the cluster. The proxy's body limit is\n"
+            "above ingest.body_limit so the ingest, not the proxy, answers 413.",
             ingress,
         ),
     ]
@@ -919,6 +1234,7 @@ def shard_objects(inp: Inputs, shard: Shard) -> list[tuple[str | None, dict]]:
                         [container(inp, svc, shard, shard.stores)],
                         [
                             tmp_volume(),
+                            *nats_volumes(nats_user_of(inp, svc, shard), inp.shared["nats_ca_configmap"]),
                         ],
                         max(SHUTDOWN_GRACE[svc], 30),
                     ),
@@ -1250,6 +1566,7 @@ def base_objects(inp: Inputs) -> dict[str, list[tuple[str | None, dict]]]:
         )
     store_docs.append(store_apply_job(inp))
     files["10-stores.yaml"] = store_docs
+    files["05-network.yaml"] = network_objects(inp)
     files["20-webhook-ingest.yaml"] = ingest_objects(inp)
     files["25-console.yaml"] = console_objects(inp)
     for i, sh in enumerate(inp.shards):
@@ -1358,6 +1675,256 @@ def secret_example(inp: Inputs, st: Store) -> list[tuple[str | None, dict]]:
     ]
 
 
+# The nats-box users (deploy/nats/permissions.toml) and the Secrets in the NATS namespace
+# that deploy/nats/values.yaml natsBox.contexts read their seeds from.
+NATS_BOX_SECRETS = {"nats-box": "nats-box-nkey", "nats-box-system": "nats-box-system-nkey"}
+# Labels of the official chart's pods.
+NATS_SERVER_PODS = {"app.kubernetes.io/name": "nats", "app.kubernetes.io/component": "nats"}
+NATS_BOX_PODS = {"app.kubernetes.io/name": "nats", "app.kubernetes.io/component": "nats-box"}
+API_CALLERS = SHARD_SERVICES + ["syncctl"]
+
+
+def _ns(name: str) -> dict:
+    return {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": name}}}
+
+
+def _ports(*ports: int, protocol: str = "TCP") -> list:
+    return [{"port": p, "protocol": protocol} for p in ports]
+
+
+def network_objects(inp: Inputs) -> list[tuple[str | None, dict]]:
+    """Default deny in the namespace, then exactly what each pod needs."""
+    ns = inp.namespace
+    net = inp.network
+    lbl = {"app.kubernetes.io/part-of": PART_OF}
+    engine = {"matchLabels": {"app.kubernetes.io/part-of": PART_OF}}
+
+    def policy(name: str, comment: str, spec: dict) -> tuple[str, dict]:
+        return (
+            comment,
+            {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": meta(name, ns, lbl), "spec": spec},
+        )
+
+    return [
+        policy(
+            "default-deny",
+            "Nothing in or out of any pod of the namespace unless a policy below allows it.",
+            {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]},
+        ),
+        policy(
+            "dns",
+            "Name lookups (cluster DNS).",
+            {
+                "podSelector": {},
+                "policyTypes": ["Egress"],
+                "egress": [
+                    {
+                        "to": [{**_ns("kube-system"), "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
+                        "ports": _ports(53, protocol="UDP") + _ports(53),
+                    }
+                ],
+            },
+        ),
+        policy(
+            "nats",
+            "Every engine pod talks to NATS (client port, TLS), and to nothing else in its namespace.",
+            {
+                "podSelector": engine,
+                "policyTypes": ["Egress"],
+                "egress": [
+                    {
+                        "to": [{**_ns(inp.shared["nats_namespace"]), "podSelector": {"matchLabels": NATS_SERVER_PODS}}],
+                        "ports": _ports(4222),
+                    }
+                ],
+            },
+        ),
+        policy(
+            "traces",
+            "Spans to Jaeger's OTLP receiver.",
+            {
+                "podSelector": engine,
+                "policyTypes": ["Egress"],
+                "egress": [{"to": [_ns(net["otlp_namespace"])], "ports": _ports(net["otlp_port"])}],
+            },
+        ),
+        policy(
+            "outside-apis",
+            "WooCommerce shops and DUELL, for the services that call them (and syncctl's Jobs).\n"
+            "Not webhook-ingest: the internet-facing pod cannot reach out. Private ranges are\n"
+            "excluded, so a compromised pod cannot reach cluster services through this rule.",
+            {
+                "podSelector": {
+                    "matchExpressions": [
+                        {"key": "app.kubernetes.io/name", "operator": "In", "values": API_CALLERS},
+                        {"key": "app.kubernetes.io/part-of", "operator": "In", "values": [PART_OF]},
+                    ]
+                },
+                "policyTypes": ["Egress"],
+                "egress": [
+                    {
+                        "to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": list(net["outside_except"])}}],
+                        "ports": _ports(*net["outside_ports"]),
+                    }
+                ],
+            },
+        ),
+        policy(
+            "webhook-ingest-public",
+            "The public port only from the ingress controller.",
+            {
+                "podSelector": {"matchLabels": selector("webhook-ingest")},
+                "policyTypes": ["Ingress"],
+                "ingress": [{"from": [_ns(net["ingress_namespace"])], "ports": _ports(INGEST_PORT)}],
+            },
+        ),
+        policy(
+            "metrics",
+            "Prometheus scrapes the admin port. (Kubelet probes come from the node, which\n"
+            "NetworkPolicies do not filter on common CNIs.)",
+            {
+                "podSelector": engine,
+                "policyTypes": ["Ingress"],
+                "ingress": [{"from": [_ns(net["monitoring_namespace"])], "ports": _ports(ADMIN_PORT)}],
+            },
+        ),
+    ]
+
+
+def nats_namespace_objects(inp: Inputs) -> dict[str, list[tuple[str | None, dict]]]:
+    """What the NATS namespace needs besides the chart: the namespace, TLS (cert-manager) and a
+    NetworkPolicy that lets only the engine, nats-box, KEDA and Prometheus in."""
+    nns = inp.shared["nats_namespace"]
+    net = inp.network
+    lbl = {"app.kubernetes.io/part-of": PART_OF}
+    release = "nats"
+    hosts = [
+        release,
+        f"{release}.{nns}",
+        f"{release}.{nns}.svc",
+        f"{release}.{nns}.svc.cluster.local",
+        f"*.{release}-headless",
+        f"*.{release}-headless.{nns}",
+        f"*.{release}-headless.{nns}.svc",
+        f"*.{release}-headless.{nns}.svc.cluster.local",
+    ]
+    namespace = {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": nns, "labels": {"app.kubernetes.io/part-of": PART_OF}},
+    }
+    issuer_self = {
+        "apiVersion": "cert-manager.io/v1",
+        "kind": "Issuer",
+        "metadata": meta("nats-selfsigned", nns, lbl),
+        "spec": {"selfSigned": {}},
+    }
+    ca = {
+        "apiVersion": "cert-manager.io/v1",
+        "kind": "Certificate",
+        "metadata": meta("nats-ca", nns, lbl),
+        "spec": {
+            "isCA": True,
+            "commonName": "duellsync NATS CA",
+            "secretName": "nats-ca",
+            "duration": "87600h",
+            "privateKey": {"algorithm": "ECDSA", "size": 256},
+            "issuerRef": {"name": "nats-selfsigned", "kind": "Issuer"},
+        },
+    }
+    issuer_ca = {
+        "apiVersion": "cert-manager.io/v1",
+        "kind": "Issuer",
+        "metadata": meta("nats-ca", nns, lbl),
+        "spec": {"ca": {"secretName": "nats-ca"}},
+    }
+    server = {
+        "apiVersion": "cert-manager.io/v1",
+        "kind": "Certificate",
+        "metadata": meta("nats-server-tls", nns, lbl),
+        "spec": {
+            "secretName": "nats-server-tls",
+            "duration": "2160h",
+            "renewBefore": "720h",
+            "dnsNames": hosts,
+            "privateKey": {"algorithm": "ECDSA", "size": 256},
+            "usages": ["server auth", "client auth", "digital signature", "key encipherment"],
+            "issuerRef": {"name": "nats-ca", "kind": "Issuer"},
+        },
+    }
+    policy = {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": meta("nats-server", nns, lbl),
+        "spec": {
+            "podSelector": {"matchLabels": NATS_SERVER_PODS},
+            "policyTypes": ["Ingress"],
+            "ingress": [
+                {
+                    "from": [
+                        {**_ns(inp.namespace), "podSelector": {"matchLabels": {"app.kubernetes.io/part-of": PART_OF}}},
+                        {"podSelector": {"matchLabels": NATS_BOX_PODS}},
+                    ],
+                    "ports": _ports(4222),
+                },
+                {"from": [{"podSelector": {"matchLabels": NATS_SERVER_PODS}}], "ports": _ports(6222)},
+                {
+                    "from": [
+                        _ns(net["keda_namespace"]),
+                        _ns(net["monitoring_namespace"]),
+                        {"podSelector": {"matchLabels": NATS_BOX_PODS}},
+                    ],
+                    "ports": _ports(8222),
+                },
+                {"from": [_ns(net["monitoring_namespace"])], "ports": _ports(7777)},
+            ],
+        },
+    }
+    return {
+        "00-namespace.yaml": [("The NATS namespace (the chart installs into it).", namespace)],
+        "10-tls.yaml": [
+            ("cert-manager: a self-signed issuer only to make the CA below.", issuer_self),
+            ("The CA of the NATS certificates. Its public part goes to the engine's namespace as\n"
+             "ConfigMap nats-ca (docs/operations.md, Security model).", ca),
+            ("Issues the server certificate from the CA.", issuer_ca),
+            ("The servers' certificate for clients and routes (deploy/nats/values.yaml\n"
+             "config.nats.tls and config.cluster.tls). cert-manager renews it; the chart's reloader\n"
+             "makes the servers pick it up.", server),
+        ],
+        "20-network-policy.yaml": [
+            (
+                "NATS servers take clients only from the engine's pods and nats-box, routes only from\n"
+                "each other, monitoring only from KEDA, Prometheus and nats-box.",
+                policy,
+            )
+        ],
+    }
+
+
+def nats_secret_examples(inp: Inputs) -> dict[str, list[tuple[str | None, dict]]]:
+    out = {}
+    for u in nats_users(inp):
+        if u.name in NATS_BOX_SECRETS:
+            name, ns, key = NATS_BOX_SECRETS[u.name], inp.shared["nats_namespace"], "nats.nk"
+        else:
+            name, ns, key = f"nats-{u.name}", inp.namespace, "nkey"
+        out[f"{name}.yaml"] = [
+            (
+                f"NKey seed of NATS user `{u.name}` (public key in deploy/deployment.toml [nats_users]).\n"
+                "An EXAMPLE, never applied as it is. Make a key pair with `nk -gen user -pubout` and\n"
+                f"  kubectl -n {ns} create secret generic {name} --from-file={key}=<seed file>",
+                {
+                    "apiVersion": "v1",
+                    "kind": "Secret",
+                    "metadata": meta(name, ns, {"app.kubernetes.io/part-of": PART_OF}),
+                    "type": "Opaque",
+                    "stringData": {key: C("REPLACE_ME", "the seed, SU...")},
+                },
+            )
+        ]
+    return out
+
+
 HEADER = "Generated by deploy/generate.py from deploy/deployment.toml and deploy/stores/. Do not edit;\nedit the inputs and run `python3 deploy/generate.py`."
 
 
@@ -1373,6 +1940,11 @@ def render(inp: Inputs) -> dict[Path, str]:
         out[SECRETS_OUT / f"store-{sid}.yaml"] = to_yaml(secret_example(inp, st), HEADER)
     out[SECRETS_OUT / "duellsync-seal.yaml"] = to_yaml(seal_secret_example(inp), HEADER)
     out[SECRETS_OUT / "duellsync-console.yaml"] = to_yaml(console_secret_example(inp), HEADER)
+    for name, docs in nats_secret_examples(inp).items():
+        out[SECRETS_OUT / name] = to_yaml(docs, HEADER)
+    for name, docs in nats_namespace_objects(inp).items():
+        out[OUT / "nats" / name] = to_yaml(docs, HEADER)
+    out[NATS_ACCOUNTS_OUT] = to_yaml(nats_accounts_values(inp), HEADER.replace("deploy/stores/", "deploy/nats/permissions.toml"))
     return out
 
 
@@ -1381,6 +1953,8 @@ def managed_files() -> set[Path]:
     for d in (OUT, SECRETS_OUT):
         if d.exists():
             found |= {p for p in d.rglob("*.yaml")}
+    if NATS_ACCOUNTS_OUT.exists():
+        found.add(NATS_ACCOUNTS_OUT)
     return found
 
 
@@ -1402,15 +1976,49 @@ def rebuild_job(inp: Inputs, shard: str, service: str, store: str) -> str:
     if sh is None:
         raise InputError(f"no shard `{shard}` in deploy/deployment.toml")
     name = f"{service}-{shard}"
-    job = {
+    job = syncctl_job(
+        inp,
+        f"rebuild-{service}-{store}",
+        ["state", "rebuild", "--service", service, "--store", store, "--state-dir", f"{STATE_ROOT}/{service}",
+         # A Job has no terminal to confirm on.
+         "--yes"],
+        sorted(set(sh.stores) | {store}),
+        [
+            C(
+                {"name": "state", "persistentVolumeClaim": {"claimName": f"state-{name}-0"}},
+                f"The volume of {name}-0, which must be scaled to 0 first (sled locks its files).",
+            )
+        ],
+        [{"name": "state", "mountPath": STATE_ROOT}],
+    )
+    return to_yaml(
+        [(f"Rebuild {service}'s state of store `{store}` in {shard}. Apply, wait, delete.", job)],
+        "Printed by `deploy/generate.py rebuild-job`; not committed.",
+    )
+
+
+def syncctl_job(
+    inp: Inputs,
+    name: str,
+    args: list[str],
+    store_ids: list[str],
+    extra_volumes: list | None = None,
+    extra_mounts: list | None = None,
+) -> dict:
+    """A Job running `syncctl ARGS` with syncctl's own NATS credentials and the secrets of the
+    stores it loads. syncctl is the operator's tool, and its credentials may delete and change
+    what the services may not: it runs as a short Job, never inside a service's pod."""
+    user = nats_user_of(inp, "syncctl", None)
+    env = [nkey_env(), *secret_env(inp, "syncctl", store_ids)]
+    return {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": meta(f"rebuild-{service}-{store}", inp.namespace, {"app.kubernetes.io/part-of": PART_OF}),
+        "metadata": meta(name, inp.namespace, {"app.kubernetes.io/part-of": PART_OF, "app.kubernetes.io/name": "syncctl"}),
         "spec": {
             "backoffLimit": 0,
             "ttlSecondsAfterFinished": 86400,
             "template": {
-                "metadata": {"labels": {"app.kubernetes.io/part-of": PART_OF}},
+                "metadata": {"labels": {"app.kubernetes.io/part-of": PART_OF, "app.kubernetes.io/name": "syncctl"}},
                 "spec": {
                     "restartPolicy": "Never",
                     "serviceAccountName": "duellsync",
@@ -1421,43 +2029,37 @@ def rebuild_job(inp: Inputs, shard: str, service: str, store: str) -> str:
                         {
                             "name": "syncctl",
                             "image": inp.image,
-                            "command": [
-                                "/usr/local/bin/syncctl",
-                                "state",
-                                "rebuild",
-                                "--service",
-                                service,
-                                "--store",
-                                store,
-                                "--state-dir",
-                                f"{STATE_ROOT}/{service}",
-                                # A Job has no terminal to confirm on.
-                                "--yes",
-                            ],
-                            "envFrom": env_from(sh.stores if store in sh.stores else sh.stores + [store]),
+                            "command": ["/usr/local/bin/syncctl", *args],
+                            "envFrom": env_from(),
+                            "env": env,
                             "resources": {
                                 "requests": {"cpu": "50m", "memory": "64Mi"},
                                 "limits": {"cpu": "1", "memory": "256Mi"},
                             },
                             "securityContext": container_security_context(),
                             "volumeMounts": [
-                                {"name": "state", "mountPath": STATE_ROOT},
+                                {"name": "stores", "mountPath": STORES_PATH, "readOnly": True},
+                                *nats_mounts(),
+                                *(extra_mounts or []),
                             ],
                         }
                     ],
                     "volumes": [
-                        C(
-                            {"name": "state", "persistentVolumeClaim": {"claimName": f"state-{name}-0"}},
-                            f"The volume of {name}-0, which must be scaled to 0 first (sled locks its files).",
-                        ),
+                        stores_volume(store_ids),
+                        *nats_volumes(user, inp.shared["nats_ca_configmap"]),
+                        *(extra_volumes or []),
                     ],
                 },
             },
         },
     }
+
+
+def syncctl_run(inp: Inputs, name: str, args: list[str]) -> str:
+    job = syncctl_job(inp, name, args, sorted(inp.stores))
     return to_yaml(
-        [(f"Rebuild {service}'s state of store `{store}` in {shard}. Apply, wait, delete.", job)],
-        "Printed by `deploy/generate.py rebuild-job`; not committed.",
+        [(f"syncctl {' '.join(args)}. Apply, wait, read its log, delete (deploy/syncctl does all four).", job)],
+        "Printed by `deploy/generate.py syncctl-job`; not committed.",
     )
 
 
@@ -1541,15 +2143,49 @@ def main(argv: list[str]) -> int:
     mv = sub.add_parser("move-store", help="print the steps to move a store to another shard")
     mv.add_argument("store")
     mv.add_argument("to_shard")
+    na = sub.add_parser(
+        "nats-accounts",
+        help="print the NATS accounts for the given users as JSON (the tests' server configuration)",
+    )
+    na.add_argument("--stores", required=True, help="the stores of the one shard, comma-separated")
+    na.add_argument("--user", action="append", default=[], metavar="SERVICE=PUBLIC_NKEY")
+    sj = sub.add_parser("syncctl-job", help="print a Job that runs syncctl with the given arguments")
+    sj.add_argument("--name", default="syncctl")
+    sj.add_argument("args", nargs=argparse.REMAINDER, help="syncctl's arguments (after --)")
     rj = sub.add_parser("rebuild-job", help="print a Job that runs `syncctl state rebuild`")
     rj.add_argument("--shard", required=True)
     rj.add_argument("--service", required=True)
     rj.add_argument("--store", required=True)
     args = ap.parse_args(argv)
+    if args.cmd == "nats-accounts":
+        # Needs only the permission table, so the tests do not depend on deployment.toml.
+        try:
+            table = load_permissions()
+            stores = [x for x in args.stores.split(",") if x]
+            users = []
+            for spec in args.user:
+                service, _, key = spec.partition("=")
+                if service not in table["users"] or not is_user_nkey(key):
+                    raise InputError(f"--user {spec}: want SERVICE=PUBLIC_NKEY, SERVICE one of {', '.join(table['users'])}")
+                scope = table["users"][service]["scope"]
+                users.append((NatsUser(service, service, None if scope == "all" else stores), key))
+        except (InputError, tomllib.TOMLDecodeError) as e:
+            print(f"deploy/generate.py: {e}", file=sys.stderr)
+            return 1
+        print(json.dumps(accounts_config(table, users), indent=1))
+        return 0
     try:
         inp = load_inputs()
         if args.cmd == "move-store":
             sys.stdout.write(move_store(inp, args.store, args.to_shard))
+            return 0
+        if args.cmd == "syncctl-job":
+            rest = args.args[1:] if args.args[:1] == ["--"] else args.args
+            if not rest:
+                raise InputError("give syncctl's arguments after --, e.g. syncctl-job -- status --store acme")
+            if not re.fullmatch(r"[a-z0-9]([a-z0-9-]{0,50}[a-z0-9])?", args.name):
+                raise InputError(f"--name `{args.name}` is not a valid Job name")
+            sys.stdout.write(syncctl_run(inp, args.name, rest))
             return 0
         if args.cmd == "rebuild-job":
             sys.stdout.write(rebuild_job(inp, args.shard, args.service, args.store))

@@ -56,7 +56,13 @@ pub async fn run(report: &mut Report, sizes: &Sizes) -> anyhow::Result<()> {
     world::start(
         &mut sandbox,
         "webhook-ingest",
-        &[("DUELLSYNC_INGEST__LISTEN", listen.as_str())],
+        // The load generator keeps 256 requests in flight; the default admission (64 at once)
+        // would answer most of them 503.
+        &[
+            ("DUELLSYNC_INGEST__LISTEN", listen.as_str()),
+            ("DUELLSYNC_INGEST__MAX_IN_FLIGHT", "512"),
+            ("DUELLSYNC_INGEST__MAX_CONNECTIONS", "1024"),
+        ],
     )
     .await?;
     let ingest_addr: SocketAddr = listen.parse()?;

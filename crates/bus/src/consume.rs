@@ -162,18 +162,32 @@ impl Consumer {
     }
 
     async fn declare(&self) -> Result<jetstream::consumer::PullConsumer> {
+        let name = self.spec.stream.name;
         let stream = self
             .bus
-            .jetstream()
-            .get_stream(self.spec.stream.name)
-            .await
+            .api(
+                format!("$JS.API.STREAM.INFO.{name}"),
+                self.bus.jetstream().get_stream(name),
+            )
+            .await?
             .map_err(|e| Error::Stream {
-                stream: self.spec.stream.name.to_owned(),
+                stream: name.to_owned(),
                 reason: e.to_string(),
             })?;
-        stream
-            .create_consumer(self.config())
-            .await
+        let config = self.config();
+        // The API subject names the filter when there is one (what the server's permissions
+        // can pin a consumer to).
+        let api = if config.filter_subject.is_empty() {
+            format!("$JS.API.CONSUMER.CREATE.{name}.{}", self.spec.durable)
+        } else {
+            format!(
+                "$JS.API.CONSUMER.CREATE.{name}.{}.{}",
+                self.spec.durable, config.filter_subject
+            )
+        };
+        self.bus
+            .api(api, stream.create_consumer(config))
+            .await?
             .map_err(|e| Error::Consumer {
                 consumer: self.spec.durable.clone(),
                 reason: e.to_string(),

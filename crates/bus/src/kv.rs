@@ -81,8 +81,13 @@ fn unavailable(name: &str, e: impl std::fmt::Display) -> Error {
 }
 
 impl Bus {
-    /// Creates the bucket or updates its configuration; safe from every process at once.
+    /// Opens the bucket, creating it when it is missing; safe from every process at once.
+    ///
+    /// An existing bucket is taken as it is, as [`Bus::ensure_stream`] takes a stream: changing
+    /// a bucket's configuration is an operator's act (the services' NATS credentials may only
+    /// look it up and create it).
     pub async fn ensure_kv(&self, spec: &KvSpec) -> Result<Kv> {
+        let stream = format!("KV_{}", spec.name);
         let config = kv::Config {
             bucket: spec.name.to_owned(),
             description: spec.description.to_owned(),
@@ -93,8 +98,25 @@ impl Bus {
             ..Default::default()
         };
         let mut last = String::new();
+        // Two processes starting at once may race on creation; the loser finds the bucket.
         for _ in 0..5 {
-            match self.js.create_or_update_key_value(config.clone()).await {
+            let found = self
+                .api(
+                    format!("$JS.API.STREAM.INFO.{stream}"),
+                    self.js.get_key_value(spec.name),
+                )
+                .await?;
+            let store = match found {
+                Ok(store) => Ok(store),
+                Err(_) => self
+                    .api(
+                        format!("$JS.API.STREAM.CREATE.{stream}"),
+                        self.js.create_key_value(config.clone()),
+                    )
+                    .await?
+                    .map_err(|e| e.to_string()),
+            };
+            match store {
                 Ok(store) => {
                     return Ok(Kv {
                         store,
@@ -103,13 +125,13 @@ impl Bus {
                     })
                 }
                 Err(e) => {
-                    last = e.to_string();
+                    last = e;
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
             }
         }
         Err(Error::Stream {
-            stream: format!("KV_{}", spec.name),
+            stream,
             reason: last,
         })
     }

@@ -14,6 +14,7 @@
 //! message is acked. A crash in between causes a redelivery, which the handler's ledger absorbs.
 #![forbid(unsafe_code)]
 
+mod connection;
 mod consume;
 mod inspect;
 mod kv;
@@ -30,6 +31,7 @@ use duellsync_events::{headers, Event, StreamSpec, ALL_STREAMS};
 use futures::StreamExt;
 
 pub use async_nats::HeaderMap;
+pub use connection::{redact_url, BusOptions};
 pub use consume::{Consumer, ConsumerSpec, Delivery, HandleError};
 pub use inspect::{ConsumerState, StartAt};
 pub use kv::{Kv, KvChange, KvEntry, KvError};
@@ -37,13 +39,20 @@ pub use read::StoredMessage;
 pub use trace::TraceParent;
 
 /// Errors from the bus. `Unavailable` means "the broker could not be reached in time; try again
-/// later"; the others are configuration or programming errors.
+/// later"; `Denied` and `Config` need an operator; the others are configuration or programming
+/// errors.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// The URL in it is redacted ([`redact_url`]).
     #[error("cannot connect to NATS at {url}: {reason}")]
     Connect { url: String, reason: String },
+    #[error("invalid NATS settings: {0}")]
+    Config(String),
     #[error("NATS JetStream unavailable: {0}")]
     Unavailable(String),
+    /// The server refused: this service's credentials may not use the subject.
+    #[error("NATS refused {subject}: these credentials may not use it (the permission table is deploy/nats/permissions.toml)")]
+    Denied { subject: String },
     #[error("stream {stream}: {reason}")]
     Stream { stream: String, reason: String },
     #[error("consumer {consumer}: {reason}")]
@@ -55,32 +64,6 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
-
-/// How to reach NATS.
-#[derive(Debug, Clone)]
-pub struct BusOptions {
-    pub url: String,
-    /// Client name shown by the NATS server (service name).
-    pub name: String,
-    /// Stream replicas: 1 for a single server, 3 in a production cluster.
-    pub replicas: usize,
-    /// How long a publish keeps retrying while the broker is unreachable before it gives up.
-    pub publish_deadline: Duration,
-    /// How long `connect` waits for the first connection.
-    pub connect_timeout: Duration,
-}
-
-impl BusOptions {
-    pub fn new(url: impl Into<String>, name: impl Into<String>) -> Self {
-        BusOptions {
-            url: url.into(),
-            name: name.into(),
-            replicas: 1,
-            publish_deadline: Duration::from_secs(30),
-            connect_timeout: Duration::from_secs(30),
-        }
-    }
-}
 
 /// Acknowledgement of a stored message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,12 +81,13 @@ pub struct Bus {
     js: jetstream::Context,
     options: Arc<BusOptions>,
     connected: Arc<AtomicBool>,
+    denials: Arc<connection::Denials>,
 }
 
 impl std::fmt::Debug for Bus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Bus")
-            .field("url", &self.options.url)
+            .field("url", &redact_url(&self.options.url))
             .field("name", &self.options.name)
             .finish()
     }
@@ -111,57 +95,46 @@ impl std::fmt::Debug for Bus {
 
 impl Bus {
     /// Connects to NATS. Waits up to `connect_timeout` for the first connection; afterwards the
-    /// client reconnects on its own, forever.
+    /// client reconnects on its own, forever. Options with problems (a plain connection to
+    /// another machine, two kinds of credentials) are refused before anything is sent.
     pub async fn connect(options: BusOptions) -> Result<Bus> {
+        let problems = options.problems();
+        if !problems.is_empty() {
+            return Err(Error::Config(
+                problems
+                    .iter()
+                    .map(|(k, m)| format!("{k}: {m}"))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            ));
+        }
+        let url = redact_url(&options.url);
         let connected = Arc::new(AtomicBool::new(false));
-        let flag = connected.clone();
-        let name = options.name.clone();
-        let connect = async_nats::ConnectOptions::new()
-            .name(&options.name)
-            .retry_on_initial_connect()
-            .max_reconnects(None)
-            .connection_timeout(Duration::from_secs(5))
-            .request_timeout(Some(Duration::from_secs(5)))
-            .event_callback(move |event| {
-                let flag = flag.clone();
-                let name = name.clone();
-                async move {
-                    match event {
-                        async_nats::Event::Connected => {
-                            flag.store(true, Ordering::SeqCst);
-                            tracing::info!(client = %name, "nats connected");
-                        }
-                        async_nats::Event::Disconnected => {
-                            flag.store(false, Ordering::SeqCst);
-                            tracing::warn!(client = %name, "nats disconnected; reconnecting");
-                        }
-                        other => tracing::debug!(client = %name, event = %other, "nats event"),
-                    }
-                }
-            })
-            .connect(options.url.as_str());
-        let client = tokio::time::timeout(options.connect_timeout, connect)
-            .await
-            .map_err(|_| Error::Connect {
-                url: options.url.clone(),
-                reason: format!("no connection within {:?}", options.connect_timeout),
-            })?
-            .map_err(|e| Error::Connect {
-                url: options.url.clone(),
-                reason: e.to_string(),
-            })?;
-        // With retry_on_initial_connect the future resolves before the first connection; wait
-        // for it so that callers fail fast when the broker is really not there.
+        let denials = Arc::new(connection::Denials::default());
         let deadline = tokio::time::Instant::now() + options.connect_timeout;
-        while client.connection_state() != async_nats::connection::State::Connected {
-            if tokio::time::Instant::now() > deadline {
+        let mut backoff = Duration::from_millis(50);
+        // Without `retry_on_initial_connect` a failed first attempt says why (authorization,
+        // TLS, refused); retrying here keeps that reason for the error.
+        let client = loop {
+            let attempt =
+                connect_options(&options, connected.clone(), denials.clone(), &url).await?;
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let reason =
+                match tokio::time::timeout(left, attempt.connect(options.url.as_str())).await {
+                    Ok(Ok(client)) => break client,
+                    Ok(Err(e)) => connect_failure(&e, &options),
+                    Err(_) => format!("no connection within {:?}", options.connect_timeout),
+                };
+            if tokio::time::Instant::now() + backoff >= deadline {
                 return Err(Error::Connect {
-                    url: options.url.clone(),
-                    reason: format!("no connection within {:?}", options.connect_timeout),
+                    url,
+                    reason: scrub(&reason, &options.url),
                 });
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+            tracing::debug!(url = %url, reason = %scrub(&reason, &options.url), "nats not reachable yet; retrying");
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(1));
+        };
         connected.store(true, Ordering::SeqCst);
         let js = jetstream::new(client.clone());
         Ok(Bus {
@@ -169,6 +142,7 @@ impl Bus {
             js,
             options: Arc::new(options),
             connected,
+            denials,
         })
     }
 
@@ -191,6 +165,11 @@ impl Bus {
         Ok(())
     }
 
+    /// Creates a missing stream, and updates one whose declaration changed. Looking a stream up
+    /// and creating a missing one is every service's right; changing an existing stream is not
+    /// (a shorter `max_age` deletes data), so a service whose credentials may not update it
+    /// logs the difference and goes on with the stream as it is: an operator applies the change
+    /// with the admin credentials.
     pub async fn ensure_stream(&self, spec: &StreamSpec) -> Result<()> {
         let config = jetstream::stream::Config {
             name: spec.name.to_owned(),
@@ -204,12 +183,53 @@ impl Bus {
             ..Default::default()
         };
         let mut last = String::new();
-        // Two services starting at once may race on creation; the loser just updates.
+        // Two services starting at once may race on creation; the loser finds it and compares.
         for _ in 0..5 {
-            match self.js.create_or_update_stream(config.clone()).await {
-                Ok(_) => return Ok(()),
+            let info = self
+                .api(
+                    format!("$JS.API.STREAM.INFO.{}", spec.name),
+                    self.js.get_stream(spec.name),
+                )
+                .await?;
+            let outcome = match info {
+                Ok(stream) => {
+                    let differs = stream_differences(&stream.cached_info().config, &config);
+                    if differs.is_empty() {
+                        return Ok(());
+                    }
+                    match self
+                        .api(
+                            format!("$JS.API.STREAM.UPDATE.{}", spec.name),
+                            self.js.update_stream(&config),
+                        )
+                        .await
+                    {
+                        Ok(r) => r.map(|_| ()).map_err(|e| e.to_string()),
+                        Err(Error::Denied { .. }) => {
+                            tracing::warn!(
+                                stream = spec.name,
+                                differences = %differs.join(", "),
+                                "stream differs from this release's declaration and these credentials may not change it; the stream keeps working as it is until an operator applies the change (docs/operations.md, Security model)"
+                            );
+                            return Ok(());
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                Err(e) if is_not_found(&e) => self
+                    .api(
+                        format!("$JS.API.STREAM.CREATE.{}", spec.name),
+                        self.js.create_stream(config.clone()),
+                    )
+                    .await?
+                    .map(|_| ())
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            match outcome {
+                Ok(()) => return Ok(()),
                 Err(e) => {
-                    last = e.to_string();
+                    last = e;
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
             }
@@ -218,6 +238,21 @@ impl Bus {
             stream: spec.name.to_owned(),
             reason: last,
         })
+    }
+
+    /// Runs one request to the JetStream API (`api_subject` is what it publishes to), failing at
+    /// once with [`Error::Denied`] when the server refuses it instead of waiting for a reply
+    /// that never comes.
+    pub(crate) async fn api<T>(
+        &self,
+        api_subject: String,
+        request: impl std::future::Future<Output = T>,
+    ) -> Result<T> {
+        let mark = self.denials.mark();
+        tokio::select! {
+            r = request => Ok(r),
+            _ = self.denials.refused(&api_subject, mark) => Err(Error::Denied { subject: api_subject }),
+        }
     }
 
     /// Whether every stream exists (readiness).
@@ -283,6 +318,7 @@ impl Bus {
         trace::inject(&mut h);
         let deadline = tokio::time::Instant::now() + self.options.publish_deadline;
         let mut backoff = Duration::from_millis(50);
+        let mark = self.denials.mark();
         loop {
             let attempt = async {
                 let ack_future = self
@@ -294,7 +330,14 @@ impl Bus {
                     .await
                     .map_err(|e| (format!("{:?}", e.kind()), e.to_string()))
             };
-            match attempt.await {
+            let attempt = tokio::select! {
+                r = attempt => r,
+                // A refused publish is not stored and never will be: no retry.
+                _ = self.denials.refused(subject, mark) => {
+                    return Err(Error::Denied { subject: subject.to_owned() });
+                }
+            };
+            match attempt {
                 Ok(ack) => {
                     metrics::counter!("duellsync_bus_published_total", "stream" => ack.stream.clone())
                         .increment(1);
@@ -432,12 +475,174 @@ impl duellsync_telemetry::ReadinessCheck for BusReady {
     }
 }
 
+fn is_not_found(e: &jetstream::context::GetStreamError) -> bool {
+    matches!(
+        e.kind(),
+        jetstream::context::GetStreamErrorKind::JetStream(j)
+            if j.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND
+    )
+}
+
+/// What differs between a stream as it is and as the engine declares it, in the settings the
+/// engine declares (the server fills in the rest).
+fn stream_differences(
+    have: &jetstream::stream::Config,
+    want: &jetstream::stream::Config,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut hs = have.subjects.clone();
+    let mut ws = want.subjects.clone();
+    hs.sort();
+    ws.sort();
+    if hs != ws {
+        out.push(format!("subjects {hs:?} → {ws:?}"));
+    }
+    macro_rules! field {
+        ($f:ident) => {
+            if have.$f != want.$f {
+                out.push(format!("{} {:?} → {:?}", stringify!($f), have.$f, want.$f));
+            }
+        };
+    }
+    field!(max_age);
+    field!(duplicate_window);
+    field!(storage);
+    field!(num_replicas);
+    field!(retention);
+    field!(discard);
+    out
+}
+
 /// Backoff for the n-th delivery (1-based): 1 s, 2 s, 4 s ... capped, with ±20 % jitter.
 pub fn redelivery_backoff(delivered: u64, cap: Duration) -> Duration {
     let exp = delivered.saturating_sub(1).min(16) as u32;
     let base = Duration::from_millis(1000u64.saturating_mul(1u64 << exp)).min(cap);
     let jitter = rand::random_range(0.8..1.2);
     base.mul_f64(jitter)
+}
+
+/// The client options of one connection attempt: name, credentials, TLS, our own inbox prefix,
+/// reconnecting forever once connected, and the event callback that tracks the connection and
+/// the server's permission refusals.
+async fn connect_options(
+    options: &BusOptions,
+    connected: Arc<AtomicBool>,
+    denials: Arc<connection::Denials>,
+    url: &str,
+) -> Result<async_nats::ConnectOptions> {
+    let name = options.name.clone();
+    let url = url.to_owned();
+    let mut o = async_nats::ConnectOptions::new()
+        .name(&options.name)
+        .custom_inbox_prefix(connection::inbox_prefix(&options.name))
+        .max_reconnects(None)
+        .connection_timeout(Duration::from_secs(5))
+        .request_timeout(Some(Duration::from_secs(5)))
+        .event_callback(move |event| {
+            let flag = connected.clone();
+            let denials = denials.clone();
+            let name = name.clone();
+            let url = url.clone();
+            async move {
+                match event {
+                    async_nats::Event::Connected => {
+                        flag.store(true, Ordering::SeqCst);
+                        tracing::info!(client = %name, url = %url, "nats connected");
+                    }
+                    async_nats::Event::Disconnected => {
+                        flag.store(false, Ordering::SeqCst);
+                        tracing::warn!(client = %name, "nats disconnected; reconnecting");
+                    }
+                    async_nats::Event::ServerError(async_nats::ServerError::Other(e)) => {
+                        match denials.record(&e) {
+                            Some(subject) => tracing::error!(
+                                client = %name,
+                                subject = %subject,
+                                "NATS refused a publish: this service's credentials may not use the subject"
+                            ),
+                            None => tracing::warn!(client = %name, error = %e, "nats server error"),
+                        }
+                    }
+                    other => tracing::debug!(client = %name, event = %other, "nats event"),
+                }
+            }
+        });
+    if let Some(path) = &options.nkey_file {
+        let seed = std::fs::read_to_string(path).map_err(|e| {
+            Error::Config(format!(
+                "nats.nkey_file: cannot read {}: {e}; mount the service's NKey seed there",
+                path.display()
+            ))
+        })?;
+        let seed = seed.trim();
+        // A seed starts with S (`SU…` for a user); the public key (`U…`) belongs in the server's
+        // config, and a mix-up must not end in an unexplained authorization failure.
+        if !seed.starts_with('S') {
+            return Err(Error::Config(format!(
+                "nats.nkey_file: {} does not hold an NKey seed (it starts with `S`, e.g. SU…); the public key (U…) goes into the server's configuration",
+                path.display()
+            )));
+        }
+        o = o.nkey(seed.to_owned());
+    }
+    if let Some(path) = &options.credentials_file {
+        o = o.credentials_file(path).await.map_err(|e| {
+            Error::Config(format!(
+                "nats.credentials_file: cannot read {}: {e}",
+                path.display()
+            ))
+        })?;
+    }
+    if options.wants_tls() {
+        o = o.require_tls(true);
+    }
+    if let Some(ca) = &options.tls_ca_file {
+        if !ca.is_file() {
+            return Err(Error::Config(format!(
+                "nats.tls_ca_file: {} is not a file; mount the CA certificate (PEM) of the NATS server there",
+                ca.display()
+            )));
+        }
+        o = o.add_root_certificates(ca.clone());
+    }
+    if let Some((cert, key)) = &options.tls_client {
+        o = o.add_client_certificate(cert.clone(), key.clone());
+    }
+    Ok(o)
+}
+
+/// Why a connection attempt failed, with the setting to look at.
+fn connect_failure(e: &async_nats::ConnectError, options: &BusOptions) -> String {
+    use async_nats::ConnectErrorKind as K;
+    let hint = match e.kind() {
+        K::AuthorizationViolation | K::Authentication => {
+            if options.nkey_file.is_some() || options.credentials_file.is_some() {
+                "; the server does not accept these credentials: check that the public key of nats.nkey_file (or the .creds) is in the server's configuration"
+            } else {
+                "; the server requires credentials: set nats.nkey_file (or nats.credentials_file)"
+            }
+        }
+        _ if e.kind() == K::Tls || e.to_string().contains("certificate") => {
+            "; check nats.tls_ca_file (the CA that signed the server's certificate) and that the URL's host name is in that certificate"
+        }
+        _ => "",
+    };
+    format!("{e}{hint}")
+}
+
+/// `text` without the raw URL (which may carry a password or token).
+fn scrub(text: &str, raw_url: &str) -> String {
+    let mut out = text.to_owned();
+    for server in raw_url.split(',').map(str::trim) {
+        if let Some((_, rest)) = server.split_once("://") {
+            if let Some((userinfo, _)) = rest.rsplit_once('@') {
+                for secret in userinfo.split(':').filter(|s| s.len() >= 3) {
+                    out = out.replace(secret, "***");
+                }
+            }
+        }
+    }
+    out
 }
 
 #[cfg(test)]

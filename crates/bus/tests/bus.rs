@@ -239,3 +239,34 @@ async fn read_returns_stored_messages_in_order() {
     assert!(bus.delete_message("DUELL", 2).await.unwrap());
     assert!(bus.get("DUELL", 2).await.unwrap().is_none());
 }
+
+#[tokio::test]
+async fn credentials_in_the_url_never_show_in_debug_output_or_connect_errors() {
+    let server = NatsServer::start();
+    // A server without authorization ignores the user and password, so the client connects.
+    let url = server
+        .url()
+        .replace("nats://", "nats://svc-user:hunter2secret@");
+    let bus = Bus::connect(BusOptions::new(url.clone(), "debug-test"))
+        .await
+        .expect("connects");
+    let shown = format!("{bus:?}");
+    assert!(!shown.contains("hunter2secret"), "{shown}");
+    assert!(shown.contains("svc-user:***@"), "{shown}");
+
+    let port = duellsync_test_support::free_port();
+    let mut opts = BusOptions::new(
+        format!("nats://svc-user:hunter2secret@127.0.0.1:{port}"),
+        "debug-test",
+    );
+    opts.connect_timeout = Duration::from_millis(500);
+    let err = Bus::connect(opts).await.unwrap_err();
+    for text in [err.to_string(), format!("{err:?}")] {
+        assert!(!text.contains("hunter2secret"), "{text}");
+    }
+    let token = format!("nats://s3cr3tTokenValue@127.0.0.1:{port}");
+    let mut opts = BusOptions::new(token, "debug-test");
+    opts.connect_timeout = Duration::from_millis(500);
+    let err = Bus::connect(opts).await.unwrap_err().to_string();
+    assert!(!err.contains("s3cr3tTokenValue"), "{err}");
+}

@@ -53,6 +53,28 @@ pub struct ClientConfig {
     pub pacing: PacingConfig,
     /// `User-Agent` header.
     pub user_agent: String,
+    /// Largest answer read, by kind of endpoint; a larger one is an error, never buffered.
+    pub response_limits: ResponseLimits,
+}
+
+/// The most bytes of an answer the client reads. DUELL pages at most 100 rows (whatever
+/// `length` asks); a page of products with their custom fields is well under 1 MB, so the
+/// defaults leave wide room while keeping one answer from filling the pod's memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResponseLimits {
+    /// A page of a list (`product/list`, `all/product/stock`, order lists): 16 MiB.
+    pub page: usize,
+    /// Anything else (login, one order, a save's answer): 2 MiB.
+    pub object: usize,
+}
+
+impl Default for ResponseLimits {
+    fn default() -> Self {
+        ResponseLimits {
+            page: 16 * 1024 * 1024,
+            object: 2 * 1024 * 1024,
+        }
+    }
 }
 
 impl fmt::Debug for ClientConfig {
@@ -70,6 +92,7 @@ impl fmt::Debug for ClientConfig {
             .field("assumed_token_ttl", &self.assumed_token_ttl)
             .field("pacing", &self.pacing)
             .field("user_agent", &self.user_agent)
+            .field("response_limits", &self.response_limits)
             .finish()
     }
 }
@@ -110,6 +133,7 @@ impl ClientConfig {
             assumed_token_ttl: Duration::from_secs(12 * 3600),
             pacing: PacingConfig::default(),
             user_agent: concat!("duellsync/", env!("CARGO_PKG_VERSION")).to_string(),
+            response_limits: ResponseLimits::default(),
         })
     }
 }
@@ -537,12 +561,35 @@ impl DuellClient {
             .increment(1);
         let rate = RateHeaders::parse(resp.headers(), SystemTime::now());
         self.inner.pacer.observe(&rate);
-        let body = resp.bytes().await;
+        // Lists page; everything else is one object (or a login, or a save's answer).
+        let limits = cfg.response_limits;
+        let limit = if call.kind == Kind::Read && call.query.has("length") {
+            limits.page
+        } else {
+            limits.object
+        };
+        let body = read_capped(resp, limit).await;
         span.record("status", status);
         span.record("duration_ms", started.elapsed().as_millis() as u64);
         let body = match body {
             Ok(b) => b,
-            Err(e) => {
+            Err(Capped::TooLarge) => {
+                let reason = format!(
+                    "the answer is larger than {limit} bytes (ClientConfig::response_limits)"
+                );
+                if call.kind == Kind::Write {
+                    // It was sent and answered: it may well have been applied.
+                    return Attempt::Fatal(Error::OutcomeUnknown {
+                        endpoint: call.endpoint.into(),
+                        reason,
+                    });
+                }
+                return Attempt::Fatal(Error::ResponseTooLarge {
+                    endpoint: call.endpoint.into(),
+                    limit,
+                });
+            }
+            Err(Capped::Read(e)) => {
                 return Attempt::Transient {
                     http_status: Some(status),
                     reason: format!("reading body: {}", describe(e)),
@@ -554,6 +601,27 @@ impl DuellClient {
         let fallback = self.inner.pacer.config().default_retry_after;
         classify(call.endpoint, call.kind, status, &rate, &body, fallback)
     }
+}
+
+enum Capped {
+    TooLarge,
+    Read(reqwest::Error),
+}
+
+/// Reads a body of at most `limit` bytes. A larger one (declared or as it arrives) is refused
+/// without buffering more than the limit.
+async fn read_capped(mut resp: reqwest::Response, limit: usize) -> Result<bytes::Bytes, Capped> {
+    if resp.content_length().is_some_and(|n| n > limit as u64) {
+        return Err(Capped::TooLarge);
+    }
+    let mut buf = bytes::BytesMut::new();
+    while let Some(chunk) = resp.chunk().await.map_err(Capped::Read)? {
+        if buf.len() + chunk.len() > limit {
+            return Err(Capped::TooLarge);
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf.freeze())
 }
 
 /// How one answer is taken: a success envelope, a refused token, a rate limit, a retryable

@@ -119,6 +119,17 @@ pub enum Error {
         validation: Option<ValidationMessage>,
     },
 
+    /// DUELL's answer was larger than this client reads for the endpoint's kind
+    /// (`ClientConfig::response_limits`); it was not buffered. A read retried would get the
+    /// same; investigate (a proxy's page, a page size DUELL no longer caps) or raise the limit.
+    #[error("duell answer on {endpoint} is larger than {limit} bytes; refused unread (raise ClientConfig::response_limits if it is legitimate)")]
+    ResponseTooLarge {
+        /// The endpoint.
+        endpoint: String,
+        /// The limit it exceeded.
+        limit: usize,
+    },
+
     /// DUELL answered with a body this client cannot interpret (not JSON, or JSON of another
     /// shape). Probably an API change; investigate.
     #[error("unexpected duell response on {endpoint}: {detail}")]
@@ -149,7 +160,7 @@ impl Error {
             }
             Error::OutcomeUnknown { .. } => Action::ResolveInDoubt,
             Error::Rejected { .. } => Action::Reject,
-            Error::InvalidResponse { .. } => Action::Investigate,
+            Error::InvalidResponse { .. } | Error::ResponseTooLarge { .. } => Action::Investigate,
         }
     }
 

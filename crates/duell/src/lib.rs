@@ -37,7 +37,7 @@ mod pacing;
 mod paging;
 mod query;
 
-pub use client::{ClientConfig, ClientStats, DuellClient, DEFAULT_BASE_URL};
+pub use client::{ClientConfig, ClientStats, DuellClient, ResponseLimits, DEFAULT_BASE_URL};
 pub use error::{Action, Error, Result};
 pub use model::*;
 pub use pacing::PacingConfig;

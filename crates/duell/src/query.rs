@@ -59,6 +59,11 @@ impl Query {
         self.pairs.is_empty()
     }
 
+    /// Whether a top-level parameter is set (paged reads set `length`).
+    pub(crate) fn has(&self, key: &str) -> bool {
+        self.pairs.iter().any(|(k, _)| k == key)
+    }
+
     /// The parameters safe to log (secret values redacted).
     pub(crate) fn redacted(&self) -> String {
         let mut s = url::form_urlencoded::Serializer::new(String::new());

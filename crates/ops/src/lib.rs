@@ -66,7 +66,8 @@ impl Outcome {
 /// environment (for secrets and `DUELLSYNC_*` overrides).
 pub struct Ctx {
     pub ui: Ui,
-    nats_url: String,
+    /// Where NATS is and syncctl's own credentials for it.
+    nats: duellsync_settings::service::NatsSection,
     stores_path: Option<PathBuf>,
     env: Vec<(String, String)>,
     connect_timeout: Duration,
@@ -75,14 +76,14 @@ pub struct Ctx {
 impl Ctx {
     pub fn new(
         ui: Ui,
-        nats_url: String,
+        nats: duellsync_settings::service::NatsSection,
         stores_path: Option<PathBuf>,
         env: Vec<(String, String)>,
         connect_timeout: Duration,
     ) -> Ctx {
         Ctx {
             ui,
-            nats_url,
+            nats,
             stores_path,
             env,
             connect_timeout,
@@ -92,7 +93,7 @@ impl Ctx {
     /// Connects to NATS without asking for the engine's streams (the registry comes before
     /// any service has run).
     pub async fn connect(&self) -> anyhow::Result<Bus> {
-        let mut options = BusOptions::new(&self.nats_url, "syncctl");
+        let mut options = BusOptions::from_settings(&self.nats, "syncctl");
         options.connect_timeout = self.connect_timeout;
         options.publish_deadline = Duration::from_secs(15);
         // The registry's bucket is declared with the cluster's replica count, as the services
@@ -120,7 +121,7 @@ impl Ctx {
             if bus.stream_state(spec.name).await.is_err() {
                 anyhow::bail!(
                     "the engine's streams are missing on NATS at {} (no stream {}): no service has started on it yet, or --nats-url points elsewhere",
-                    self.nats_url,
+                    duellsync_bus::redact_url(&self.nats.url),
                     spec.name
                 );
             }

@@ -1,20 +1,36 @@
 //! Sections every service's config shares, and loading a service config from its file and the
 //! environment.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
 use crate::{load_layered, ConfigError};
 
-/// Where NATS is.
+/// Where NATS is and how this service proves who it is. Which subjects each service may use
+/// is the server's business (deploy/nats/permissions.toml); the service only brings its
+/// credentials and checks the server's certificate.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct NatsSection {
+    /// `nats://host:4222` or `tls://host:4222`; several servers separated by commas.
     pub url: String,
     /// Stream replicas: 1 for one server, 3 for a production cluster.
     pub replicas: usize,
+    /// File holding this service's NKey seed (`SU…`), for a server that lists its users' public
+    /// keys (the deployment's static accounts). A Kubernetes Secret mounted as a file.
+    pub nkey_file: Option<PathBuf>,
+    /// A JWT credentials file (`.creds`), for a server run with decentralized (operator) auth.
+    pub credentials_file: Option<PathBuf>,
+    /// PEM file of the CA that signed the server's certificate. Setting it requires TLS.
+    pub tls_ca_file: Option<PathBuf>,
+    /// Client certificate and key (PEM), for a server that also verifies clients (mutual TLS).
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
+    /// Accept an unencrypted connection to a server that is not on this machine. Off: outside
+    /// a lab, credentials and events must not cross the network in clear.
+    pub allow_plaintext: bool,
 }
 
 impl Default for NatsSection {
@@ -22,6 +38,12 @@ impl Default for NatsSection {
         NatsSection {
             url: "nats://127.0.0.1:4222".into(),
             replicas: 1,
+            nkey_file: None,
+            credentials_file: None,
+            tls_ca_file: None,
+            tls_cert_file: None,
+            tls_key_file: None,
+            allow_plaintext: false,
         }
     }
 }
@@ -83,7 +105,8 @@ pub struct SealSection {
 }
 
 /// A list written as a TOML array (`["a", "b"]`) or as one comma-separated string (`"a,b"`,
-/// convenient in an environment variable such as `DUELLSYNC_SHARD=a,b`).
+/// convenient in an environment variable such as `DUELLSYNC_SHARD=a,b`). A string that starts
+/// like an array but is not valid TOML is refused rather than split at its commas.
 pub fn string_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
@@ -93,6 +116,12 @@ pub fn string_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>
     }
     Ok(match List::deserialize(d)? {
         List::Many(v) => v,
+        List::One(s) if s.trim_start().starts_with('[') => {
+            return Err(serde::de::Error::custom(format!(
+                "`{}` is not a TOML array of strings; write [\"a\",\"b\"] (quoted ids) or a,b",
+                s.chars().take(80).collect::<String>()
+            )));
+        }
         List::One(s) => s
             .split(',')
             .map(|p| p.trim().to_owned())
@@ -290,5 +319,18 @@ mod tests {
         assert_eq!(b.shard, vec!["a", "b"]);
         let c: Shard = crate::load_layered("env", None, "DUELLSYNC_", &env("solo")).unwrap();
         assert_eq!(c.shard, vec!["solo"]);
+        let d: Shard = crate::load_layered("env", None, "DUELLSYNC_", &env("acme,bolt")).unwrap();
+        assert_eq!(d.shard, vec!["acme", "bolt"], "docs/operations.md §4");
+    }
+
+    #[test]
+    fn a_broken_array_is_refused_not_split_at_its_commas() {
+        let env = |v: &str| vec![("DUELLSYNC_SHARD".to_owned(), v.to_owned())];
+        for bad in ["[\"acme\", bolt]", "[acme,bolt]", "[\"acme\""] {
+            let err = crate::load_layered::<Shard>("env", None, "DUELLSYNC_", &env(bad))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("not a TOML array"), "{bad}: {err}");
+        }
     }
 }

@@ -22,7 +22,8 @@ pub const SECRET_KEYS: [&str; 8] = [
     "duell.notice_secret",
 ];
 
-/// The secrets webhook-ingest needs (signatures of webhooks and change notices).
+/// Secrets that sign or verify deliveries: webhook-ingest needs only these, every service that
+/// receives or sets up webhooks and notices reads them.
 pub const RECEIVER_SECRETS: [&str; 3] = [
     "woo.webhook_secret",
     "woo.previous_webhook_secret",
@@ -76,6 +77,10 @@ pub struct WooSettings {
     /// PEM file of a CA to trust (self-signed https stores).
     #[serde(default)]
     pub ca_cert: Option<PathBuf>,
+    /// Accept an `http://` shop address. Off by default: over plain http the REST keys and the
+    /// webhook secret that `webhooks ensure` sends travel in clear. Only for a lab shop.
+    #[serde(default)]
+    pub allow_insecure_http: bool,
     /// Concurrent requests to this store; shops run few PHP workers shared with shoppers.
     #[serde(default = "default_woo_concurrency")]
     pub max_concurrency: usize,
@@ -449,6 +454,15 @@ impl StoreSettings {
                 if self.woo.auth == WooAuth::Basic && u.scheme() == "http" {
                     p("woo.auth", "`basic` over plain http is ignored by WooCommerce (it answers 401); use `auto` or `oauth1`".into());
                 }
+                if u.scheme() == "http" && !self.woo.allow_insecure_http {
+                    p(
+                        "woo.url",
+                        format!(
+                            "`{}` is plain http: the REST keys and the webhook secret would travel in clear; use the shop's https address, or set woo.allow_insecure_http = true for a lab shop",
+                            self.woo.url
+                        ),
+                    );
+                }
             }
             _ => p(
                 "woo.url",
@@ -508,6 +522,7 @@ impl StoreSettings {
                 _ => {}
             }
         }
+        // Optional receiver secrets: resolved (and so required) only when the record names them.
         for (key, secret) in [
             ("duell.notice_secret", &mut self.duell.notice_secret),
             (
@@ -781,7 +796,27 @@ impl Needs {
         api: true,
         references: false,
     };
+
+    /// The store settings keys of the secrets a service with these needs reads. The deployment
+    /// gives a workload exactly these keys of a store's Secret (`scripts/validate-deploy`
+    /// checks it against this list).
+    pub fn secret_keys(self) -> Vec<&'static str> {
+        let mut keys = RECEIVER_SECRETS.to_vec();
+        if self.api {
+            keys.extend(API_SECRETS);
+        }
+        keys
+    }
 }
+
+/// Credentials of the WooCommerce and DUELL APIs: only the services that call them read them.
+pub const API_SECRETS: [&str; 5] = [
+    "woo.consumer_key",
+    "woo.consumer_secret",
+    "duell.client_token",
+    "duell.stock_department",
+    "duell.order_department",
+];
 
 /// All stores of a deployment, by id.
 #[derive(Debug, Clone, Default)]
@@ -1050,7 +1085,7 @@ mod tests {
             r#"
 id = "{id}"
 [woo]
-url = "http://shop.test"
+url = "https://shop.test"
 consumer_key = {{ env = "CK" }}
 consumer_secret = {{ env = "CS" }}
 webhook_secret = {{ env = "WS" }}
@@ -1183,11 +1218,72 @@ order_department = {{ env = "OD" }}
     }
 
     #[test]
+    fn a_plain_http_shop_is_refused_unless_the_store_allows_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let http = minimal("s1").replace("https://shop.test", "http://shop.test");
+        let p = write(dir.path(), "s1.toml", &http);
+        let err = load_stores(&p, &env()).unwrap_err();
+        let problem = err
+            .problems
+            .iter()
+            .find(|p| p.key.ends_with("woo.url"))
+            .unwrap_or_else(|| panic!("no woo.url problem in {err}"));
+        assert!(
+            problem.message.contains("woo.allow_insecure_http = true"),
+            "{problem}"
+        );
+        let lab = http.replace("[woo]", "[woo]\nallow_insecure_http = true");
+        let p = write(dir.path(), "s1.toml", &lab);
+        let stores = load_stores(&p, &env()).unwrap();
+        assert!(stores.get("s1").unwrap().woo.allow_insecure_http);
+    }
+
+    #[test]
+    fn the_previous_webhook_secret_is_read_from_where_the_file_says() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = minimal("s1").replace(
+            "[woo]",
+            "[woo]\nprevious_webhook_secret = { env = \"OLD\" }",
+        );
+        let p = write(dir.path(), "s1.toml", &text);
+        let err = load_stores(&p, &env()).unwrap_err().to_string();
+        assert!(
+            err.contains("woo.previous_webhook_secret") && err.contains("OLD"),
+            "{err}"
+        );
+        let mut with_old = env();
+        with_old.push(("OLD".into(), "oldsecret1".into()));
+        let stores = load_stores_for(&p, &with_old, Needs::RECEIVER).unwrap();
+        assert_eq!(
+            stores
+                .get("s1")
+                .unwrap()
+                .woo
+                .previous_webhook_secret
+                .expose(),
+            "oldsecret1"
+        );
+    }
+
+    #[test]
+    fn a_receiver_reads_only_the_signing_secrets() {
+        assert_eq!(
+            Needs::RECEIVER.secret_keys(),
+            RECEIVER_SECRETS.to_vec(),
+            "webhook-ingest must hold no API credential"
+        );
+        let all = Needs::ALL.secret_keys();
+        for k in API_SECRETS.iter().chain(RECEIVER_SECRETS.iter()) {
+            assert!(all.contains(k), "{k}");
+        }
+    }
+
+    #[test]
     fn every_problem_is_reported_at_once() {
         let dir = tempfile::tempdir().unwrap();
         let text = minimal("s1")
             .replace("012345", "12345")
-            .replace("http://shop.test", "shop.test")
+            .replace("https://shop.test", "shop.test")
             .replace(
                 "[woo]",
                 "reconcile_interval = \"5s\"\nstatus_map = { 12 = \"completed\" }\n[woo]",

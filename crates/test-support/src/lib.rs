@@ -8,6 +8,7 @@
 pub mod builders;
 mod nats;
 pub mod sandbox;
+pub mod tls;
 
 pub use nats::{nats_server_bin, NatsServer};
 

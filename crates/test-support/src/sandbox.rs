@@ -108,6 +108,17 @@ impl Default for Sandbox {
 
 impl Sandbox {
     pub fn new() -> Sandbox {
+        Self::with_nats(NatsServer::start())
+    }
+
+    /// A sandbox whose NATS is configured as the deployment's ([`NatsServer::start_secured`]):
+    /// every service connects over TLS with its own credentials and the deployment's
+    /// permissions, as the one shard serving `stores`.
+    pub fn secured(stores: &[&str]) -> Sandbox {
+        Self::with_nats(NatsServer::start_secured(stores))
+    }
+
+    fn with_nats(nats: NatsServer) -> Sandbox {
         let dir = tempfile::Builder::new()
             .prefix("duellsync-e2e-")
             .tempdir()
@@ -115,7 +126,7 @@ impl Sandbox {
         std::fs::create_dir_all(dir.path().join("stores")).expect("stores dir");
         std::fs::create_dir_all(dir.path().join("logs")).expect("logs dir");
         Sandbox {
-            nats: NatsServer::start(),
+            nats,
             dir,
             procs: BTreeMap::new(),
             common_env: Vec::new(),
@@ -161,16 +172,20 @@ impl Sandbox {
         }
     }
 
-    /// Runs syncctl against the sandbox's NATS with the sealing keys; its output, or the
-    /// output of a failed run as the error.
+    /// Runs syncctl against the sandbox's NATS (with syncctl's own credentials on a secured
+    /// one) and the sealing keys; its output, or the output of a failed run as the error.
     pub fn syncctl(&self, args: &[&str]) -> Result<String, String> {
-        let out = Command::new(binary("syncctl"))
-            .env_clear()
+        let mut cmd = Command::new(binary("syncctl"));
+        cmd.env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("NO_COLOR", "1")
-            .env("DUELLSYNC_NATS__URL", self.nats.url())
+            .envs(self.nats.env_for("syncctl"))
             .env("DUELLSYNC_SEAL__API_KEY", SEAL_API_KEY)
-            .env("DUELLSYNC_SEAL__RECEIVER_KEY", SEAL_RECEIVER_KEY)
+            .env("DUELLSYNC_SEAL__RECEIVER_KEY", SEAL_RECEIVER_KEY);
+        for (k, v) in &self.common_env {
+            cmd.env(k, v);
+        }
+        let out = cmd
             .args(args)
             .stdin(Stdio::null())
             .output()
@@ -211,7 +226,7 @@ impl Sandbox {
 
     fn spawn(&mut self, service: &str) {
         let state_dir = self.dir.path().join("state").join(service);
-        let nats_url = self.nats.url();
+        let nats_env = self.nats.env_for(service);
         let common = self.common_env.clone();
         let p = self.procs.get_mut(service).expect("service was started");
         let log = std::fs::OpenOptions::new()
@@ -222,7 +237,7 @@ impl Sandbox {
         let mut cmd = Command::new(binary(service));
         cmd.env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("DUELLSYNC_NATS__URL", nats_url)
+            .envs(nats_env)
             .env("DUELLSYNC_SEAL__RECEIVER_KEY", SEAL_RECEIVER_KEY)
             .env("DUELLSYNC_STATE_DIR", state_dir)
             .env(
@@ -435,6 +450,10 @@ impl StoreFile {
         }
         t.push_str("\n[woo]\n");
         t.push_str(&format!("url = {}\n", q(&self.woo_url)));
+        // The simulators serve plain http: a lab shop, which the store file must say.
+        if self.woo_url.starts_with("http://") {
+            t.push_str("allow_insecure_http = true\n");
+        }
         t.push_str(&format!("consumer_key = {}\n", q(&self.consumer_key)));
         t.push_str(&format!("consumer_secret = {}\n", q(&self.consumer_secret)));
         t.push_str(&format!("webhook_secret = {}\n", q(&self.webhook_secret)));

@@ -116,6 +116,48 @@ pub struct ClientConfig {
     pub ca_cert_pem: Option<Vec<u8>>,
     /// `User-Agent` header.
     pub user_agent: String,
+    /// Largest answer read, by kind of endpoint; a larger one is an error, never buffered.
+    pub response_limits: ResponseLimits,
+}
+
+/// The most bytes of an answer the client reads. The largest legitimate answer is a page (or
+/// a batch) of 100 products: a few KB each as WooCommerce renders them, a few hundred KB with
+/// long descriptions and many images. The defaults leave wide room while keeping one answer
+/// (a misbehaving plugin, a proxy) from filling the pod's memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ResponseLimits {
+    /// Lists (`GET` of a collection) and batches: 16 MiB.
+    pub collection: usize,
+    /// One object (`GET`/`PUT` of an id, a create, settings): 4 MiB.
+    pub object: usize,
+}
+
+impl Default for ResponseLimits {
+    fn default() -> Self {
+        ResponseLimits {
+            collection: 16 * 1024 * 1024,
+            object: 4 * 1024 * 1024,
+        }
+    }
+}
+
+impl ResponseLimits {
+    /// The limit of a request's answer: a collection read or a batch, or one object.
+    pub fn for_request(&self, req: &WooRequest) -> usize {
+        let last = req
+            .path
+            .trim_end_matches('/')
+            .rsplit('/')
+            .next()
+            .unwrap_or("");
+        let collection = last == "batch"
+            || (req.method == Method::GET && !last.bytes().all(|b| b.is_ascii_digit()));
+        if collection {
+            self.collection
+        } else {
+            self.object
+        }
+    }
 }
 
 impl ClientConfig {
@@ -136,6 +178,7 @@ impl ClientConfig {
             retry: RetryPolicy::default(),
             ca_cert_pem: None,
             user_agent: concat!("duellsync-woo/", env!("CARGO_PKG_VERSION")).to_string(),
+            response_limits: ResponseLimits::default(),
         }
     }
 }
@@ -155,6 +198,7 @@ pub(crate) struct Inner {
     key: String,
     secret: SecretString,
     retry: RetryPolicy,
+    response_limits: ResponseLimits,
 }
 
 impl fmt::Debug for WooClient {
@@ -308,6 +352,7 @@ impl WooClient {
                 key: config.consumer_key,
                 secret: config.consumer_secret,
                 retry: config.retry,
+                response_limits: config.response_limits,
             }),
         })
     }
@@ -398,6 +443,8 @@ impl WooClient {
                     let unknown = !idempotent
                         && match &err {
                             Error::Timeout { .. } => true,
+                            // Answered (so processed), but unread: what it did is unknown.
+                            Error::ResponseTooLarge { status, .. } => (200..300).contains(status),
                             Error::Transport { source, .. } => !source.is_connect(),
                             e => e.status().is_some_and(|s| s >= 500),
                         };
@@ -555,9 +602,17 @@ impl WooClient {
                 location: header("location").map(|l| strip_credentials(&l)),
             });
         }
-        let bytes = match resp.bytes().await {
+        let limit = self.inner.response_limits.for_request(req);
+        let bytes = match read_capped(resp, limit).await {
             Ok(b) => b,
-            Err(e) => return Attempt::Failed(transport_error(endpoint, e)),
+            Err(Capped::TooLarge) => {
+                return Attempt::Failed(Error::ResponseTooLarge {
+                    endpoint: endpoint.to_string(),
+                    status,
+                    limit,
+                })
+            }
+            Err(Capped::Read(e)) => return Attempt::Failed(transport_error(endpoint, e)),
         };
         let content_type = header("content-type").unwrap_or_default();
         let Some(body) = parse_json_body(&bytes) else {
@@ -592,6 +647,27 @@ impl WooClient {
         let endpoint = format!("{} {}", req.method, endpoint_template(&req.path));
         self.send(req).await?.decode(&endpoint)
     }
+}
+
+enum Capped {
+    TooLarge,
+    Read(reqwest::Error),
+}
+
+/// Reads a body of at most `limit` bytes. A larger one (declared or as it arrives) is refused
+/// without buffering more than the limit.
+async fn read_capped(mut resp: reqwest::Response, limit: usize) -> Result<bytes::Bytes, Capped> {
+    if resp.content_length().is_some_and(|n| n > limit as u64) {
+        return Err(Capped::TooLarge);
+    }
+    let mut buf = bytes::BytesMut::new();
+    while let Some(chunk) = resp.chunk().await.map_err(Capped::Read)? {
+        if buf.len() + chunk.len() > limit {
+            return Err(Capped::TooLarge);
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf.freeze())
 }
 
 /// The JSON of a response body: a UTF-8 BOM and leading whitespace are skipped, and only a

@@ -107,6 +107,19 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
+    /// The answer was larger than this client reads for the endpoint's kind
+    /// (`ClientConfig::response_limits`); it was not buffered. The same request would get the
+    /// same answer: a plugin or proxy misbehaving, or a page too large (lower `per_page`, or
+    /// raise the limit if it is legitimate).
+    #[error("woocommerce {endpoint} answered http {status} with more than {limit} bytes; refused unread (raise ClientConfig::response_limits if it is legitimate)")]
+    ResponseTooLarge {
+        /// `METHOD path` of the request.
+        endpoint: String,
+        /// HTTP status.
+        status: u16,
+        /// The limit it exceeded.
+        limit: usize,
+    },
     /// The client configuration is invalid (bad URL, unreadable CA certificate...).
     #[error("invalid woocommerce client configuration: {0}")]
     Config(String),
@@ -129,7 +142,9 @@ impl Error {
                     ErrorKind::Configuration
                 }
             }
-            Error::Redirect { .. } | Error::Config(_) => ErrorKind::Configuration,
+            Error::Redirect { .. } | Error::Config(_) | Error::ResponseTooLarge { .. } => {
+                ErrorKind::Configuration
+            }
             Error::Timeout { .. } | Error::Transport { .. } => ErrorKind::Transient,
             Error::OutcomeUnknown { .. } => ErrorKind::OutcomeUnknown,
             Error::BatchTooLarge(_) | Error::Decode { .. } | Error::InvalidRequest(_) => {
@@ -158,7 +173,8 @@ impl Error {
             Error::Api { status, .. }
             | Error::Http { status, .. }
             | Error::NotJson { status, .. }
-            | Error::Redirect { status, .. } => Some(*status),
+            | Error::Redirect { status, .. }
+            | Error::ResponseTooLarge { status, .. } => Some(*status),
             Error::OutcomeUnknown { cause, .. } => cause.status(),
             _ => None,
         }

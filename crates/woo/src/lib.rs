@@ -31,8 +31,8 @@ pub mod webhook_signature;
 mod webhooks;
 
 pub use client::{
-    ApiVersion, AuthMode, ClientConfig, Idempotency, OAuthPlacement, RetryPolicy, WooClient,
-    WooRequest, WooResponse,
+    ApiVersion, AuthMode, ClientConfig, Idempotency, OAuthPlacement, ResponseLimits, RetryPolicy,
+    WooClient, WooRequest, WooResponse,
 };
 pub use duellsync_woo_model::{
     Address, ApiError, Attribute, AttributeWrite, Batch, BatchItem, BatchResult, Category,

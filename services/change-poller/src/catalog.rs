@@ -651,27 +651,36 @@ impl CatalogWorker {
             }
         }
         if kind == v1::change_noticed::Kind::Stock {
+            // Checked before the notice reached the worker (`forward_command`): a stock notice
+            // names a product id, and costs one stock request, never a scan.
             let dept = duellsync_clients::stock_department(&self.ctx.store);
             let mut q = StockQuery::department(dept);
-            q.product_ids = vec![duellsync_duell::ProductId(notice.product_id.max(0) as u64)];
+            q.product_ids = vec![duellsync_duell::ProductId(notice.product_id.max(1) as u64)];
             let mut pages = self.ctx.duell.stock(q);
-            if let Some(page) = pages.next_page().await? {
-                let rows: Vec<_> = page
-                    .iter()
-                    .filter(|r| r.product_id.0 as i64 == notice.product_id)
-                    .collect();
-                if !rows.is_empty() {
-                    let mut events = Vec::new();
-                    for row in rows {
-                        if let Some(e) = self.stock_event(row, cause, true)? {
-                            events.push(e);
-                        }
-                    }
-                    return self.publish_stock(events).await;
+            let page = pages.next_page().await?.unwrap_or_default();
+            let rows: Vec<_> = page
+                .iter()
+                .filter(|r| r.product_id.0 as i64 == notice.product_id)
+                .collect();
+            if rows.is_empty() {
+                // No stock row for it (or DUELL ignored the id filter, which is unverified):
+                // the periodic stock scan sees any change. A notice never starts a scan of its
+                // own, so notices cannot multiply DUELL's load.
+                tracing::info!(
+                    store = %self.ctx.id(),
+                    product_id = notice.product_id,
+                    rows = page.len(),
+                    "stock notice: DUELL returned no stock row for the product; left to the next stock scan"
+                );
+                return Ok(());
+            }
+            let mut events = Vec::new();
+            for row in rows {
+                if let Some(e) = self.stock_event(row, cause, true)? {
+                    events.push(e);
                 }
             }
-            // DUELL ignored the id filter (it is unverified): fall back to a scan.
-            return self.scan_stock_caused(cause).await.map(|_| ());
+            return self.publish_stock(events).await;
         }
         if number.is_empty() {
             anyhow::bail!(

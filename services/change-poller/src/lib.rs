@@ -108,8 +108,7 @@ impl App {
     pub async fn build(config: Config, stores: impl Into<StoreSource>) -> anyhow::Result<App> {
         let stores = stores.into();
         duellsync_telemetry::install_crypto_provider();
-        let mut bus_options = BusOptions::new(&config.nats.url, SERVICE);
-        bus_options.replicas = config.nats.replicas;
+        let bus_options = BusOptions::from_settings(&config.nats, SERVICE);
         let bus = Bus::connect(bus_options).await?;
         bus.ensure_streams().await?;
         std::fs::create_dir_all(&config.state_dir)
@@ -322,6 +321,12 @@ async fn forward_command(
         }
     } else if d.is::<v1::ChangeNoticed>() {
         let ev: v1::ChangeNoticed = d.decode()?;
+        if let Some(why) = malformed_notice(&ev) {
+            // Dead-lettered at once: whatever published it, it is no reason to ask DUELL.
+            return Err(HandleError::permanent(format!(
+                "malformed change notice: {why}"
+            )));
+        }
         catalog::Command::Refresh {
             notice: ev,
             done: done_tx,
@@ -346,6 +351,21 @@ async fn forward_command(
     }
 }
 
+/// Why a change notice cannot be acted on with the one product it names, if it cannot. The
+/// ingest refuses such notices; this guards against any other publisher.
+fn malformed_notice(n: &v1::ChangeNoticed) -> Option<&'static str> {
+    use v1::change_noticed::Kind;
+    match Kind::try_from(n.kind).unwrap_or_default() {
+        Kind::Stock if n.product_id <= 0 => Some("a stock notice names no product id"),
+        Kind::Product if n.product_id < 0 => Some("a negative product id"),
+        Kind::Product if n.product_id == 0 && n.product_number.trim().is_empty() => {
+            Some("a product notice names neither a product id nor a product number")
+        }
+        Kind::Unspecified => Some("no kind (product or stock)"),
+        _ => None,
+    }
+}
+
 async fn supervise(
     name: String,
     task: impl std::future::Future<Output = anyhow::Result<()>>,
@@ -354,5 +374,32 @@ async fn supervise(
     if let Err(e) = task.await {
         tracing::error!(task = %name, error = %format!("{e:#}"), "worker stopped with an error");
         failed.cancel();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use v1::change_noticed::Kind;
+
+    fn notice(kind: Kind, product_id: i64, number: &str) -> v1::ChangeNoticed {
+        v1::ChangeNoticed {
+            meta: None,
+            kind: kind as i32,
+            product_id,
+            product_number: number.into(),
+        }
+    }
+
+    #[test]
+    fn a_notice_that_only_a_scan_could_answer_is_malformed() {
+        assert!(malformed_notice(&notice(Kind::Stock, 0, "")).is_some());
+        assert!(malformed_notice(&notice(Kind::Stock, 0, "1001")).is_some());
+        assert!(malformed_notice(&notice(Kind::Stock, -4, "")).is_some());
+        assert!(malformed_notice(&notice(Kind::Product, 0, " ")).is_some());
+        assert!(malformed_notice(&notice(Kind::Unspecified, 7, "x")).is_some());
+        assert!(malformed_notice(&notice(Kind::Stock, 7, "")).is_none());
+        assert!(malformed_notice(&notice(Kind::Product, 0, "1001")).is_none());
+        assert!(malformed_notice(&notice(Kind::Product, 7, "")).is_none());
     }
 }

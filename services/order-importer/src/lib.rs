@@ -178,8 +178,7 @@ impl App {
         let stores = stores.into();
         duellsync_telemetry::install_crypto_provider();
         config.validate()?;
-        let mut bus_options = BusOptions::new(&config.nats.url, SERVICE);
-        bus_options.replicas = config.nats.replicas;
+        let bus_options = BusOptions::from_settings(&config.nats, SERVICE);
         let bus = Bus::connect(bus_options).await?;
         bus.ensure_streams().await?;
         std::fs::create_dir_all(&config.state_dir)

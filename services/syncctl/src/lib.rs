@@ -38,6 +38,24 @@ pub struct Cli {
         default_value = "nats://127.0.0.1:4222"
     )]
     pub nats_url: String,
+    /// File with syncctl's NKey seed, when NATS requires credentials (the deployment's
+    /// `nats-syncctl` Secret).
+    #[arg(long, global = true, env = "DUELLSYNC_NATS__NKEY_FILE")]
+    pub nats_nkey_file: Option<PathBuf>,
+    /// JWT credentials file, for a NATS server with decentralized auth.
+    #[arg(long, global = true, env = "DUELLSYNC_NATS__CREDENTIALS_FILE")]
+    pub nats_credentials_file: Option<PathBuf>,
+    /// CA certificate (PEM) of the NATS server; turns TLS on.
+    #[arg(long, global = true, env = "DUELLSYNC_NATS__TLS_CA_FILE")]
+    pub nats_tls_ca_file: Option<PathBuf>,
+    /// Client certificate and key (PEM) for a server that verifies clients.
+    #[arg(long, global = true, env = "DUELLSYNC_NATS__TLS_CERT_FILE")]
+    pub nats_tls_cert_file: Option<PathBuf>,
+    #[arg(long, global = true, env = "DUELLSYNC_NATS__TLS_KEY_FILE")]
+    pub nats_tls_key_file: Option<PathBuf>,
+    /// Accept an unencrypted connection to a NATS server on another machine (a lab).
+    #[arg(long, global = true, env = "DUELLSYNC_NATS__ALLOW_PLAINTEXT")]
+    pub nats_allow_plaintext: bool,
     /// Store settings: a directory of `<id>.toml`, one store file, or a file of `[stores.<id>]`.
     #[arg(long = "stores", global = true, env = "DUELLSYNC_STORES_PATH")]
     pub stores: Option<PathBuf>,
@@ -93,7 +111,16 @@ pub enum ConfigCommand {
 pub async fn run(cli: Cli) -> u8 {
     let ctx = Ctx::new(
         Ui::new(cli.json),
-        cli.nats_url,
+        duellsync_settings::service::NatsSection {
+            url: cli.nats_url,
+            nkey_file: cli.nats_nkey_file,
+            credentials_file: cli.nats_credentials_file,
+            tls_ca_file: cli.nats_tls_ca_file,
+            tls_cert_file: cli.nats_tls_cert_file,
+            tls_key_file: cli.nats_tls_key_file,
+            allow_plaintext: cli.nats_allow_plaintext,
+            ..Default::default()
+        },
         cli.stores,
         duellsync_settings::service::env_vars(),
         cli.connect_timeout,

@@ -65,18 +65,71 @@ impl Config {
                 ),
             );
         }
-        if self.ingest.body_limit < 1024 || self.ingest.body_limit > 64 * 1024 * 1024 {
+        let i = &self.ingest;
+        if i.body_limit < 1024 || i.body_limit > 64 * 1024 * 1024 {
             p(
                 "ingest.body_limit",
                 format!(
-                    "{} bytes is out of range; use 1024 to 67108864 (the default is 2097152 = 2 MiB)",
-                    self.ingest.body_limit
+                    "{} bytes is out of range; use 1024 to 67108864 (the default is 1048576 = 1 MiB)",
+                    i.body_limit
                 ),
             );
         }
+        if i.small_body < 1024 || i.small_body > 64 * 1024 * 1024 {
+            p(
+                "ingest.small_body",
+                format!(
+                    "{} bytes is out of range; use 1024 to 67108864 (the default is 65536)",
+                    i.small_body
+                ),
+            );
+        }
+        for (key, n, max) in [
+            ("ingest.max_in_flight", i.max_in_flight, 10_000),
+            ("ingest.max_large_in_flight", i.max_large_in_flight, 1_000),
+            ("ingest.max_connections", i.max_connections, 100_000),
+        ] {
+            if n == 0 || n > max {
+                p(key, format!("{n} is out of range; use 1 to {max}"));
+            }
+        }
+        if i.max_connections < i.max_in_flight + i.max_large_in_flight {
+            p(
+                "ingest.max_connections",
+                format!(
+                    "{} cannot carry ingest.max_in_flight + ingest.max_large_in_flight ({}) requests; raise it",
+                    i.max_connections,
+                    i.max_in_flight + i.max_large_in_flight
+                ),
+            );
+        }
+        if i.notice_tolerance < Duration::from_secs(10)
+            || i.notice_tolerance > Duration::from_secs(300)
+        {
+            p(
+                "ingest.notice_tolerance",
+                format!(
+                    "{} is out of range; use 10s to 5m (a replay must fall inside the DUELL stream's 10-minute duplicate window)",
+                    duellsync_settings::duration::format(i.notice_tolerance)
+                ),
+            );
+        }
+        if !(i.notice_rate.is_finite() && i.notice_rate > 0.0 && i.notice_rate <= 10_000.0) {
+            p(
+                "ingest.notice_rate",
+                format!(
+                    "{} is out of range; use a number above 0 (notices a second, per store)",
+                    i.notice_rate
+                ),
+            );
+        }
+        if i.notice_burst == 0 {
+            p("ingest.notice_burst", "must be at least 1".into());
+        }
         for (key, d) in [
-            ("ingest.publish_timeout", self.ingest.publish_timeout),
-            ("ingest.read_timeout", self.ingest.read_timeout),
+            ("ingest.publish_timeout", i.publish_timeout),
+            ("ingest.read_timeout", i.read_timeout),
+            ("ingest.header_read_timeout", i.header_read_timeout),
         ] {
             if d < Duration::from_millis(100) || d > Duration::from_secs(55) {
                 p(
@@ -87,6 +140,15 @@ impl Config {
                     ),
                 );
             }
+        }
+        if i.idle_timeout < Duration::from_secs(1) || i.idle_timeout > Duration::from_secs(3600) {
+            p(
+                "ingest.idle_timeout",
+                format!(
+                    "{} is out of range; use 1s to 1h (above the ingress controller's upstream keep-alive, 60 s for nginx)",
+                    duellsync_settings::duration::format(i.idle_timeout)
+                ),
+            );
         }
         if problems.is_empty() {
             Ok(())
@@ -103,8 +165,33 @@ pub struct IngestSection {
     /// (`DUELLSYNC_INGEST__LISTEN`). WooCommerce only delivers to ports 80, 443 and 8080.
     pub listen: String,
     /// Largest request body accepted, in bytes (`DUELLSYNC_INGEST__BODY_LIMIT`); larger → 413.
-    /// An order with hundreds of lines is well under the 2 MiB default.
+    /// A 500-line order as WooCommerce renders it is about 250 KB (measured with woo-sim's
+    /// rendering, `the_largest_realistic_order_delivery_fits_the_default_body_limit_with_room`),
+    /// so the 1 MiB default takes orders four times that size. It bounds memory: at most
+    /// `max_large_in_flight` such bodies are held at once.
     pub body_limit: usize,
+    /// Requests whose declared body is at most this many bytes (and at most `body_limit`) use
+    /// the `max_in_flight` slots;
+    /// larger ones, and bodies of unknown length, the few `max_large_in_flight` slots. Real
+    /// deliveries (a few KB) never wait behind large uploads.
+    pub small_body: usize,
+    /// Requests with a small body handled at once; beyond, the ingest answers 503 with
+    /// `Retry-After` at once (load shedding) instead of queueing.
+    pub max_in_flight: usize,
+    /// Requests with a large or unknown-length body handled at once; beyond, 503.
+    pub max_large_in_flight: usize,
+    /// Open connections at most (never more than the open-file limit allows); at the limit a
+    /// new connection closes the one that has waited longest without a request.
+    pub max_connections: usize,
+    /// How long a connection may take to send a request head, from its first byte (or from its
+    /// opening); a slower one is closed.
+    #[serde(with = "duellsync_settings::duration")]
+    pub header_read_timeout: Duration,
+    /// How long a kept-alive connection may idle between requests. Longer than the ingress
+    /// controller's upstream keep-alive (nginx: 60 s), so the proxy, not the ingest, closes an
+    /// idle connection (a close racing the proxy's next request would fail that request).
+    #[serde(with = "duellsync_settings::duration")]
+    pub idle_timeout: Duration,
     /// How long a request waits for JetStream to confirm the event before answering 503
     /// (`DUELLSYNC_INGEST__PUBLISH_TIMEOUT`). Long enough to ride out a broker restart or leader
     /// election, well under WooCommerce's 60 s delivery timeout.
@@ -114,6 +201,15 @@ pub struct IngestSection {
     /// hold connections forever).
     #[serde(with = "duellsync_settings::duration")]
     pub read_timeout: Duration,
+    /// How far a change notice's signed timestamp may be from now (either way) before it is
+    /// refused as a replay. At most 5 minutes: a notice's id is remembered for the DUELL
+    /// stream's 10-minute duplicate window, which must cover the whole tolerance.
+    #[serde(with = "duellsync_settings::duration")]
+    pub notice_tolerance: Duration,
+    /// Change notices accepted per second and store (per replica), and the burst above that;
+    /// beyond, 429 with `Retry-After`. Each notice costs the poller DUELL requests.
+    pub notice_rate: f64,
+    pub notice_burst: u32,
     /// Pause between turning `/readyz` to 503 and closing the listener at shutdown, so a load
     /// balancer stops sending first (a few seconds on Kubernetes; 0 in tests).
     #[serde(with = "duellsync_settings::duration")]
@@ -123,13 +219,40 @@ pub struct IngestSection {
     pub shutdown_grace: Duration,
 }
 
+impl IngestSection {
+    /// The most memory the request bodies held at once can take (each body is held, copied
+    /// into the event and encoded: three times), plus what open connections buffer. The pod's
+    /// memory limit is set from it (deploy/generate.py).
+    pub fn memory_bound(&self) -> usize {
+        let bodies = self.max_large_in_flight.saturating_mul(self.body_limit)
+            + self.max_in_flight.saturating_mul(self.small_body());
+        bodies.saturating_mul(3) + self.max_connections.saturating_mul(32 * 1024)
+    }
+}
+
+impl IngestSection {
+    /// `small_body`, never above `body_limit`.
+    pub fn small_body(&self) -> usize {
+        self.small_body.min(self.body_limit)
+    }
+}
+
 impl Default for IngestSection {
     fn default() -> Self {
         IngestSection {
             listen: "0.0.0.0:8080".into(),
-            body_limit: 2 * 1024 * 1024,
+            body_limit: 1024 * 1024,
+            small_body: 64 * 1024,
+            max_in_flight: 64,
+            max_large_in_flight: 4,
+            max_connections: 512,
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(75),
             publish_timeout: Duration::from_secs(10),
             read_timeout: Duration::from_secs(30),
+            notice_tolerance: Duration::from_secs(5 * 60),
+            notice_rate: 5.0,
+            notice_burst: 50,
             drain_delay: Duration::ZERO,
             shutdown_grace: Duration::from_secs(30),
         }
@@ -169,7 +292,12 @@ mod tests {
     fn defaults_are_valid_and_match_the_documentation() {
         let c = Config::default();
         assert_eq!(c.ingest.listen, "0.0.0.0:8080");
-        assert_eq!(c.ingest.body_limit, 2 * 1024 * 1024);
+        assert_eq!(c.ingest.body_limit, 1024 * 1024);
+        assert!(
+            c.ingest.memory_bound() < 96 * 1024 * 1024,
+            "the defaults fit a 128 MiB pod with room for the rest: {}",
+            c.ingest.memory_bound()
+        );
         c.validate().unwrap();
     }
 

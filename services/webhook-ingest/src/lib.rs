@@ -15,11 +15,13 @@
 //! JetStream's duplicate window).
 #![forbid(unsafe_code)]
 
+mod admission;
 mod body;
 pub mod config;
 mod json;
-mod notices;
+pub mod notices;
 mod outcome;
+mod server;
 mod signature;
 mod woocommerce;
 
@@ -40,7 +42,7 @@ use duellsync_telemetry::Readiness;
 use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
-pub use notices::read_change_notice;
+pub use notices::{read_change_notice, sign_change_notice};
 pub use woocommerce::{is_creation_ping, read_order_delivery, OrderDelivery, OrderSummary};
 
 use outcome::{Endpoint, EndpointMetrics, Outcome};
@@ -99,12 +101,14 @@ pub(crate) struct StoreEntry {
     pub(crate) woo_previous: Option<Signer>,
     /// `None`: the store has no notice secret, so it takes no notices (404).
     pub(crate) notice: Option<Signer>,
+    /// Verified change notices accepted per second for this store.
+    pub(crate) notice_rate: admission::RateLimiter,
     pub(crate) woo_metrics: EndpointMetrics,
     pub(crate) notice_metrics: EndpointMetrics,
 }
 
 impl StoreEntry {
-    fn new(s: &StoreSettings) -> StoreEntry {
+    fn new(s: &StoreSettings, notice_rate: f64, notice_burst: u32) -> StoreEntry {
         let woo = s
             .woo
             .webhook_secret
@@ -128,6 +132,7 @@ impl StoreEntry {
             woo,
             woo_previous,
             notice,
+            notice_rate: admission::RateLimiter::new(notice_rate, notice_burst),
             woo_metrics: EndpointMetrics::new(&s.id, Endpoint::WooCommerce),
             notice_metrics: EndpointMetrics::new(&s.id, Endpoint::DuellNotice),
         }
@@ -144,6 +149,7 @@ pub(crate) struct Ingest {
     pub(crate) body_limit: usize,
     pub(crate) publish_timeout: Duration,
     pub(crate) read_timeout: Duration,
+    pub(crate) notice_tolerance: Duration,
 }
 
 impl Ingest {
@@ -156,6 +162,7 @@ impl Ingest {
             body_limit: config.body_limit,
             publish_timeout: config.publish_timeout,
             read_timeout: config.read_timeout,
+            notice_tolerance: config.notice_tolerance,
         }
     }
 
@@ -252,12 +259,45 @@ pub(crate) fn finish(metrics: &EndpointMetrics, outcome: Outcome) -> axum::respo
     outcome.response()
 }
 
-/// The public routes.
-fn router(ingest: Arc<Ingest>) -> Router {
+/// Like [`finish`], for a refusal that tells the client when to come back.
+pub(crate) fn finish_retry_after(
+    metrics: &EndpointMetrics,
+    outcome: Outcome,
+    seconds: u64,
+) -> axum::response::Response {
+    let _ = finish(metrics, outcome);
+    outcome.response_retry_after(seconds)
+}
+
+/// The public routes, behind the admission layer (requests in flight are bounded).
+fn router(ingest: Arc<Ingest>, admission: Arc<admission::Admission>) -> Router {
     Router::new()
         .route(WOOCOMMERCE_ROUTE, post(woocommerce::receive))
         .route(NOTICE_ROUTE, post(notices::receive))
         .with_state(ingest)
+        .layer(axum::middleware::from_fn_with_state(
+            admission,
+            admission::admit,
+        ))
+}
+
+/// A value from the request path (a store id) as it may appear in logs: a valid store id as
+/// is, anything else shortened and escaped, so a 60 KB path makes a short log line.
+pub(crate) fn log_safe(value: &str) -> std::borrow::Cow<'_, str> {
+    if duellsync_events::is_valid_store_id(value) {
+        return value.into();
+    }
+    const KEEP: usize = 64;
+    let head: String = value
+        .chars()
+        .take(KEEP)
+        .flat_map(char::escape_debug)
+        .collect();
+    if value.chars().count() > KEEP {
+        format!("{head}…({} bytes)", value.len()).into()
+    } else {
+        head.into()
+    }
 }
 
 /// The built service, ready to run.
@@ -300,8 +340,7 @@ impl App {
         let stores = stores.into();
         duellsync_telemetry::install_crypto_provider();
         config.validate()?;
-        let mut bus_options = BusOptions::new(&config.nats.url, SERVICE);
-        bus_options.replicas = config.nats.replicas;
+        let mut bus_options = BusOptions::from_settings(&config.nats, SERVICE);
         // The bus retries unconfirmed publishes internally; it must give up when the request
         // does, so a request never outlives its answer by much.
         bus_options.publish_deadline = config.ingest.publish_timeout;
@@ -322,7 +361,11 @@ impl App {
         let loaded = Arc::new(std::sync::atomic::AtomicBool::new(false));
         if let StoreSource::Fixed(fixed) = &stores {
             for s in fixed.stores.values() {
-                ingest.set_store(Arc::new(StoreEntry::new(s)));
+                ingest.set_store(Arc::new(StoreEntry::new(
+                    s,
+                    config.ingest.notice_rate,
+                    config.ingest.notice_burst,
+                )));
             }
             loaded.store(true, std::sync::atomic::Ordering::SeqCst);
         }
@@ -370,17 +413,31 @@ impl App {
                 .with_graceful_shutdown(async move { stop.cancelled().await })
                 .into_future(),
         );
-        let stop = stop_public.clone();
-        let mut public = tokio::spawn(
-            axum::serve(self.listener, router(self.ingest.clone()))
-                .with_graceful_shutdown(async move { stop.cancelled().await })
-                .into_future(),
-        );
+        let limits = server::Limits {
+            max_connections: self.config.ingest.max_connections,
+            header_read_timeout: self.config.ingest.header_read_timeout,
+            idle_timeout: self.config.ingest.idle_timeout,
+            // Reading the body, publishing, answering; a client that stalls past it is cut.
+            request_timeout: self.config.ingest.read_timeout
+                + self.config.ingest.publish_timeout
+                + Duration::from_secs(5),
+        };
+        let admission = Arc::new(admission::Admission::new(&self.config.ingest));
+        let mut public = tokio::spawn(server::serve(
+            self.listener,
+            router(self.ingest.clone(), admission),
+            limits,
+            stop_public.clone(),
+        ));
         // Stores come and go while the ingest runs; a changed store's new entry replaces the
         // old one before the old one is dropped, so no delivery falls between the two.
         let stop_stores = CancellationToken::new();
         let ingest = self.ingest.clone();
         let loaded = self.loaded.clone();
+        let (notice_rate, notice_burst) = (
+            self.config.ingest.notice_rate,
+            self.config.ingest.notice_burst,
+        );
         let supervisor = Supervisor::new(SERVICE, self.bus.clone()).overlap(true);
         let stores_task = tokio::spawn(supervisor.run(
             self.stores,
@@ -389,7 +446,7 @@ impl App {
             move |store, run| {
                 let ingest = ingest.clone();
                 async move {
-                    let entry = Arc::new(StoreEntry::new(&store));
+                    let entry = Arc::new(StoreEntry::new(&store, notice_rate, notice_burst));
                     ingest.set_store(entry.clone());
                     run.tracker.spawn(async move {
                         run.stop.cancelled().await;

@@ -30,10 +30,16 @@ pub(crate) enum Outcome {
     Unavailable,
     /// A bug or a misconfiguration on our side.
     Failed,
+    /// Too many requests in flight: shed at once (503 with `Retry-After`).
+    Overloaded,
+    /// Too many change notices for the store: 429 with `Retry-After`.
+    RateLimited,
+    /// A change notice signed too long ago (or for too far ahead): a replay, refused.
+    Expired,
 }
 
 impl Outcome {
-    pub(crate) const ALL: [Outcome; 11] = [
+    pub(crate) const ALL: [Outcome; 14] = [
         Outcome::Accepted,
         Outcome::Duplicate,
         Outcome::Ping,
@@ -45,6 +51,9 @@ impl Outcome {
         Outcome::Timeout,
         Outcome::Unavailable,
         Outcome::Failed,
+        Outcome::Overloaded,
+        Outcome::RateLimited,
+        Outcome::Expired,
     ];
 
     fn index(self) -> usize {
@@ -57,7 +66,9 @@ impl Outcome {
                 StatusCode::OK
             }
             Outcome::UnknownStore => StatusCode::NOT_FOUND,
-            Outcome::Unauthorized => StatusCode::UNAUTHORIZED,
+            Outcome::Unauthorized | Outcome::Expired => StatusCode::UNAUTHORIZED,
+            Outcome::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            Outcome::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             Outcome::Malformed => StatusCode::BAD_REQUEST,
             Outcome::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Outcome::Timeout => StatusCode::REQUEST_TIMEOUT,
@@ -79,6 +90,9 @@ impl Outcome {
             Outcome::Timeout => "timeout",
             Outcome::Unavailable => "unavailable",
             Outcome::Failed => "failed",
+            Outcome::Overloaded => "overloaded",
+            Outcome::RateLimited => "rate_limited",
+            Outcome::Expired => "expired",
         }
     }
 
@@ -91,6 +105,7 @@ impl Outcome {
             StatusCode::PAYLOAD_TOO_LARGE => "413",
             StatusCode::REQUEST_TIMEOUT => "408",
             StatusCode::SERVICE_UNAVAILABLE => "503",
+            StatusCode::TOO_MANY_REQUESTS => "429",
             _ => "500",
         }
     }
@@ -106,11 +121,24 @@ impl Outcome {
             Outcome::Timeout => "request body timeout",
             Outcome::Unavailable => "temporarily unavailable",
             Outcome::Failed => "internal error",
+            Outcome::Overloaded => "busy, try again",
+            Outcome::RateLimited => "too many notices",
+            Outcome::Expired => "timestamp outside the tolerance",
         }
     }
 
     pub(crate) fn response(self) -> Response {
         (self.status(), self.body()).into_response()
+    }
+
+    /// The answer with a `Retry-After` (seconds), for refusals that say when to come back.
+    pub(crate) fn response_retry_after(self, seconds: u64) -> Response {
+        (
+            self.status(),
+            [(axum::http::header::RETRY_AFTER, seconds.max(1).to_string())],
+            self.body(),
+        )
+            .into_response()
     }
 }
 

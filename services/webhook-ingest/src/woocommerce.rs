@@ -136,7 +136,7 @@ pub(crate) async fn receive(
         http.request.method = "POST",
         http.route = crate::WOOCOMMERCE_ROUTE,
         http.response.status_code = tracing::field::Empty,
-        store = %store,
+        store = %crate::log_safe(&store),
         topic = tracing::field::Empty,
         order_id = tracing::field::Empty,
         event_id = tracing::field::Empty,
@@ -188,7 +188,7 @@ async fn handle(ingest: &Ingest, store: &str, req: Request) -> Response {
         tracing::warn!("signed delivery without a topic header");
         return finish(metrics, Outcome::Malformed);
     };
-    tracing::Span::current().record("topic", topic);
+    tracing::Span::current().record("topic", crate::log_safe(topic).as_ref());
     if !is_order_topic(topic) {
         metrics::counter!(
             "duellsync_ingest_dropped_total",

@@ -455,3 +455,61 @@ async fn random_faults_with_retries_still_deliver_every_product() {
         "some requests were retried"
     );
 }
+
+#[tokio::test]
+async fn an_answer_over_the_limit_is_refused_unread_with_a_clear_error() {
+    let Some((t, _sim)) = sim_only(
+        "an_answer_over_the_limit",
+        SimConfig {
+            products: 200,
+            ..SimConfig::default()
+        },
+        |c| c.response_limits.page = 8 * 1024,
+    )
+    .await
+    else {
+        return;
+    };
+    // A page of 100 products is far over 8 KiB.
+    let err = t
+        .client
+        .products(ProductQuery::webshop())
+        .collect_all()
+        .await
+        .expect_err("too large");
+    assert!(
+        matches!(err, Error::ResponseTooLarge { limit: 8192, .. }),
+        "{err:?}"
+    );
+    assert_eq!(err.action(), Action::Investigate);
+    assert!(!err.is_retryable());
+    assert!(err.to_string().contains("response_limits"), "{err}");
+    // One object (the department list is small) is read under its own limit.
+    t.client
+        .departments()
+        .await
+        .expect("within the object limit");
+}
+
+#[tokio::test]
+async fn the_default_limits_take_the_largest_legitimate_page() {
+    let Some((t, _sim)) = sim_only(
+        "the_default_limits_take_the_largest_legitimate_page",
+        SimConfig {
+            products: 300,
+            ..SimConfig::default()
+        },
+        |_| {},
+    )
+    .await
+    else {
+        return;
+    };
+    let all = t
+        .client
+        .products(ProductQuery::webshop())
+        .collect_all()
+        .await
+        .expect("every page fits the default page limit");
+    assert!(!all.is_empty());
+}

@@ -125,6 +125,16 @@ async fn never_reveals_credentials_or_tokens_in_errors_debug_output_or_logs() {
             .await
             .expect_err("invalid"),
     );
+    let mut small = sim_client_config(&sim);
+    small.response_limits.page = 1024;
+    errors.push(
+        DuellClient::new(small)
+            .unwrap()
+            .products(ProductQuery::default())
+            .next_page()
+            .await
+            .expect_err("too large"),
+    );
     // Last: the 429's reset header makes the client hold back every later call for 30 s.
     sim.fail_next(
         Some("all/product/stock"),
@@ -153,9 +163,10 @@ async fn never_reveals_credentials_or_tokens_in_errors_debug_output_or_logs() {
             Error::OutcomeUnknown { .. } => "outcome_unknown",
             Error::Rejected { .. } => "rejected",
             Error::InvalidResponse { .. } => "invalid_response",
+            Error::ResponseTooLarge { .. } => "response_too_large",
         })
         .collect();
-    assert_eq!(kinds.len(), 9, "every variant was produced: {kinds:?}");
+    assert_eq!(kinds.len(), 10, "every variant was produced: {kinds:?}");
 
     let mut texts: Vec<String> = errors
         .iter()

@@ -184,23 +184,56 @@ impl TestApp {
         req.body(body).send().await.expect("the ingest answers")
     }
 
-    pub async fn notice(
+    /// Posts a change notice with these `X-Duellsync-*` headers (name without the prefix:
+    /// `Notice-Id`, `Timestamp`, `Signature`).
+    pub async fn notice_with(
         &self,
         store: &str,
-        signature: Option<&str>,
+        headers: &[(&str, &str)],
         body: &str,
     ) -> reqwest::Response {
         let mut req = self
             .http
             .post(format!("{}/notices/duell/{store}", self.url))
             .header("Content-Type", "application/json");
-        if let Some(s) = signature {
-            req = req.header("X-Duellsync-Signature", s);
+        for (k, v) in headers {
+            req = req.header(format!("X-Duellsync-{k}"), *v);
         }
         req.body(body.to_owned())
             .send()
             .await
             .expect("the ingest answers")
+    }
+
+    /// A notice as a DUELL-side sender signs it: id, the current time, `secret`.
+    pub async fn notice(
+        &self,
+        store: &str,
+        id: &str,
+        secret: &str,
+        body: &str,
+    ) -> reqwest::Response {
+        let ts = now_s();
+        self.notice_at(store, id, ts, secret, body).await
+    }
+
+    /// A notice signed with `secret` for timestamp `ts` (Unix seconds).
+    pub async fn notice_at(
+        &self,
+        store: &str,
+        id: &str,
+        ts: i64,
+        secret: &str,
+        body: &str,
+    ) -> reqwest::Response {
+        let sig = duellsync_webhook_ingest::sign_change_notice(secret, id, ts, body.as_bytes());
+        let ts = ts.to_string();
+        self.notice_with(
+            store,
+            &[("Notice-Id", id), ("Timestamp", &ts), ("Signature", &sig)],
+            body,
+        )
+        .await
     }
 
     /// Everything in the WOO stream.
@@ -283,6 +316,14 @@ impl TestApp {
             .expect("the ingest stops within 30 s")
             .expect("run does not panic")
     }
+}
+
+/// Now, Unix seconds.
+pub fn now_s() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs() as i64
 }
 
 /// Polls `f` until it returns `Some`, failing after `secs`.

@@ -11,7 +11,7 @@ use axum::routing::post;
 use duellsync_events::{meta, v1, EventId};
 use futures::StreamExt;
 
-use crate::helpers::{order_body, spawn_app, S1_SECRET};
+use crate::helpers::{order_body, spawn_app_with, S1_SECRET};
 
 const N: usize = 20_000;
 const IN_FLIGHT: usize = 256;
@@ -67,7 +67,12 @@ async fn http_rate(url: &str, requests: Vec<(Vec<u8>, String)>) -> f64 {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "a measurement, run it by hand in release mode"]
 async fn throughput_against_raw_jetstream() {
-    let app = spawn_app().await;
+    // IN_FLIGHT requests at once: above the default admission, which would shed most.
+    let app = spawn_app_with(|c| {
+        c.ingest.max_in_flight = 2 * IN_FLIGHT;
+        c.ingest.max_connections = 4 * IN_FLIGHT;
+    })
+    .await;
     let bodies: Vec<Vec<u8>> = (0..N).map(body).collect();
 
     // b: raw JetStream publish rate, 256 in flight, 3 KB messages.

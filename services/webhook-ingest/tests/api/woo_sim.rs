@@ -98,3 +98,107 @@ async fn orders_placed_in_woocommerce_arrive_as_events() {
         .iter()
         .any(|e| e.order_id == orders[0] as i64 && e.status == "completed"));
 }
+
+/// How large a real order delivery gets, as WooCommerce renders it (woo-sim renders orders as
+/// WooCommerce 7.9 does: every line with its meta, taxes and image, PHP's JSON escaping, so
+/// `æøå` costs six bytes each): a large B2B order of 500 lines with long Norwegian product
+/// names, a long address, a note, shipping, a fee and a coupon. The ingest's default body limit
+/// must take it with room to spare (the limit bounds the ingest's memory, see
+/// `ingest.body_limit`); a larger delivery is refused with 413 and the order is still found by
+/// the poller's gap fill.
+#[tokio::test]
+async fn the_largest_realistic_order_delivery_fits_the_default_body_limit_with_room() {
+    let app = spawn_app().await;
+    let sim = WooSim::start(SimConfig {
+        https: false,
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let (key, secret) = sim.credentials();
+    let woo = WooClient::new(ClientConfig::new(
+        sim.base_url(),
+        key,
+        SecretString::from(secret),
+    ))
+    .unwrap();
+    woo.create_webhook(&NewWebhook {
+        name: "duellsync order.created".into(),
+        topic: "order.created".into(),
+        delivery_url: format!("{}/webhooks/woocommerce/s1", app.url),
+        secret: SecretString::from(S1_SECRET),
+    })
+    .await
+    .unwrap();
+    const LINES: usize = 500;
+    let mut lines = Vec::new();
+    for n in 0..LINES {
+        let id = sim
+            .admin_write_product(
+                None,
+                serde_json::json!({
+                    "name": format!("Kaffekopp i rød keramikk, håndlaget på Sørlandet – modell {n:04} «Blåbær»"),
+                    "sku": format!("KOPP-RØD-{n:05}-XL"),
+                    "regular_price": "249.00",
+                    "manage_stock": true,
+                    "stock_quantity": 1000,
+                }),
+            )
+            .unwrap();
+        lines.push(PlaceLine {
+            product_id: Some(id),
+            sku: None,
+            quantity: 3,
+        });
+    }
+    let long = |s: &str| format!("{s} {}", "Ærlig Øvre Åsgårdsveien ".repeat(4));
+    let order = sim
+        .place_order(&PlaceOrder {
+            lines,
+            billing: [
+                ("first_name", "Kari Sofie"),
+                ("last_name", "Nordmann-Ødegård"),
+                ("company", "Kafé Ørsta og Omegn AS"),
+                ("address_1", &long("Storgata 1")),
+                ("address_2", &long("Bakgården")),
+                ("city", "Ørsta"),
+                ("postcode", "6150"),
+                ("country", "NO"),
+                ("email", "kari.sofie.nordmann-odegard@kafe-orsta.example.no"),
+                ("phone", "+47 912 34 567"),
+            ]
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), Some((*v).to_owned())))
+            .collect(),
+            shipping_line: Some(duellsync_woo_sim::PlaceShipping {
+                method_id: "flat_rate".into(),
+                method_title: "Bring Bedriftspakke dør til dør".into(),
+                total: "490.00".into(),
+            }),
+            fee: Some(duellsync_woo_sim::PlaceFee {
+                name: "Miljøgebyr for emballasje".into(),
+                total: "75.00".into(),
+                ..Default::default()
+            }),
+            customer_note: Some(long("Leveres på bakrommet, ring på døren til venstre.")),
+            ..PlaceOrder::default()
+        })
+        .unwrap();
+    sim.flush_deliveries().await;
+    let delivery = sim
+        .deliveries()
+        .into_iter()
+        .find(|d| d.resource_id == order && d.topic == "order.created")
+        .expect("the order was delivered");
+    let size = delivery.body.len();
+    let per_line = size / LINES;
+    let limit = duellsync_webhook_ingest::Config::default()
+        .ingest
+        .body_limit;
+    println!("a {LINES}-line order delivery is {size} bytes (~{per_line} bytes a line); the default body limit is {limit}");
+    assert_eq!(delivery.status, Some(200), "accepted by the ingest");
+    assert!(
+        size * 3 / 2 <= limit,
+        "{size} bytes leave less than half again as much room under the limit {limit}"
+    );
+}

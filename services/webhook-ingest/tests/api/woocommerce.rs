@@ -152,9 +152,15 @@ async fn rejects_an_unsigned_delivery() {
 #[tokio::test]
 async fn refuses_a_body_over_the_limit_with_413() {
     let app = spawn_app().await;
-    // The default limit is 2 MiB; one byte more is refused, signed or not.
+    // One byte over the default limit is refused, signed or not.
     let mut body = order_body(15, "processing", "48.90");
-    body.resize(2 * 1024 * 1024 + 1, b' ');
+    body.resize(
+        duellsync_webhook_ingest::Config::default()
+            .ingest
+            .body_limit
+            + 1,
+        b' ',
+    );
     let resp = app.deliver("order.created", &body).await;
     assert_eq!(resp.status().as_u16(), 413);
     // Without a Content-Length (chunked), the limit holds while reading.
@@ -323,4 +329,57 @@ async fn only_post_is_routed() {
         .await
         .unwrap();
     assert_eq!(resp.status().as_u16(), 404);
+}
+
+/// Uploads beyond the large-body slots are shed at once with 503 and `Retry-After` instead of
+/// being buffered, and they never take the slots of ordinary deliveries.
+#[tokio::test]
+async fn large_uploads_beyond_their_slots_are_shed_and_small_deliveries_still_pass() {
+    let app = spawn_app_with(|c| {
+        c.ingest.max_large_in_flight = 2;
+        c.ingest.read_timeout = std::time::Duration::from_secs(30);
+    })
+    .await;
+    // Two slow uploads of unknown length hold both large slots.
+    let mut slow = Vec::new();
+    for _ in 0..2 {
+        let mut conn = RawConnection::open(
+            &app.url,
+            "/webhooks/woocommerce/s1",
+            &[("X-WC-Webhook-Topic", "order.created")],
+        )
+        .await;
+        conn.send_chunk(b"{\"id\":").await;
+        slow.push(conn);
+    }
+    // Wait until the server holds them (they are in flight).
+    app.wait_metric(
+        "duellsync_ingest_in_flight_requests{store=\"s1\",endpoint=\"woocommerce\"}",
+        2.0,
+    )
+    .await;
+    let big = vec![b' '; 200 * 1024];
+    let resp = app
+        .post_webhook("s1", Some("order.created"), Some("AAAA"), big)
+        .await;
+    assert_eq!(resp.status().as_u16(), 503);
+    assert_eq!(
+        resp.headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok()),
+        Some("1")
+    );
+    let resp = app
+        .deliver("order.created", &order_body(15, "processing", "48.90"))
+        .await;
+    assert_eq!(
+        resp.status().as_u16(),
+        200,
+        "a delivery is never behind uploads"
+    );
+    app.wait_metric("duellsync_ingest_shed_total{pool=\"large\"}", 1.0)
+        .await;
+    for conn in slow {
+        conn.finish().await;
+    }
 }
