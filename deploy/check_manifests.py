@@ -127,10 +127,11 @@ def rust_consumers() -> dict[str, set[tuple[str, str]]]:
     for svc in ("change-poller", "order-importer", "status-writeback"):
         src = (ROOT / "services" / svc / "src" / "lib.rs").read_text()
         out[svc] = {(s, a or b) for s, a, b in pat.findall(src)}
-    # catalog-publisher: one consumer per stream of worker::subjects, named after the stream.
-    worker = (ROOT / "services" / "catalog-publisher" / "src" / "worker.rs").read_text()
-    lib = (ROOT / "services" / "catalog-publisher" / "src" / "lib.rs").read_text()
-    m = re.search(r"fn subjects\(.*?\n\}", worker, re.S)
+    # catalog-publisher: one consumer per stream of `fn subjects`, named after the stream.
+    src = ROOT / "services" / "catalog-publisher" / "src"
+    lib = (src / "lib.rs").read_text()
+    every = "\n".join(f.read_text() for f in sorted(src.glob("*.rs")))
+    m = re.search(r"fn subjects\(.*?\n\}", every, re.S)
     if m and 'format!("{SERVICE}-{}-{}", store.id, stream.name.to_lowercase())' in lib:
         streams = re.findall(r"STREAM_(\w+)", m.group(0))
         out["catalog-publisher"] = {(s, s.lower()) for s in streams}
@@ -525,9 +526,16 @@ def store_checks(docs: list[tuple[Path, dict]], report: Report) -> None:
                 "needs DUELLSYNC_SEAL__RECEIVER_KEY from Secret duellsync-seal",
             )
             shard = env.get("DUELLSYNC_SHARD")
+
+            def lacks(sids) -> list[str]:
+                """Stores with an `{ env }` secret this program reads whose Secret it does not get."""
+                return sorted(
+                    s for s in sids if s not in ids and any(k in needs for k, _ in store_secret_envs.get(s, []))
+                )
+
             if svc == "console":
                 report.check(shard is None, where, "the console serves every store: no DUELLSYNC_SHARD")
-                missing = sorted(s for s in all_stores if f"store-{s}" not in secret_refs)
+                missing = lacks(all_stores)
                 report.check(not missing, where, f"needs the Secret of every store, missing {missing}")
                 continue
             if svc == "webhook-ingest":
@@ -537,7 +545,7 @@ def store_checks(docs: list[tuple[Path, dict]], report: Report) -> None:
                     where,
                     "webhook-ingest must not get the API sealing key (it faces the internet)",
                 )
-                missing = sorted(s for s in all_stores if f"store-{s}" not in secret_refs)
+                missing = lacks(all_stores)
                 report.check(not missing, where, f"needs the Secret of every store, missing {missing}")
                 continue
             report.check(
@@ -548,9 +556,10 @@ def store_checks(docs: list[tuple[Path, dict]], report: Report) -> None:
             if not report.check(bool(shard), where, "a stateful service needs DUELLSYNC_SHARD (else it serves every store)"):
                 continue
             report.check(re.fullmatch(r"[a-z0-9_-]{1,32}", shard or "") is not None, where, f"DUELLSYNC_SHARD={shard!r} must be a shard name")
-            ids = sorted(s for s, sh in shard_of.items() if sh == shard)
-            for sid in ids:
-                report.check(f"store-{sid}" in secret_refs, where, f"serves store {sid} but does not get its Secret store-{sid} (envFrom)")
+            mine = sorted(s for s, sh in shard_of.items() if sh == shard)
+            for sid in lacks(mine):
+                report.check(False, where, f"serves store {sid} but does not get its secrets from Secret store-{sid}")
+            ids = mine
             report.check(
                 env.get("DUELLSYNC_STATE_DIR", "").startswith(generate.STATE_ROOT + "/"),
                 where,
@@ -723,7 +732,11 @@ def security_checks(docs: list[tuple[Path, dict]], report: Report) -> None:
         else:
             report.check(bool(outside), w, "calls WooCommerce and DUELL: needs egress to the outside APIs")
         report.check(
-            all(_rule_ports(r) <= {generate.INGEST_PORT, generate.ADMIN_PORT} for r in ingress),
+            all(
+                _rule_ports(r)
+                <= {generate.ADMIN_PORT, {"webhook-ingest": generate.INGEST_PORT, "console": generate.CONSOLE_PORT}.get(svc, generate.ADMIN_PORT)}
+                for r in ingress
+            ),
             w,
             "takes connections on ports other than its own",
         )

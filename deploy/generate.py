@@ -384,8 +384,6 @@ def check_inputs(inp: Inputs) -> None:
 class NatsUser:
     name: str
     service: str
-    # None = every store (`scope = "all"`)
-    stores: list[str] | None
 
 
 def load_permissions(path: Path = PERMISSIONS) -> dict:
@@ -395,7 +393,7 @@ def load_permissions(path: Path = PERMISSIONS) -> dict:
     groups = table.get("groups", {})
     for name, u in table.get("users", {}).items():
         where = f"{path.name} [users.{name}]"
-        unknown = set(u) - {"account", "scope", "include", "publish", "subscribe", "consumers", "reads"}
+        unknown = set(u) - {"account", "scope", "include", "publish", "subscribe", "consumers", "reads", "kv_read", "kv_write"}
         if unknown:
             problems.append(f"{where}: unknown keys {sorted(unknown)}")
         if u.get("account") not in accounts:
@@ -408,13 +406,25 @@ def load_permissions(path: Path = PERMISSIONS) -> dict:
         for c in u.get("consumers", []):
             if set(c) != {"stream", "name", "filters"} or not c.get("filters"):
                 problems.append(f"{where}: a consumer is {{ stream, name, filters = [...] }}")
-        if u.get("scope") == "all":
-            for entry in permission_entries(table, name):
-                if any("{store}" in t and t != "{store}" for t in entry.split(".")):
-                    problems.append(f"{where}: `{entry}` puts {{store}} inside a subject token, which `*` cannot match")
+        if any(g not in groups for g in u.get("include", [])):
+            continue
+        reads = _merged(table, name, "kv_read")
+        for bucket in reads:
+            if not re.fullmatch(r"[A-Za-z0-9_-]+", bucket):
+                problems.append(f"{where}: kv_read `{bucket}` is not a bucket name")
+        for key in _merged(table, name, "kv_write"):
+            if key.split(".", 1)[0] not in reads:
+                problems.append(f"{where}: kv_write `{key}` needs its bucket in kv_read")
     if problems:
         raise InputError("\n".join(problems))
     return table
+
+
+def _merged(table: dict, service: str, key: str) -> list[str]:
+    """A list key of a user with those of the groups it includes, groups first."""
+    spec = table["users"][service]
+    out = [e for g in spec.get("include", []) for e in table["groups"][g].get(key, [])]
+    return out + [e for e in spec.get(key, []) if e not in out]
 
 
 def permission_entries(table: dict, service: str) -> list[str]:
@@ -442,26 +452,51 @@ def permission_entries(table: dict, service: str) -> list[str]:
             f"$JS.API.CONSUMER.INFO.{stream}.*",
             f"$JS.API.CONSUMER.MSG.NEXT.{stream}.*",
         ]
+    for bucket in _merged(table, service, "kv_read"):
+        # A bucket is the stream KV_<bucket>: look it up or create it (Bus::ensure_kv), get a
+        # key (direct get), and list, watch or read the history of keys (ordered push
+        # consumers delivered to the user's inbox, with flow control answered on $JS.FC).
+        s = f"KV_{bucket}"
+        out += [
+            # (creating a bucket asks for the account's limits first)
+            "$JS.API.INFO",
+            f"$JS.API.STREAM.INFO.{s}",
+            f"$JS.API.STREAM.CREATE.{s}",
+            f"$JS.API.DIRECT.GET.{s}.>",
+            f"$JS.API.STREAM.MSG.GET.{s}",
+            f"$JS.API.CONSUMER.CREATE.{s}",
+            f"$JS.API.CONSUMER.CREATE.{s}.>",
+            f"$JS.API.CONSUMER.DELETE.{s}.*",
+            f"$JS.FC.{s}.>",
+        ]
+    for key in _merged(table, service, "kv_write"):
+        # Put, create, compare-and-set and delete markers are publishes on $KV.<bucket>.<key>.
+        out.append(f"$KV.{key}")
     return out
 
 
-def _expand(entries: list[str], service: str, stores: list[str] | None) -> list[str]:
+def _expand(entries: list[str], service: str) -> list[str]:
+    """Fills in {service}; {store} becomes `*`, and so does a token that names a store inside
+    it (a consumer name such as `change-poller-{store}-cmd`: NATS wildcards match whole tokens
+    only). Stores are live data (the registry, changed from the console without a deploy), so
+    the server cannot know which stores a user serves: permissions bound what a service may
+    do, for any store; which stores it serves is the registry's `shard` and the leases."""
     out: list[str] = []
     for e in entries:
         e = e.replace("{service}", service)
-        for x in [e] if "{store}" not in e else [e.replace("{store}", s) for s in (stores or ["*"])]:
-            if x not in out:
-                out.append(x)
+        x = ".".join("*" if "{store}" in t else t for t in e.split("."))
+        if x not in out:
+            out.append(x)
     return out
 
 
-def user_permissions(table: dict, service: str, stores: list[str] | None) -> dict:
+def user_permissions(table: dict, service: str) -> dict:
     """The server-side permissions of one user: `{"publish": {"allow": [...]}, "subscribe": ...}`."""
     spec = table["users"][service]
     subscribe = [e for g in spec.get("include", []) for e in table["groups"][g].get("subscribe", [])]
     subscribe += spec.get("subscribe", [])
-    publish = _expand(permission_entries(table, service), service, stores)
-    subscribe = _expand(subscribe, service, stores)
+    publish = _expand(permission_entries(table, service), service)
+    subscribe = _expand(subscribe, service)
     # An absent list would allow everything: a user with nothing to receive is denied all.
     return {
         "publish": {"allow": publish} if publish else {"deny": [">"]},
@@ -471,14 +506,15 @@ def user_permissions(table: dict, service: str, stores: list[str] | None) -> dic
 
 def nats_users(inp: Inputs) -> list[NatsUser]:
     """The NATS users of the deployment: one per `scope = "all"` service, one per service and
-    shard for `scope = "shard"` (a shard's pods can touch only their own stores)."""
+    shard for `scope = "shard"` (same permissions, own credentials: a shard's key is revoked
+    alone, and the server's connection list names the shard)."""
     out = []
     for service, spec in inp.permissions.get("users", {}).items():
         if spec["scope"] == "all":
-            out.append(NatsUser(service, service, None))
+            out.append(NatsUser(service, service))
         else:
             for sh in inp.shards:
-                out.append(NatsUser(f"{service}-{sh.name}", service, sh.stores))
+                out.append(NatsUser(f"{service}-{sh.name}", service))
     return out
 
 
@@ -503,7 +539,7 @@ def accounts_config(table: dict, users: list[tuple[NatsUser, str]]) -> dict:
     for user, key in users:
         spec = table["users"][user.service]
         accounts[spec["account"]]["users"].append(
-            {"nkey": key, "permissions": user_permissions(table, user.service, user.stores)}
+            {"nkey": key, "permissions": user_permissions(table, user.service)}
         )
     out: dict = {"accounts": accounts}
     if system:
@@ -542,7 +578,7 @@ def nats_accounts_values(inp: Inputs) -> list[tuple[str | None, dict]]:
     by_key = {key: u for u, key in users}
     for acc in cfg["accounts"].values():
         acc["users"] = [
-            C(entry, f"{by_key[entry['nkey']].name} ({'every store' if by_key[entry['nkey']].stores is None else ', '.join(by_key[entry['nkey']].stores)})")
+            C(entry, by_key[entry["nkey"]].name)
             for entry in acc["users"]
         ]
     names = ", ".join(u.name for u, _ in users)
@@ -1098,7 +1134,12 @@ def console_objects(inp: Inputs) -> list[tuple[str | None, dict]]:
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
             "template": {
                 "metadata": {"labels": lbl, "annotations": pod_annotations(inp, all_ids)},
-                "spec": pod_spec(svc, [container(inp, svc, None, all_ids)], [tmp_volume()], SHUTDOWN_GRACE[svc]),
+                "spec": pod_spec(
+                    svc,
+                    [container(inp, svc, None, all_ids)],
+                    [tmp_volume(), *nats_volumes(nats_user_of(inp, svc, None), inp.shared["nats_ca_configmap"])],
+                    SHUTDOWN_GRACE[svc],
+                ),
             },
         },
     }
@@ -1575,59 +1616,32 @@ def base_objects(inp: Inputs) -> dict[str, list[tuple[str | None, dict]]]:
 
 
 def store_apply_job(inp: Inputs) -> tuple[str | None, dict]:
-    """The GitOps path into the store registry: `syncctl store apply` of every store ConfigMap.
-    Named by a hash of the store files, so each change is a new Job (a Job's template cannot be
-    changed) and applying the same files again is a no-op."""
+    """The GitOps path into the store registry: `syncctl store apply` of every store ConfigMap,
+    as syncctl (its NATS user, the sealing keys). Named by a hash of the store files, so each
+    change is a new Job (a Job's template cannot be changed) and applying the same files again
+    is a no-op. It reads no store secret: `{ env }` references go into the registry as they are."""
     h = hashlib.sha256()
     for sid in sorted(inp.stores):
         h.update(store_text(inp, sid).encode())
-    name = f"store-apply-{h.hexdigest()[:10]}"
+    job = syncctl_job(
+        inp,
+        f"store-apply-{h.hexdigest()[:10]}",
+        ["store", "apply", "-f", STORES_PATH, "--as", "gitops (deploy/stores)"],
+        [],
+    )
+    # The store files themselves, not only the ones whose secrets it would read.
+    job["spec"]["template"]["spec"]["volumes"][0] = stores_volume(sorted(inp.stores))
+    job["metadata"]["labels"]["app.kubernetes.io/name"] = "store-apply"
+    job["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/name"] = "store-apply"
+    # NATS may still be starting when the manifests are applied together: try again.
+    job["spec"]["backoffLimit"] = 10
+    job["spec"]["ttlSecondsAfterFinished"] = 604800
+    job["spec"]["template"]["spec"]["restartPolicy"] = "OnFailure"
     return (
         "Applies deploy/stores/ to the store registry (the one source of truth the services\n"
         "watch); prints the diff in its log. Settings changed in the console meanwhile are\n"
         "overwritten by the files for the keys the files set.",
-        {
-            "apiVersion": "batch/v1",
-            "kind": "Job",
-            "metadata": meta(name, inp.namespace, {"app.kubernetes.io/part-of": PART_OF, "app.kubernetes.io/name": "store-apply"}),
-            "spec": {
-                "backoffLimit": 10,
-                "ttlSecondsAfterFinished": 604800,
-                "template": {
-                    "metadata": {"labels": {"app.kubernetes.io/part-of": PART_OF, "app.kubernetes.io/name": "store-apply"}},
-                    "spec": {
-                        "restartPolicy": "OnFailure",
-                        "serviceAccountName": "duellsync",
-                        "automountServiceAccountToken": False,
-                        "enableServiceLinks": False,
-                        "securityContext": pod_security_context(),
-                        "containers": [
-                            {
-                                "name": "syncctl",
-                                "image": inp.image,
-                                "command": [
-                                    "/usr/local/bin/syncctl",
-                                    "store",
-                                    "apply",
-                                    "-f",
-                                    STORES_PATH,
-                                    "--as",
-                                    "gitops (deploy/stores)",
-                                ],
-                                "envFrom": [{"configMapRef": {"name": "duellsync-env"}}],
-                                "resources": {
-                                    "requests": {"cpu": "10m", "memory": "32Mi"},
-                                    "limits": {"cpu": "500m", "memory": "128Mi"},
-                                },
-                                "securityContext": container_security_context(),
-                                "volumeMounts": [{"name": "stores", "mountPath": STORES_PATH, "readOnly": True}],
-                            }
-                        ],
-                        "volumes": [stores_volume(sorted(inp.stores))],
-                    },
-                },
-            },
-        },
+        job,
     )
 
 
@@ -1681,7 +1695,8 @@ NATS_BOX_SECRETS = {"nats-box": "nats-box-nkey", "nats-box-system": "nats-box-sy
 # Labels of the official chart's pods.
 NATS_SERVER_PODS = {"app.kubernetes.io/name": "nats", "app.kubernetes.io/component": "nats"}
 NATS_BOX_PODS = {"app.kubernetes.io/name": "nats", "app.kubernetes.io/component": "nats-box"}
-API_CALLERS = SHARD_SERVICES + ["syncctl"]
+# The console tests connections and lists DUELL's departments for the retailer.
+API_CALLERS = SHARD_SERVICES + ["syncctl", "console"]
 
 
 def _ns(name: str) -> dict:
@@ -1776,6 +1791,15 @@ def network_objects(inp: Inputs) -> list[tuple[str | None, dict]]:
                 "podSelector": {"matchLabels": selector("webhook-ingest")},
                 "policyTypes": ["Ingress"],
                 "ingress": [{"from": [_ns(net["ingress_namespace"])], "ports": _ports(INGEST_PORT)}],
+            },
+        ),
+        policy(
+            "console-public",
+            "The console's pages only from the ingress controller.",
+            {
+                "podSelector": {"matchLabels": selector("console")},
+                "policyTypes": ["Ingress"],
+                "ingress": [{"from": [_ns(net["ingress_namespace"])], "ports": _ports(CONSOLE_PORT)}],
             },
         ),
         policy(
@@ -2009,7 +2033,8 @@ def syncctl_job(
     stores it loads. syncctl is the operator's tool, and its credentials may delete and change
     what the services may not: it runs as a short Job, never inside a service's pod."""
     user = nats_user_of(inp, "syncctl", None)
-    env = [nkey_env(), *secret_env(inp, "syncctl", store_ids)]
+    # The sealing keys: `store apply` seals secrets typed into a file, `test` opens them.
+    env = [nkey_env(), *seal_env("syncctl"), *secret_env(inp, "syncctl", store_ids)]
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -2083,7 +2108,7 @@ def move_store(inp: Inputs, store: str, to: str) -> str:
         "#    regenerate and apply deploy/k8s/base/10-stores.yaml (the store-apply Job).",
         "",
         f"# 1. Park it: {src.name} lets go of it at once (the registry is watched live).",
-        f"{k} exec deploy/webhook-ingest -- syncctl store move {store} parked",
+        f"deploy/syncctl store move {store} parked",
         "",
         f"# 2. In {dst.name}, for each stateful service: stop it, rebuild the store's state",
         "#    (deletes the store's rows and durable consumers, so they replay from the streams),",
@@ -2126,8 +2151,8 @@ def move_store(inp: Inputs, store: str, to: str) -> str:
     lines += [
         "",
         "# 4. Check: the store's consumers catch up and nothing is left behind.",
-        f"{k} exec deploy/webhook-ingest -- syncctl status --store {store}",
-        f"{k} exec deploy/webhook-ingest -- syncctl log --store {store} --failed",
+        f"deploy/syncctl status --store {store}",
+        f"deploy/syncctl log --store {store} --failed",
         "# Commit deploy/ (inputs and regenerated manifests).",
     ]
     return "\n".join(lines) + "\n"
@@ -2147,7 +2172,6 @@ def main(argv: list[str]) -> int:
         "nats-accounts",
         help="print the NATS accounts for the given users as JSON (the tests' server configuration)",
     )
-    na.add_argument("--stores", required=True, help="the stores of the one shard, comma-separated")
     na.add_argument("--user", action="append", default=[], metavar="SERVICE=PUBLIC_NKEY")
     sj = sub.add_parser("syncctl-job", help="print a Job that runs syncctl with the given arguments")
     sj.add_argument("--name", default="syncctl")
@@ -2161,14 +2185,12 @@ def main(argv: list[str]) -> int:
         # Needs only the permission table, so the tests do not depend on deployment.toml.
         try:
             table = load_permissions()
-            stores = [x for x in args.stores.split(",") if x]
             users = []
             for spec in args.user:
                 service, _, key = spec.partition("=")
                 if service not in table["users"] or not is_user_nkey(key):
                     raise InputError(f"--user {spec}: want SERVICE=PUBLIC_NKEY, SERVICE one of {', '.join(table['users'])}")
-                scope = table["users"][service]["scope"]
-                users.append((NatsUser(service, service, None if scope == "all" else stores), key))
+                users.append((NatsUser(service, service), key))
         except (InputError, tomllib.TOMLDecodeError) as e:
             print(f"deploy/generate.py: {e}", file=sys.stderr)
             return 1

@@ -20,6 +20,13 @@ use sha2::Sha256;
 
 const WAIT: Duration = Duration::from_secs(90);
 
+/// The value of `name="csrf"` in a page.
+fn csrf(html: &str) -> String {
+    let at = html.find("name=\"csrf\" value=\"").expect("a csrf field");
+    let rest = &html[at + "name=\"csrf\" value=\"".len()..];
+    rest[..rest.find('"').unwrap()].to_owned()
+}
+
 fn block<T>(f: impl FnOnce() -> T) -> T {
     tokio::task::block_in_place(f)
 }
@@ -40,7 +47,7 @@ async fn every_service_does_its_work_with_its_own_credentials_and_nothing_is_ref
         "",
     )
     .await;
-    world.sandbox = Sandbox::secured(&["s1"]);
+    world.sandbox = Sandbox::secured();
     world.store.webhook_delivery_url =
         format!("http://127.0.0.1:{ingest_port}/webhooks/woocommerce/s1");
     world.sandbox.write_store("s1", &world.store.to_toml());
@@ -181,6 +188,113 @@ async fn every_service_does_its_work_with_its_own_credentials_and_nothing_is_ref
         }
     }
 
+    // The console, with its own credentials: its accounts and sessions (first run), the
+    // operator's overview, a setting changed live (registry and audit), a dry run requested,
+    // the status, log and history pages.
+    let console_listen = format!("127.0.0.1:{}", free_port());
+    block(|| {
+        world.sandbox.start(
+            "console",
+            &[
+                ("DUELLSYNC_CONSOLE__LISTEN", console_listen.as_str()),
+                ("DUELLSYNC_CONSOLE__SECURE_COOKIES", "false"),
+                ("DUELLSYNC_CONSOLE__EGRESS_IP_URL", "http://127.0.0.1:9/"),
+            ],
+        );
+        world.sandbox.wait_ready("console", WAIT);
+    });
+    let web = reqwest::Client::builder()
+        .cookie_store(true)
+        .build()
+        .unwrap();
+    let url = |path: &str| format!("http://{console_listen}{path}");
+    let page = |path: String| {
+        let web = web.clone();
+        async move {
+            let r = web.get(path.as_str()).send().await.unwrap();
+            let status = r.status();
+            (status, r.text().await.unwrap())
+        }
+    };
+    let page = |path: String| {
+        let fetch = &page;
+        let world = &world;
+        async move {
+            let (status, text) = fetch(path.clone()).await;
+            assert_eq!(
+                status,
+                200,
+                "{path}:\n{text}\nconsole log:\n{}\nNATS refusals:\n{}",
+                world.sandbox.logs("console"),
+                world
+                    .sandbox
+                    .nats
+                    .log()
+                    .lines()
+                    .filter(|l| l.contains("Violation"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            );
+            text
+        }
+    };
+    let setup = page(url("/setup")).await;
+    let r = web
+        .post(url("/setup"))
+        .form(&[
+            ("csrf", csrf(&setup).as_str()),
+            ("username", "ops"),
+            ("password", "operator password"),
+            ("confirm", "operator password"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.url().path(), "/operator", "the operator was created");
+    let overview = r.text().await.unwrap();
+    assert!(overview.contains("s1"), "{overview}");
+    let revision = {
+        let out = block(|| world.sandbox.syncctl(&["--json", "store", "get", "s1"])).unwrap();
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()["revision"]
+            .as_u64()
+            .unwrap()
+            .to_string()
+    };
+    let r = web
+        .post(url("/stores/s1/settings"))
+        .form(&[
+            ("csrf", csrf(&overview).as_str()),
+            ("revision", revision.as_str()),
+            ("automatic", "on"),
+            ("create_products", "on"),
+            ("update_products", "on"),
+            ("sync_stock", "on"),
+            ("sync_images", "on"),
+            ("sync_new_categories", "on"),
+            ("sync_orders", "on"),
+            ("create_customer_order", "on"),
+            ("sync_attributes", "on"),
+            ("stock__subtract_undrawn_customer_orders", "on"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let stored = block(|| world.sandbox.syncctl(&["store", "get", "s1"])).unwrap();
+    assert!(stored.contains("sync_prices = false"), "{stored}");
+    let r = web
+        .post(url("/stores/s1/sync"))
+        .form(&[("csrf", csrf(&overview).as_str()), ("dry_run", "on")])
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    for path in ["/stores/s1/status", "/stores/s1/log", "/stores/s1/history"] {
+        page(url(path)).await;
+    }
+    let history = page(url("/stores/s1/history")).await;
+    assert!(history.contains("ops"), "the change is audited:\n{history}");
+
     let server_log = world.sandbox.nats.log();
     let refusals: Vec<&str> = server_log
         .lines()
@@ -191,7 +305,7 @@ async fn every_service_does_its_work_with_its_own_credentials_and_nothing_is_ref
         "the permission table misses what a service needs:\n{}",
         refusals.join("\n")
     );
-    for s in SERVICES {
+    for s in SERVICES.iter().chain(&["console"]) {
         assert!(
             !world.sandbox.logs(s).contains("NATS refused"),
             "{s}:\n{}",

@@ -53,7 +53,7 @@ fn assert_denied(r: duellsync_bus::Result<()>, who: &str, subject: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_service_connects_over_tls_with_its_own_credentials() {
-    let server = NatsServer::start_secured(&["s1"]);
+    let server = NatsServer::start_secured();
     assert!(server.url().starts_with("tls://"));
     for user in SERVICES.iter().chain(&["syncctl"]) {
         let bus = connect(&server, user).await;
@@ -64,7 +64,7 @@ async fn every_service_connects_over_tls_with_its_own_credentials() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhook_ingest_may_record_deliveries_and_notices_and_nothing_else() {
-    let server = NatsServer::start_secured(&["s1"]);
+    let server = NatsServer::start_secured();
     let ingest = connect(&server, "webhook-ingest").await;
     publish(&ingest, &v1::OrderObserved::subject("s1"), "ok-1")
         .await
@@ -109,7 +109,7 @@ async fn webhook_ingest_may_record_deliveries_and_notices_and_nothing_else() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_order_importer_cannot_write_an_order_it_would_import() {
-    let server = NatsServer::start_secured(&["s1"]);
+    let server = NatsServer::start_secured();
     let importer = connect(&server, "order-importer").await;
     let subject = v1::OrderObserved::subject("s1");
     assert_denied(
@@ -125,20 +125,30 @@ async fn the_order_importer_cannot_write_an_order_it_would_import() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_shard_service_touches_only_the_stores_of_its_shard() {
-    let server = NatsServer::start_secured(&["s1"]);
+async fn a_shard_service_acts_only_in_its_own_role_whatever_the_store() {
+    let server = NatsServer::start_secured();
     let poller = connect(&server, "change-poller").await;
-    publish(&poller, &v1::StockObserved::subject("s1"), "mine")
-        .await
-        .expect("its own store");
-    let other = v1::StockObserved::subject("s2");
-    assert_denied(
-        publish(&poller, &other, "theirs").await,
-        "change-poller",
-        &other,
-    );
-    // Another service's consumer, or its own consumer on another store: refused at declaration.
-    for durable in ["order-importer-s1-orders", "change-poller-s2-notice"] {
+    // Stores are live data (the registry), so the server cannot know which stores a shard
+    // serves: a poller may observe for any store (deploy/nats/permissions.toml explains the
+    // trade-off) ...
+    for store in ["s1", "s2"] {
+        publish(&poller, &v1::StockObserved::subject(store), store)
+            .await
+            .expect("an observation");
+    }
+    // ... but only as a poller: not an import outcome, not a command it does not make.
+    for forged in [
+        v1::OrderImported::subject("s2"),
+        v1::OrderRetryRequested::subject("s2"),
+    ] {
+        assert_denied(
+            publish(&poller, &forged, "forged").await,
+            "change-poller",
+            &forged,
+        );
+    }
+    // Another service's consumer: refused at declaration.
+    for durable in ["order-importer-s1-orders", "order-importer-s2-orders"] {
         let spec = ConsumerSpec::new(
             &STREAM_WOO,
             durable,
@@ -150,6 +160,86 @@ async fn a_shard_service_touches_only_the_stores_of_its_shard() {
             Err(Error::Denied { .. }) => {}
             other => panic!("change-poller declaring {durable}: {other:?}"),
         }
+    }
+    // It reads the registry and holds its own leases; it writes no store's settings and no
+    // other service's lease.
+    poller
+        .ensure_kv(&duellsync_events::KV_STORES)
+        .await
+        .expect("the registry");
+    let leases = poller
+        .ensure_kv(&duellsync_events::KV_LEASES)
+        .await
+        .expect("the leases");
+    leases
+        .put("change-poller.s2", Bytes::from_static(b"me"))
+        .await
+        .expect("its own lease");
+    let (client, mut errors) = raw(&server, "change-poller").await;
+    for subject in [
+        "$KV.duellsync_stores.s1",
+        "$KV.duellsync_leases.order-importer.s1",
+        "$KV.duellsync_console.session.x",
+    ] {
+        client
+            .publish(subject, Bytes::from_static(b"forged"))
+            .await
+            .unwrap();
+        client.flush().await.unwrap();
+        assert!(
+            refused(&mut errors, subject).await,
+            "change-poller was not refused {subject}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_edits_settings_but_touches_no_service_state() {
+    let server = NatsServer::start_secured();
+    let console = connect(&server, "console").await;
+    let stores = console
+        .ensure_kv(&duellsync_events::KV_STORES)
+        .await
+        .expect("the registry");
+    stores
+        .put("s1", Bytes::from_static(b"{}"))
+        .await
+        .expect("a store's settings");
+    console
+        .ensure_kv(&duellsync_events::KV_CONSOLE)
+        .await
+        .expect("its accounts")
+        .put("session.x", Bytes::from_static(b"{}"))
+        .await
+        .expect("a session");
+    console
+        .ensure_stream(&duellsync_events::STREAM_AUDIT)
+        .await
+        .expect("the audit stream");
+    publish(&console, "audit.s1.settings", "audit-1")
+        .await
+        .expect("an audit entry");
+    publish(&console, &v1::FullSyncRequested::subject("s1"), "sync-1")
+        .await
+        .expect("a full sync request");
+    let (client, mut errors) = raw(&server, "console").await;
+    for subject in [
+        "$KV.duellsync_leases.catalog-publisher.s1",
+        "$JS.API.STREAM.DELETE.WOO",
+        "$JS.API.STREAM.PURGE.SYNC",
+        "$JS.API.STREAM.UPDATE.KV_duellsync_stores",
+        "$JS.API.CONSUMER.DELETE.WOO.order-importer-s1-orders",
+        "$JS.API.CONSUMER.DURABLE.CREATE.WOO.order-importer-s1-orders",
+    ] {
+        client
+            .publish_with_reply(subject, "_INBOX_console.x", Bytes::from_static(b"{}"))
+            .await
+            .unwrap();
+        client.flush().await.unwrap();
+        assert!(
+            refused(&mut errors, subject).await,
+            "the console was not refused {subject}"
+        );
     }
 }
 
@@ -194,7 +284,7 @@ async fn refused(rx: &mut mpsc::UnboundedReceiver<String>, subject: &str) -> boo
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_syncctl_may_delete_or_purge() {
-    let server = NatsServer::start_secured(&["s1"]);
+    let server = NatsServer::start_secured();
     let admin = connect(&server, "syncctl").await;
     publish(&admin, &v1::OrderObserved::subject("s1"), "keep")
         .await
@@ -267,7 +357,7 @@ async fn only_syncctl_may_delete_or_purge() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_credentials_there_is_no_connection() {
-    let server = NatsServer::start_secured(&["s1"]);
+    let server = NatsServer::start_secured();
     let mut anonymous = options(&server, "webhook-ingest");
     anonymous.nkey_file = None;
     anonymous.connect_timeout = Duration::from_secs(3);
@@ -306,7 +396,7 @@ async fn without_credentials_there_is_no_connection() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_server_certificate_must_come_from_the_configured_ca() {
-    let server = NatsServer::start_secured(&["s1"]);
+    let server = NatsServer::start_secured();
     let dir = tempfile::tempdir().unwrap();
     let other_ca = dir.path().join("other-ca.pem");
     std::fs::write(
@@ -330,7 +420,7 @@ async fn the_server_certificate_must_come_from_the_configured_ca() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_service_leaves_a_changed_stream_as_it_is_and_goes_on() {
-    let server = NatsServer::start_secured(&["s1"]);
+    let server = NatsServer::start_secured();
     let admin = connect(&server, "syncctl").await;
     publish(&admin, &v1::OrderObserved::subject("s1"), "kept")
         .await
@@ -357,7 +447,7 @@ async fn a_service_leaves_a_changed_stream_as_it_is_and_goes_on() {
 #[tokio::test]
 async fn a_dead_letter_and_an_event_use_only_granted_subjects() {
     // Dead letters go to dlq.<store>.<service>, which each service may publish.
-    let server = NatsServer::start_secured(&["s1"]);
+    let server = NatsServer::start_secured();
     let poller = connect(&server, "change-poller").await;
     publish(
         &poller,

@@ -64,12 +64,11 @@ impl NatsServer {
     }
 
     /// Starts a server configured as the deployment configures NATS: the accounts, users and
-    /// permissions that `deploy/generate.py` renders from `deploy/nats/permissions.toml` (one
-    /// shard serving `stores`), an NKey per user (seeds in [`NatsServer::nkey_file`]), no
+    /// permissions that `deploy/generate.py` renders from `deploy/nats/permissions.toml`, an NKey per user (seeds in [`NatsServer::nkey_file`]), no
     /// anonymous access, and TLS with a certificate from a CA made for this server
     /// ([`NatsServer::ca_file`]). [`NatsServer::url`] is then `tls://…`.
-    pub fn start_secured(stores: &[&str]) -> NatsServer {
-        Self::start_with(|dir| Some(secure(dir, stores)))
+    pub fn start_secured() -> NatsServer {
+        Self::start_with(|dir| Some(secure(dir)))
     }
 
     fn start_with(secure: impl Fn(&Path) -> Option<Secured>) -> NatsServer {
@@ -235,7 +234,7 @@ fn jetstream_healthy(monitor_port: u16) -> bool {
 /// Writes the secured server's configuration into `dir`: TLS material from a fresh CA, a key
 /// pair per user of `deploy/nats/permissions.toml`, and the accounts `deploy/generate.py`
 /// renders for them, so the test runs with the deployment's permissions, not a copy.
-fn secure(dir: &Path, stores: &[&str]) -> Secured {
+fn secure(dir: &Path) -> Secured {
     let table_path = workspace_root().join("deploy/nats/permissions.toml");
     let table: toml::Table = std::fs::read_to_string(&table_path)
         .unwrap_or_else(|e| panic!("{}: {e}", table_path.display()))
@@ -251,12 +250,7 @@ fn secure(dir: &Path, stores: &[&str]) -> Secured {
     let keys_dir = dir.join("nkeys");
     std::fs::create_dir_all(&keys_dir).expect("a dir for the seeds");
     let mut seeds = BTreeMap::new();
-    let mut args = vec![
-        "deploy/generate.py".to_owned(),
-        "nats-accounts".to_owned(),
-        "--stores".to_owned(),
-        stores.join(","),
-    ];
+    let mut args = vec!["deploy/generate.py".to_owned(), "nats-accounts".to_owned()];
     for user in &users {
         let pair = nkeys::KeyPair::new_user();
         let seed_file = keys_dir.join(format!("{user}.nk"));

@@ -113,9 +113,9 @@ impl Sandbox {
 
     /// A sandbox whose NATS is configured as the deployment's ([`NatsServer::start_secured`]):
     /// every service connects over TLS with its own credentials and the deployment's
-    /// permissions, as the one shard serving `stores`.
-    pub fn secured(stores: &[&str]) -> Sandbox {
-        Self::with_nats(NatsServer::start_secured(stores))
+    /// permissions.
+    pub fn secured() -> Sandbox {
+        Self::with_nats(NatsServer::start_secured())
     }
 
     fn with_nats(nats: NatsServer) -> Sandbox {

@@ -118,9 +118,8 @@ impl App {
         duellsync_telemetry::install_crypto_provider();
         config.validate()?;
         let keys = Keyring::from_section(&config.seal, &env)?;
-        let mut bus_options = BusOptions::new(&config.nats.url, SERVICE);
-        bus_options.replicas = config.nats.replicas;
-        let bus = Bus::connect(bus_options).await?;
+        // Its own NATS user and the server's CA, as every service (tests/tests/secured.rs).
+        let bus = Bus::connect(BusOptions::from_settings(&config.nats, SERVICE)).await?;
         bus.ensure_streams().await?;
         let registry = Registry::open(&bus, keys).await?;
         let kv = bus.ensure_kv(&KV_CONSOLE).await?;

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use duellsync_test_support::sandbox::{binary, StoreFile};
-use duellsync_test_support::{free_port, NatsServer};
+use duellsync_test_support::free_port;
+use duellsync_test_support::sandbox::{binary, Sandbox, StoreFile, SEAL_RECEIVER_KEY};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -22,8 +22,7 @@ struct Ingest {
     child: Child,
     port: u16,
     log: PathBuf,
-    _nats: NatsServer,
-    _dir: tempfile::TempDir,
+    _sandbox: Sandbox,
 }
 
 impl Ingest {
@@ -31,10 +30,8 @@ impl Ingest {
     /// and waits until it is ready.
     fn spawn(env: &[(&str, &str)], open_files: Option<u32>) -> Ingest {
         duellsync_telemetry::install_crypto_provider();
-        let nats = NatsServer::start();
-        let dir = tempfile::tempdir().unwrap();
-        let stores = dir.path().join("stores");
-        std::fs::create_dir_all(&stores).unwrap();
+        // Its own NATS, and the store in the registry there (as `syncctl store apply` puts it).
+        let sandbox = Sandbox::new();
         let store = StoreFile {
             id: "s1".into(),
             woo_url: "https://shop.example".into(),
@@ -51,10 +48,10 @@ impl Ingest {
             settings: Vec::new(),
             sections: String::new(),
         };
-        std::fs::write(stores.join("s1.toml"), store.to_toml()).unwrap();
+        sandbox.write_store("s1", &store.to_toml());
         let port = free_port();
         let admin = free_port();
-        let log = dir.path().join("ingest.log");
+        let log = sandbox.dir().join("ingest.log");
         // Another build of the service can be put to the same test (e.g. the one before a fix).
         let bin = std::env::var_os("DUELLSYNC_TEST_INGEST_BIN")
             .map(PathBuf::from)
@@ -73,8 +70,8 @@ impl Ingest {
         let out = std::fs::File::create(&log).unwrap();
         cmd.env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("DUELLSYNC_NATS__URL", nats.url())
-            .env("DUELLSYNC_STORES_PATH", &stores)
+            .env("DUELLSYNC_NATS__URL", sandbox.nats.url())
+            .env("DUELLSYNC_SEAL__RECEIVER_KEY", SEAL_RECEIVER_KEY)
             .env("DUELLSYNC_INGEST__LISTEN", format!("127.0.0.1:{port}"))
             .env("DUELLSYNC_ADMIN__LISTEN", format!("127.0.0.1:{admin}"))
             .env("DUELLSYNC_TELEMETRY__LOG_FORMAT", "json")
@@ -87,8 +84,7 @@ impl Ingest {
             child,
             port,
             log,
-            _nats: nats,
-            _dir: dir,
+            _sandbox: sandbox,
         };
         ingest.wait_ready(admin);
         ingest
