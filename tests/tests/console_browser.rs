@@ -2,7 +2,8 @@
 //! against the real console binary, NATS, every service and the simulators (issue 16 §4):
 //! first run and invitations, a setting applied live, the refused combination, the connection
 //! test red then green, a full sync to 100 %, the log and its CSV, and a retailer who cannot
-//! reach another store. Screenshots of every page go to `target/browser-artifacts/`.
+//! reach another store; every page readable at 360 px with the keyboard's focus visible.
+//! Screenshots of every page go to `target/browser-artifacts/`.
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -512,6 +513,47 @@ async fn the_retailers_page_works_in_a_real_browser() {
         revision(&world, "s2"),
         s2_rev,
         "s2 untouched by the replayed token"
+    );
+
+    // Readable at 360 px: no page scrolls sideways (tables scroll in their own box).
+    b.client.set_window_size(360, 800).await.unwrap();
+    let width = b.js("return window.innerWidth").await.as_i64().unwrap();
+    assert!(width <= 400, "a phone-sized window: {width} px");
+    for path in [
+        "connection",
+        "settings",
+        "test",
+        "sync",
+        "status",
+        "log",
+        "history",
+    ] {
+        b.go(&format!("{base}/stores/s2/{path}")).await;
+        b.find("main h1").await;
+        let overflow = b
+            .js("return document.documentElement.scrollWidth - document.documentElement.clientWidth")
+            .await
+            .as_i64()
+            .unwrap();
+        assert!(
+            overflow <= 0,
+            "{path} scrolls sideways by {overflow} px at {width} px"
+        );
+    }
+    b.go(&format!("{base}/stores/s2/settings")).await;
+    b.shot("14-settings-360px").await;
+    // The keyboard's focus is visible: Tab to the first control, which gets the outline.
+    b.find("body").await.send_keys("\u{e004}").await.unwrap();
+    let focus = b
+        .js(
+            "var e = document.activeElement; var s = getComputedStyle(e); \
+             return [e.tagName, s.outlineStyle, s.outlineWidth].join(' ')",
+        )
+        .await;
+    let focus = focus.as_str().unwrap_or_default().to_owned();
+    assert!(
+        focus.ends_with(" solid 3px") && !focus.starts_with("BODY"),
+        "focus visible: {focus}"
     );
     b.client.clone().close().await.unwrap();
 }

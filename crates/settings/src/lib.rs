@@ -9,11 +9,13 @@
 
 pub mod duration;
 mod layered;
+pub mod refusal;
 mod secret;
 pub mod service;
 mod store;
 
 pub use layered::{env_overlay, load_layered};
+pub use refusal::{check_store_table, Code as RefusalCode, Refusal};
 pub use secret::{NoKeys, Secret, SecretSource, Unseal};
 pub use store::*;
 

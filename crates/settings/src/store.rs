@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::layered::{env_overlay, one_line};
+use crate::refusal::{Code, Refusal};
 use crate::{ConfigError, NoKeys, Problem, Secret, Unseal};
 
 /// Every secret of a store, by key. A key among [`RECEIVER_SECRETS`] is what a receiver
@@ -408,69 +409,93 @@ impl StoreSettings {
         unseal: &dyn Unseal,
         needs: Needs,
     ) -> Vec<Problem> {
-        let mut problems = Vec::new();
+        self.refusals(env, unseal, needs)
+            .iter()
+            .map(|r| r.problem(origin))
+            .collect()
+    }
+
+    /// Reads the secrets a service with `needs` uses and checks every rule: the one place the
+    /// rules live. Each refusal is machine-readable (code, key, value, limits) so that a page can
+    /// word it in its reader's language; its `message` is the English text for logs and files.
+    pub fn refusals(
+        &mut self,
+        env: &dyn Fn(&str) -> Option<String>,
+        unseal: &dyn Unseal,
+        needs: Needs,
+    ) -> Vec<Refusal> {
+        let mut out = Vec::new();
         let store_id = self.id.clone();
         let aad = |key: &str| format!("{store_id}/{key}");
-        let mut p = |key: &str, message: String| {
-            problems.push(Problem {
-                key: format!("{origin}: {key}"),
-                message,
-            })
-        };
+        let mut p = |r: Refusal| out.push(r);
 
         if !duellsync_events::is_valid_store_id(&self.id) {
-            p(
+            p(Refusal::new(
+                Code::StoreId,
                 "id",
+                &self.id,
                 format!(
                     "`{}` is not a valid store id; use 1-32 lowercase letters, digits, '-' or '_'",
                     self.id
                 ),
-            );
+            ));
         }
 
         if self.woo.request_timeout < Duration::from_secs(1)
             || self.woo.request_timeout > Duration::from_secs(600)
         {
-            p(
+            let v = crate::duration::format(self.woo.request_timeout);
+            p(Refusal::new(
+                Code::OutOfRange,
                 "woo.request_timeout",
-                format!(
-                    "`{}` is out of range; use 1s to 10min, e.g. \"30s\"",
-                    crate::duration::format(self.woo.request_timeout)
-                ),
-            );
+                &v,
+                format!("`{v}` is out of range; use 1s to 10min, e.g. \"30s\""),
+            )
+            .limits(Some("1s"), Some("10m")));
         }
         if jiff::tz::TimeZone::get(&self.time_zone).is_err() {
-            p(
+            let v: String = self.time_zone.chars().take(64).collect();
+            p(Refusal::new(
+                Code::TimeZone,
                 "time_zone",
+                &v,
                 format!(
-                    "`{}` is not an IANA time zone name; write the zone DUELL's dates are in, e.g. \"Europe/Oslo\"",
-                    self.time_zone.chars().take(64).collect::<String>()
+                    "`{v}` is not an IANA time zone name; write the zone DUELL's dates are in, e.g. \"Europe/Oslo\""
                 ),
-            );
+            ));
         }
 
         match url::Url::parse(&self.woo.url) {
             Ok(u) if u.scheme() == "http" || u.scheme() == "https" => {
                 if self.woo.auth == WooAuth::Basic && u.scheme() == "http" {
-                    p("woo.auth", "`basic` over plain http is ignored by WooCommerce (it answers 401); use `auto` or `oauth1`".into());
+                    p(Refusal::new(
+                        Code::BasicOverHttp,
+                        "woo.auth",
+                        "basic",
+                        "`basic` over plain http is ignored by WooCommerce (it answers 401); use `auto` or `oauth1`".into(),
+                    ));
                 }
                 if u.scheme() == "http" && !self.woo.allow_insecure_http {
-                    p(
+                    p(Refusal::new(
+                        Code::PlainHttp,
                         "woo.url",
+                        &self.woo.url,
                         format!(
                             "`{}` is plain http: the REST keys and the webhook secret would travel in clear; use the shop's https address, or set woo.allow_insecure_http = true for a lab shop",
                             self.woo.url
                         ),
-                    );
+                    ));
                 }
             }
-            _ => p(
+            _ => p(Refusal::new(
+                Code::NotAUrl,
                 "woo.url",
+                &self.woo.url,
                 format!(
                     "`{}` is not an http(s) URL; write the shop address, e.g. \"https://shop.example.com\"",
                     self.woo.url
                 ),
-            ),
+            )),
         }
         // Left out, the order department is the stock department (filled in below).
         let order_department_given = !matches!(
@@ -504,7 +529,7 @@ impl StoreSettings {
                 continue;
             }
             if let Err(e) = secret.resolve_with(env, unseal, &aad(key), needs.references) {
-                p(key, e);
+                p(Refusal::secret(key, e));
             }
         }
         if !order_department_given {
@@ -518,7 +543,9 @@ impl StoreSettings {
                 &aad("woo.webhook_secret"),
                 needs.references,
             ) {
-                Err(e) if !self.woo.webhook_delivery_url.is_empty() => p("woo.webhook_secret", e),
+                Err(e) if !self.woo.webhook_delivery_url.is_empty() => {
+                    p(Refusal::secret("woo.webhook_secret", e))
+                }
                 _ => {}
             }
         }
@@ -532,18 +559,20 @@ impl StoreSettings {
         ] {
             if !matches!(secret.source(), crate::SecretSource::Missing) {
                 if let Err(e) = secret.resolve_with(env, unseal, &aad(key), needs.references) {
-                    p(key, e);
+                    p(Refusal::secret(key, e));
                 }
             }
         }
         if !self.shard.is_empty() && !duellsync_events::is_valid_store_id(&self.shard) {
-            p(
+            p(Refusal::new(
+                Code::Shard,
                 "shard",
+                &self.shard,
                 format!(
                     "`{}` is not a shard name; use 1-32 lowercase letters, digits, '-' or '_', or leave it out",
                     self.shard
                 ),
-            );
+            ));
         }
         if self.woo.webhook_secret.is_set()
             && !self
@@ -553,36 +582,44 @@ impl StoreSettings {
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         {
-            p("woo.webhook_secret", "use only letters, digits, '-' and '_': WooCommerce HTML-decodes the secret before signing, so '&' and friends break signatures".into());
+            // The value is a secret: never in a refusal.
+            p(Refusal::new(Code::SecretCharacters, "woo.webhook_secret", "", "use only letters, digits, '-' and '_': WooCommerce HTML-decodes the secret before signing, so '&' and friends break signatures".into()));
         }
         if !self.woo.webhook_delivery_url.is_empty()
             && url::Url::parse(&self.woo.webhook_delivery_url).is_err()
         {
-            p(
+            p(Refusal::new(
+                Code::NotAUrl,
                 "woo.webhook_delivery_url",
+                &self.woo.webhook_delivery_url,
                 format!(
                     "`{}` is not a URL; write the public address of webhook-ingest for this store",
                     self.woo.webhook_delivery_url
                 ),
-            );
+            ));
         }
         if self.woo.max_concurrency == 0 || self.woo.max_concurrency > 32 {
-            p(
+            p(Refusal::new(
+                Code::OutOfRange,
                 "woo.max_concurrency",
+                &self.woo.max_concurrency.to_string(),
                 format!("{} is out of range; use 1 to 32", self.woo.max_concurrency),
-            );
+            )
+            .limits(Some("1"), Some("32")));
         }
 
         if self.duell.client_number.len() != 6
             || !self.duell.client_number.bytes().all(|b| b.is_ascii_digit())
         {
-            p(
+            p(Refusal::new(
+                Code::ClientNumber,
                 "duell.client_number",
+                &self.duell.client_number,
                 format!(
                     "`{}` is not the 6-digit DUELL client number; copy it from DUELL (API-oppsett) and quote it so a leading 0 is kept",
                     self.duell.client_number
                 ),
-            );
+            ));
         }
         for (key, secret) in [
             ("duell.client_token", &self.duell.client_token),
@@ -590,77 +627,105 @@ impl StoreSettings {
             ("duell.order_department", &self.duell.order_department),
         ] {
             if secret.is_set() && secret.expose().len() <= 30 {
-                p(key, "is too short for a DUELL token (they are longer than 30 characters); copy the whole token".into());
+                p(Refusal::new(Code::TokenTooShort, key, "", "is too short for a DUELL token (they are longer than 30 characters); copy the whole token".into()).limits(Some("31"), None));
             }
         }
         if url::Url::parse(&self.duell.url).is_err() {
-            p(
+            p(Refusal::new(
+                Code::NotAUrl,
                 "duell.url",
+                &self.duell.url,
                 format!(
                     "`{}` is not a URL; the default is https://api.kasseservice.no/v1/",
                     self.duell.url
                 ),
-            );
+            ));
         }
 
         if self.deduct_stock && self.create_customer_order {
-            p("deduct_stock", "`true` together with create_customer_order = true would take the stock twice (the customer order reserves it); set create_customer_order = false to deduct stock, or deduct_stock = false".into());
+            p(Refusal::new(Code::DeductStockWithCustomerOrder, "deduct_stock", "true", "`true` together with create_customer_order = true would take the stock twice (the customer order reserves it); set create_customer_order = false to deduct stock, or deduct_stock = false".into()));
         }
         if let Some(d) = &self.orders_from_date {
             if let Err(e) = parse_from_date(d) {
-                p("orders_from_date", e);
+                p(Refusal::new(Code::NotADate, "orders_from_date", d, e));
             }
         }
         if let Some(n) = self.orders_from_number {
             if n < 0 {
-                p(
+                p(Refusal::new(
+                    Code::OutOfRange,
                     "orders_from_number",
+                    &n.to_string(),
                     format!("{n} is negative; use a WooCommerce order number"),
-                );
+                )
+                .limits(Some("0"), None));
             }
         }
         if self.fetch_statuses.is_empty() {
-            p(
+            p(Refusal::new(
+                Code::Empty,
                 "fetch_statuses",
+                "",
                 "is empty, so no order would ever be imported; the default is [\"processing\"]"
                     .into(),
-            );
+            ));
         }
         for s in &self.fetch_statuses {
             if !valid_status_slug(s) {
-                p("fetch_statuses", format!("`{s}` is not a WooCommerce order status; use e.g. \"processing\" or \"on-hold\""));
+                p(Refusal::new(Code::NotAWooStatus, "fetch_statuses", s, format!("`{s}` is not a WooCommerce order status; use e.g. \"processing\" or \"on-hold\"")));
             }
         }
         if let Some(s) = &self.status_after_import {
             if !valid_status_slug(s) {
-                p("status_after_import", format!("`{s}` is not a WooCommerce order status; use e.g. \"on-hold\", or leave it out"));
+                p(Refusal::new(Code::NotAWooStatus, "status_after_import", s, format!("`{s}` is not a WooCommerce order status; use e.g. \"on-hold\", or leave it out")));
             }
         }
         for (k, v) in &self.status_map {
             match k.trim().parse::<i32>() {
                 Ok(n) if (1..=11).contains(&n) => {}
-                _ => p(
+                _ => p(Refusal::new(
+                    Code::NotADuellStatus,
                     "status_map",
+                    k,
                     format!("key `{k}` is not a DUELL customer-order status; use 1 to 11 (5 = Fullført)"),
-                ),
+                )
+                .limits(Some("1"), Some("11"))),
             }
             if !valid_status_slug(v) {
-                p(
+                p(Refusal::new(
+                    Code::NotAWooStatus,
                     "status_map",
+                    v,
                     format!(
                         "`{v}` (for {k}) is not a WooCommerce order status; use e.g. \"completed\""
                     ),
-                );
+                ));
+            }
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for n in self
+            .status_map
+            .keys()
+            .filter_map(|k| k.trim().parse::<i32>().ok())
+        {
+            if !seen.insert(n) {
+                p(Refusal::new(
+                    Code::Duplicate,
+                    "status_map",
+                    &n.to_string(),
+                    format!("DUELL status {n} is mapped twice; keep one entry for it"),
+                ));
             }
         }
         if self.reconcile_interval < Duration::from_secs(60) {
-            p(
+            let v = crate::duration::format(self.reconcile_interval);
+            p(Refusal::new(
+                Code::OutOfRange,
                 "reconcile_interval",
-                format!(
-                    "{} is too short; use at least \"1m\" (the default is \"40m\")",
-                    crate::duration::format(self.reconcile_interval)
-                ),
-            );
+                &v,
+                format!("{v} is too short; use at least \"1m\" (the default is \"40m\")"),
+            )
+            .limits(Some("1m"), None));
         }
         for (key, d) in [
             ("poll_interval", self.poll_interval),
@@ -669,39 +734,51 @@ impl StoreSettings {
             // Sub-second polls are for tests and stores without change notices; DUELL's
             // rate-limit headers still pace the client.
             if d < Duration::from_millis(100) {
-                p(
+                let v = crate::duration::format(d);
+                p(Refusal::new(
+                    Code::OutOfRange,
                     key,
-                    format!(
-                        "{} is too short; use at least \"100ms\" (the default is \"30s\")",
-                        crate::duration::format(d)
-                    ),
-                );
+                    &v,
+                    format!("{v} is too short; use at least \"100ms\" (the default is \"30s\")"),
+                )
+                .limits(Some("100ms"), None));
             }
         }
-        for s in self
-            .stock
-            .drawn_statuses
-            .iter()
-            .chain(&self.stock.cancelled_statuses)
-            .chain(std::iter::once(&self.orders.initial_status))
-        {
-            if !(1..=11).contains(s) {
-                p(
-                    "stock/orders statuses",
-                    format!("{s} is not a DUELL customer-order status; use 1 to 11"),
-                );
+        for (key, statuses) in [
+            ("stock.drawn_statuses", &self.stock.drawn_statuses[..]),
+            (
+                "stock.cancelled_statuses",
+                &self.stock.cancelled_statuses[..],
+            ),
+            (
+                "orders.initial_status",
+                std::slice::from_ref(&self.orders.initial_status),
+            ),
+        ] {
+            for s in statuses {
+                if !(1..=11).contains(s) {
+                    p(Refusal::new(
+                        Code::NotADuellStatus,
+                        key,
+                        &s.to_string(),
+                        format!("{s} is not a DUELL customer-order status; use 1 to 11"),
+                    )
+                    .limits(Some("1"), Some("11")));
+                }
             }
         }
         if !is_plain_decimal(&self.orders.total_tolerance) {
-            p(
+            p(Refusal::new(
+                Code::NotADecimal,
                 "orders.total_tolerance",
+                &self.orders.total_tolerance,
                 format!(
                     "`{}` is not a number; use e.g. \"0.05\"",
                     self.orders.total_tolerance
                 ),
-            );
+            ));
         }
-        problems
+        out
     }
 
     /// Literal secrets in the file (allowed for demos; production keeps them in Secrets).

@@ -8,8 +8,12 @@
 //! - Invitations are random 256-bit tokens (also stored hashed), single-use (deleted with a
 //!   compare-and-set when the account is created) and expiring.
 //! - Logins are throttled per user name: after 5 failures a lock of 1 minute that doubles up to
-//!   15 minutes; a success clears it.
+//!   15 minutes; a success clears it. They are also throttled per client address (an IPv6
+//!   client by its /64), so that one address spraying many user names is stopped too: after 20
+//!   failures within 15 minutes the same doubling lock; a success does not clear it (one valid
+//!   account must not reset an attacker's count), the window running out does.
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -88,6 +92,43 @@ pub struct Invitation {
 struct Throttle {
     failures: u32,
     locked_until_ms: i64,
+    /// When the first failure counted was (the per-address count runs for a window).
+    #[serde(default)]
+    first_ms: i64,
+}
+
+impl Throttle {
+    /// The seconds left of a lock, if locked.
+    fn locked(&self, now: i64) -> Option<i64> {
+        (self.locked_until_ms > now).then(|| (self.locked_until_ms - now) / 1000 + 1)
+    }
+
+    /// Counts a failure; from `max` failures on, a lock of 1 minute doubling up to 15.
+    fn fail(&mut self, now: i64, max: u32) {
+        if self.failures == 0 {
+            self.first_ms = now;
+        }
+        self.failures += 1;
+        if self.failures >= max {
+            let lock = 60_000i64 << (self.failures - max).min(4);
+            self.locked_until_ms = now + lock.min(15 * 60_000);
+        }
+    }
+}
+
+/// The throttling bucket of a client address: an IPv4 address, or the /64 of an IPv6 one (a
+/// single IPv6 client usually holds a whole /64).
+pub fn address_bucket(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+    }
 }
 
 /// Why a login or an account creation was refused.
@@ -171,6 +212,11 @@ pub struct Accounts {
 }
 
 const MAX_FAILURES: u32 = 5;
+/// Failures from one address before it is locked: more than for one account, since an office
+/// behind one NAT address shares it.
+const MAX_ADDRESS_FAILURES: u32 = 20;
+/// How long failures of an address are remembered without a lock.
+const ADDRESS_WINDOW_MS: i64 = 15 * 60_000;
 
 impl Accounts {
     pub fn new(
@@ -264,19 +310,29 @@ impl Accounts {
             .map(|(u, _)| u))
     }
 
-    /// Checks the password (throttled) and opens a session: `(cookie value, session)`.
+    /// Checks the password (throttled per user name and per client address) and opens a
+    /// session: `(cookie value, session)`.
     pub async fn login(
         &self,
         username: &str,
         password: &str,
+        client: IpAddr,
     ) -> Result<(String, Session), AuthError> {
         let tkey = format!("throttle.{}", digest(&username.to_ascii_lowercase()));
+        let akey = format!("throttle_addr.{}", digest(&address_bucket(client)));
         let now = duellsync_events::now_ms();
+        // The address first: a locked address costs no password hash and reads no account.
+        let address = self
+            .read::<Throttle>(&akey)
+            .await?
+            .map(|(t, _)| t)
+            .filter(|t| t.locked_until_ms > now || now - t.first_ms < ADDRESS_WINDOW_MS);
+        if let Some(left) = address.as_ref().and_then(|t| t.locked(now)) {
+            return Err(AuthError::Throttled(left));
+        }
         let throttle = self.read::<Throttle>(&tkey).await?;
-        if let Some((t, _)) = &throttle {
-            if t.locked_until_ms > now {
-                return Err(AuthError::Throttled((t.locked_until_ms - now) / 1000 + 1));
-            }
+        if let Some(left) = throttle.as_ref().and_then(|(t, _)| t.locked(now)) {
+            return Err(AuthError::Throttled(left));
         }
         let user = self.find(username).await?;
         // Verified against a fixed hash when the user does not exist, so that timing does not
@@ -290,12 +346,11 @@ impl Accounts {
         };
         if !ok {
             let mut t = throttle.map(|(t, _)| t).unwrap_or_default();
-            t.failures += 1;
-            if t.failures >= MAX_FAILURES {
-                let lock = 60_000i64 << (t.failures - MAX_FAILURES).min(4);
-                t.locked_until_ms = now + lock.min(15 * 60_000);
-            }
+            t.fail(now, MAX_FAILURES);
             self.kv.put(&tkey, Self::json(&t)).await?;
+            let mut a = address.unwrap_or_default();
+            a.fail(now, MAX_ADDRESS_FAILURES);
+            self.kv.put(&akey, Self::json(&a)).await?;
             return Err(AuthError::Wrong);
         }
         let _ = self.kv.delete(&tkey, None).await;
@@ -338,6 +393,19 @@ impl Accounts {
             let _ = self.kv.update(&key, Self::json(&s), rev).await;
         }
         Ok(Some(s))
+    }
+
+    /// Whether the session of a cookie value is still open (not logged out, not expired),
+    /// without extending it: a live stream asks this while it runs, and an open page must not
+    /// keep a session alive forever.
+    pub async fn is_open(&self, id: &str) -> Result<bool, AuthError> {
+        if id.is_empty() || id.len() > 100 {
+            return Ok(false);
+        }
+        let found = self
+            .read::<Session>(&format!("session.{}", digest(id)))
+            .await?;
+        Ok(found.is_some_and(|(s, _)| s.expires_ms >= duellsync_events::now_ms()))
     }
 
     pub async fn logout(&self, id: &str) {
@@ -449,6 +517,33 @@ mod tests {
             ..s
         };
         assert!(op.may_use("acme"));
+    }
+
+    #[test]
+    fn addresses_are_throttled_by_host_or_ipv6_64() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:bbbb::9".parse().unwrap();
+        let c: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(address_bucket(a), address_bucket(b));
+        assert_ne!(address_bucket(a), address_bucket(c));
+        let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
+        assert_eq!(address_bucket(mapped), "192.0.2.7");
+    }
+
+    #[test]
+    fn a_throttle_locks_from_the_limit_and_doubles_up_to_15_minutes() {
+        let mut t = Throttle::default();
+        for _ in 0..4 {
+            t.fail(1_000, 5);
+        }
+        assert_eq!(t.locked(1_000), None);
+        t.fail(1_000, 5);
+        assert_eq!(t.locked(1_000), Some(61));
+        for _ in 0..10 {
+            t.fail(1_000, 5);
+        }
+        assert_eq!(t.locked(1_000), Some(901));
+        assert_eq!(t.first_ms, 1_000);
     }
 
     #[test]

@@ -46,6 +46,15 @@ pub struct ConsoleSection {
     pub invitation_ttl: Duration,
     /// Where the connection test asks for this host's public address (DUELL firewall advice).
     pub egress_ip_url: String,
+    /// How many reverse proxies (the Ingress controller, a load balancer in front of it) stand
+    /// between the clients and the console, each appending the address it was reached from to
+    /// `X-Forwarded-For`. Login throttling per client address then takes the address that many
+    /// entries from the right of that header: the one the outermost trusted proxy saw. 0 (the
+    /// default): the header is ignored, since any client can write it, and the address is the
+    /// connection's peer. Set it only when the console cannot be reached except through those
+    /// proxies (the NetworkPolicy admits only the Ingress controller); behind an Ingress the
+    /// peer is the Ingress for every client, so without it all clients share one throttle.
+    pub trusted_proxy_hops: usize,
 }
 
 impl Default for ConsoleSection {
@@ -59,6 +68,7 @@ impl Default for ConsoleSection {
             session_ttl: Duration::from_secs(12 * 3600),
             invitation_ttl: Duration::from_secs(72 * 3600),
             egress_ip_url: "https://checkip.amazonaws.com".into(),
+            trusted_proxy_hops: 0,
         }
     }
 }
@@ -97,6 +107,15 @@ impl Config {
             problems.push(duellsync_settings::Problem {
                 key: "console.session_ttl".into(),
                 message: "is shorter than a minute; use e.g. \"12h\"".into(),
+            });
+        }
+        if self.console.trusted_proxy_hops > 10 {
+            problems.push(duellsync_settings::Problem {
+                key: "console.trusted_proxy_hops".into(),
+                message: format!(
+                    "{} proxies in a row is not a deployment; write the number of reverse proxies in front of the console (usually 1), or 0",
+                    self.console.trusted_proxy_hops
+                ),
             });
         }
         if problems.is_empty() {

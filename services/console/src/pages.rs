@@ -87,6 +87,7 @@ pub async fn login_submit(State(st): State<AppState>, v: Viewer, Form(form): F) 
         .login(
             field(&form, "username"),
             form.get("password").map(String::as_str).unwrap_or(""),
+            v.client,
         )
         .await
     {
@@ -159,7 +160,7 @@ pub async fn setup_submit(State(st): State<AppState>, v: Viewer, Form(form): F) 
         return setup_form(&v, StatusCode::BAD_REQUEST, Some(t(v.lang, &k)));
     }
     match st.accounts.create_first_operator(user, pw).await {
-        Ok(()) => match st.accounts.login(user, pw).await {
+        Ok(()) => match st.accounts.login(user, pw, v.client).await {
             Ok((id, _)) => with_session(&v, &id, st.cfg.session_ttl.as_secs() as i64, "/operator"),
             Err(e) => internal(v.lang, e),
         },

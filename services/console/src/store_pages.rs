@@ -15,11 +15,11 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
 use duellsync_registry::{Error as RegistryError, RegistrySource, Stored};
-use duellsync_settings::{ConfigError, Needs, StoreSettings};
+use duellsync_settings::{ConfigError, Needs, Refusal, RefusalCode, StoreSettings};
 use maud::{html, Markup};
 
 use crate::auth::Session;
-use crate::texts::{bool_default, label_of, Group, Kind, Lang, FIELDS};
+use crate::texts::{bool_default, key_label, refusal_text, shown_value, Group, Kind, Lang, FIELDS};
 use crate::web::{internal, page, Viewer};
 use crate::AppState;
 
@@ -78,7 +78,50 @@ fn resolve(st: &AppState, stored: &Stored) -> Result<StoreSettings, String> {
         .unwrap_or_else(|| Err("not served here".into()))
 }
 
-/// Refusals as a person reads them: the setting's label, then the rule's message.
+/// Opens sealed secrets with the console's keys for a check before saving; a secret sealed
+/// under a key the console does not hold (a receiver secret, when it holds only the API key)
+/// passes, as in the registry's own check at save.
+struct Opener<'a>(&'a duellsync_registry::Keyring);
+
+impl duellsync_settings::Unseal for Opener<'_> {
+    fn unseal(&self, sealed: &str, aad: &str) -> Result<String, String> {
+        match duellsync_settings::Unseal::unseal(self.0, sealed, aad) {
+            Err(e) if e.contains("does not have") => Ok("x".repeat(64)),
+            other => other,
+        }
+    }
+}
+
+/// The refusals of `duellsync-settings` (the one place with the rules) for a table the console
+/// is about to save: machine-readable, so that the page words them in its own language.
+fn check(st: &AppState, store: &str, table: &toml::Table) -> Vec<Refusal> {
+    duellsync_settings::check_store_table(store, table, &Opener(st.registry.keys()), Needs::RECORD)
+}
+
+/// Refusals as a person reads them: the setting's label and key, the value, what is wrong and
+/// the fix, in the page's language. Secrets are never repeated (their refusals carry no value).
+fn refusals(lang: Lang, list: &[Refusal]) -> Markup {
+    html! {
+        div class="error" role="alert" {
+            p { (crate::texts::t(lang, "refused")) }
+            ul {
+                @for r in list {
+                    li data-code=(r.code.as_str()) data-key=(r.key) {
+                        @if !r.key.is_empty() {
+                            strong { (key_label(lang, &r.key)) } " (" code { (r.key) } ")"
+                            @if !r.value.is_empty() { " = «" (shown_value(lang, &r.value)) "»" }
+                            ": "
+                        }
+                        (refusal_text(lang, r))
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// What the registry refused that the check before did not (sealing, a changed store): its
+/// English problems, each with the setting's label.
 fn problems(lang: Lang, e: &ConfigError) -> Markup {
     html! {
         div class="error" role="alert" {
@@ -86,13 +129,7 @@ fn problems(lang: Lang, e: &ConfigError) -> Markup {
             ul {
                 @for p in &e.problems {
                     @let key = p.key.rsplit(": ").next().unwrap_or(&p.key);
-                    li {
-                        @if key == "deduct_stock" && lang == Lang::Nb {
-                            "«Trekk fra lager» krever at «Opprett kundeordre» er deaktivert (ellers trekkes lageret to ganger). Slå av «Opprett kundeordre» eller «Trekk fra lager»."
-                        } @else {
-                            strong { (label_of(lang, key).unwrap_or(key)) } ": " (p.message)
-                        }
-                    }
+                    li { strong { (key_label(lang, key)) } ": " (p.message) }
                 }
             }
         }
@@ -128,18 +165,6 @@ fn shown(
             Kind::Bool => form.contains_key(&f.name()).to_string(),
             _ => field(form, &f.name()).to_owned(),
         };
-    }
-    if f.key.starts_with("completed.") {
-        let map = table.get("status_map").and_then(|m| m.as_table());
-        let (k, v) = map
-            .and_then(|m| {
-                m.iter()
-                    .find(|(_, v)| v.as_str() == Some("completed"))
-                    .or_else(|| m.iter().next())
-            })
-            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
-            .unwrap_or_else(|| ("5".into(), "completed".into()));
-        return if f.key == "completed.duell" { k } else { v };
     }
     match (get_path(table, f.key), f.kind) {
         (Some(toml::Value::Boolean(b)), _) => b.to_string(),
@@ -183,6 +208,9 @@ fn settings_form(
                     fieldset {
                         legend { (group.title(v.lang)) }
                         (fieldset(v, &fields, &table, submitted))
+                        @if group == Group::OrderStatuses {
+                            (status_map_rows(v, &table, submitted))
+                        }
                     }
                 }
             }
@@ -262,18 +290,101 @@ pub async fn settings_page(
     .into_response()
 }
 
+/// The status map's rows as the form shows them: the completion row first (the entry mapped to
+/// `completed`, else the first), then the others by DUELL status, then empty rows to add to.
+fn status_rows(table: &toml::Table) -> Vec<(String, String)> {
+    let map: Vec<(String, String)> = match table.get("status_map") {
+        Some(toml::Value::Table(m)) => m
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+            .collect(),
+        Some(_) => Vec::new(),
+        None => vec![("5".into(), "completed".into())],
+    };
+    let mut rows = map.clone();
+    rows.sort_by_key(|(k, v)| {
+        (
+            v != "completed",
+            k.trim().parse::<i64>().unwrap_or(i64::MAX),
+        )
+    });
+    rows.extend(std::iter::repeat_n(
+        (String::new(), String::new()),
+        EMPTY_ROWS,
+    ));
+    rows
+}
+
+/// Empty rows the form offers for new status mappings.
+const EMPTY_ROWS: usize = 2;
+/// Rows read from a form at most (a tampered form cannot make the console loop long).
+const MAX_ROWS: usize = 32;
+
+fn row_name(i: usize, side: &str) -> String {
+    format!("status_map__{i}__{side}")
+}
+
+/// The rows a submitted form holds.
+fn submitted_rows(form: &HashMap<String, String>) -> Vec<(String, String)> {
+    (0..MAX_ROWS)
+        .take_while(|i| {
+            form.contains_key(&row_name(*i, "duell")) || form.contains_key(&row_name(*i, "woo"))
+        })
+        .map(|i| {
+            (
+                field(form, &row_name(i, "duell")).to_owned(),
+                field(form, &row_name(i, "woo")).to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// "Ordre statuser"' mapping table: a DUELL status and a WooCommerce status a row, each field
+/// with its own label; the first row is the completion (DUELL's "status that means completed").
+fn status_map_rows(
+    v: &Viewer,
+    table: &toml::Table,
+    submitted: Option<&HashMap<String, String>>,
+) -> Markup {
+    let rows = match submitted {
+        Some(form) if form.contains_key(&row_name(0, "duell")) => submitted_rows(form),
+        _ => status_rows(table),
+    };
+    html! {
+        fieldset class="status-map" aria-describedby="status_map-help" {
+            legend { (v.t("status_map")) }
+            p class="help" id="status_map-help" { (v.t("status_map_help")) }
+            @for (i, (duell, woo)) in rows.iter().enumerate() {
+                @let (dl, wl) = if i == 0 { (v.t("completed_duell"), v.t("completed_woo")) } else { (v.t("duell_status"), v.t("woo_status")) };
+                div class="status-row" {
+                    div class="field" {
+                        label for=(row_name(i, "duell")) { (dl) @if i > 0 { " " (i + 1) } }
+                        input type="text" inputmode="numeric" id=(row_name(i, "duell")) name=(row_name(i, "duell")) value=(duell) aria-describedby="status_map-help";
+                    }
+                    div class="field" {
+                        label for=(row_name(i, "woo")) { (wl) @if i > 0 { " " (i + 1) } }
+                        input type="text" id=(row_name(i, "woo")) name=(row_name(i, "woo")) value=(woo) aria-describedby="status_map-help";
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// The table a settings form asks for: the stored one with the form's fields written over it.
+/// Values go in as typed (a number field that holds no number stays text): the settings crate
+/// refuses what is wrong, by key and value. A DUELL status in two rows is refused here, since
+/// the table could not hold both.
 fn settings_table(
     base: &toml::Table,
     form: &HashMap<String, String>,
-    lang: Lang,
-) -> Result<toml::Table, Vec<String>> {
+) -> Result<toml::Table, Vec<Refusal>> {
     let mut t = base.clone();
-    let mut errors = Vec::new();
+    let number = |raw: &str| match raw.parse::<i64>() {
+        Ok(n) => toml::Value::Integer(n),
+        Err(_) => toml::Value::String(raw.to_owned()),
+    };
     for f in FIELDS {
-        if f.key.starts_with("completed.") {
-            continue;
-        }
         let raw = field(form, &f.name());
         let value = match f.kind {
             Kind::Bool => {
@@ -281,23 +392,14 @@ fn settings_table(
                 (on != bool_default(f.key)).then_some(toml::Value::Boolean(on))
             }
             _ if raw.is_empty() => None,
-            Kind::Number => match raw.parse::<i64>() {
-                Ok(n) => Some(toml::Value::Integer(n)),
-                Err(_) => {
-                    errors.push(format!("{}: «{raw}» ≠ 123", f.label(lang)));
-                    None
-                }
-            },
-            Kind::NumberList => {
-                let mut out = Vec::new();
-                for part in raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-                    match part.parse::<i64>() {
-                        Ok(n) => out.push(toml::Value::Integer(n)),
-                        Err(_) => errors.push(format!("{}: «{part}» ≠ 123", f.label(lang))),
-                    }
-                }
-                Some(toml::Value::Array(out))
-            }
+            Kind::Number => Some(number(raw)),
+            Kind::NumberList => Some(toml::Value::Array(
+                raw.split(',')
+                    .map(str::trim)
+                    .filter(|p| !p.is_empty())
+                    .map(number)
+                    .collect(),
+            )),
             Kind::TextList => Some(toml::Value::Array(
                 raw.split(',')
                     .map(str::trim)
@@ -305,58 +407,41 @@ fn settings_table(
                     .map(|p| toml::Value::String(p.to_owned()))
                     .collect(),
             )),
-            Kind::Select(options) => {
-                if options.contains(&raw) {
-                    Some(toml::Value::String(raw.to_owned()))
-                } else {
-                    errors.push(format!("{}: «{raw}»", f.label(lang)));
-                    None
-                }
-            }
-            Kind::Text => Some(toml::Value::String(raw.to_owned())),
+            Kind::Select(_) | Kind::Text => Some(toml::Value::String(raw.to_owned())),
         };
         set_path(&mut t, f.key, value);
     }
-    // The completion mapping replaces the entry that mapped to a final status before.
-    let duell = field(form, "completed__duell");
-    let woo = field(form, "completed__woo");
-    if !duell.is_empty() || !woo.is_empty() {
-        let mut map = t
-            .get("status_map")
-            .and_then(|m| m.as_table())
-            .cloned()
-            .unwrap_or_else(|| {
-                let mut m = toml::Table::new();
-                m.insert("5".into(), toml::Value::String("completed".into()));
-                m
-            });
-        let old = map
-            .iter()
-            .find(|(_, v)| v.as_str() == Some("completed"))
-            .map(|(k, _)| k.clone())
-            .or_else(|| map.keys().next().cloned());
-        if let Some(old) = old {
-            map.remove(&old);
+    // The mapping table, when the form has it (a form without its rows keeps the stored one).
+    if form.contains_key(&row_name(0, "duell")) {
+        let mut map = toml::Table::new();
+        let mut refused = Vec::new();
+        for (duell, woo) in submitted_rows(form) {
+            if duell.is_empty() && woo.is_empty() {
+                continue;
+            }
+            if map.contains_key(&duell) {
+                refused.push(Refusal::new(
+                    RefusalCode::Duplicate,
+                    "status_map",
+                    &duell,
+                    format!("DUELL status {duell} is mapped twice; keep one entry for it"),
+                ));
+                continue;
+            }
+            map.insert(duell, toml::Value::String(woo));
         }
-        map.insert(
-            if duell.is_empty() {
-                "5".into()
-            } else {
-                duell.to_owned()
-            },
-            toml::Value::String(if woo.is_empty() {
-                "completed".into()
-            } else {
-                woo.to_owned()
-            }),
-        );
-        t.insert("status_map".into(), toml::Value::Table(map));
+        if !refused.is_empty() {
+            return Err(refused);
+        }
+        // The default left as it was stays unwritten (a save changes only what was changed).
+        let default = map.len() == 1
+            && map.get("5").and_then(|v| v.as_str()) == Some("completed")
+            && !base.contains_key("status_map");
+        if !default {
+            t.insert("status_map".into(), toml::Value::Table(map));
+        }
     }
-    if errors.is_empty() {
-        Ok(t)
-    } else {
-        Err(errors)
-    }
+    Ok(t)
 }
 
 pub async fn settings_submit(
@@ -392,14 +477,14 @@ pub async fn settings_submit(
     if field(&form, "revision") != stored.revision.to_string() {
         return redraw(html! { p class="error" role="alert" { (v.t("conflict")) } });
     }
-    let table = match settings_table(&stored.record.table(), &form, v.lang) {
+    let table = match settings_table(&stored.record.table(), &form) {
         Ok(t) => t,
-        Err(errors) => {
-            return redraw(
-                html! { div class="error" role="alert" { p { (v.t("refused")) } ul { @for e in &errors { li { (e) } } } } },
-            )
-        }
+        Err(refused) => return redraw(refusals(v.lang, &refused)),
     };
+    let refused = check(&st, &store, &table);
+    if !refused.is_empty() {
+        return redraw(refusals(v.lang, &refused));
+    }
     match st
         .registry
         .save(&store, table, Some(&stored), &s.actor())
@@ -757,6 +842,10 @@ pub async fn connection_submit(
             html! { div class="error" role="alert" { p { (v.t("refused")) } ul { @for e in &errors { li { (e) } } } } },
         );
     }
+    let refused = check(&st, &store, &table);
+    if !refused.is_empty() {
+        return err_page(refusals(v.lang, &refused));
+    }
     match st
         .registry
         .save(&store, table, Some(&stored), &s.actor())
@@ -880,6 +969,10 @@ pub async fn create_store(
             html! { div class="error" role="alert" { ul { @for e in &errors { li { (e) } } } } },
             &depts,
         );
+    }
+    let refused = check(st, &id, &table);
+    if !refused.is_empty() {
+        return redraw(refusals(v.lang, &refused), &depts);
     }
     match st.registry.save(&id, table, None, &s.actor()).await {
         Ok(_) => Redirect::to(&format!("/stores/{id}/settings?saved=1")).into_response(),
@@ -1108,7 +1201,8 @@ pub async fn sync_submit(
     }
 }
 
-/// Server-Sent Events: the run's state as JSON whenever it changes, until it is finished.
+/// Server-Sent Events: the run's state as JSON whenever it changes, until it is finished or the
+/// session ends (logout or expiry: a stream never outlives the session that opened it).
 pub async fn sync_events(
     State(st): State<AppState>,
     v: Viewer,
@@ -1121,29 +1215,43 @@ pub async fn sync_events(
     let Some(run) = q.get("run").cloned().filter(|r| r.len() < 100) else {
         return v.not_found();
     };
+    let sid = v.session_id.clone().unwrap_or_default();
     let stream = futures::stream::unfold(
         (st, store, run, String::new(), false),
-        |(st, store, run, last, done)| async move {
-            if done {
-                return None;
-            }
-            loop {
-                if let Ok(state) = duellsync_ops::query::run_state(&st.bus, &store, &run).await {
-                    let json = serde_json::to_string(&state).unwrap_or_default();
-                    if json != last {
-                        let finished = state.finished;
-                        let ev: Result<Event, Infallible> =
-                            Ok(Event::default().event("progress").data(json.clone()));
-                        return Some((ev, (st, store, run, json, finished)));
-                    }
+        move |(st, store, run, last, done)| {
+            let sid = sid.clone();
+            async move {
+                if done {
+                    return None;
                 }
-                tokio::time::sleep(Duration::from_millis(500)).await;
+                loop {
+                    if !session_open(&st, &sid).await {
+                        return None;
+                    }
+                    if let Ok(state) = duellsync_ops::query::run_state(&st.bus, &store, &run).await
+                    {
+                        let json = serde_json::to_string(&state).unwrap_or_default();
+                        if json != last {
+                            let finished = state.finished;
+                            let ev: Result<Event, Infallible> =
+                                Ok(Event::default().event("progress").data(json.clone()));
+                            return Some((ev, (st, store, run, json, finished)));
+                        }
+                    }
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
             }
         },
     );
     Sse::new(stream)
         .keep_alive(KeepAlive::default())
         .into_response()
+}
+
+/// Whether a live stream's session is still open. A failed read ends the stream too: the
+/// browser reconnects, and the new request is checked like any other.
+async fn session_open(st: &AppState, session_id: &str) -> bool {
+    st.accounts.is_open(session_id).await.unwrap_or(false)
 }
 
 // ----------------------------------------------------------------------------------------
@@ -1237,7 +1345,7 @@ pub async fn status_page(
     .into_response()
 }
 
-/// Server-Sent Events: the status fragment every few seconds.
+/// Server-Sent Events: the status fragment every few seconds, while the session is open.
 pub async fn status_events(
     State(st): State<AppState>,
     v: Viewer,
@@ -1247,13 +1355,22 @@ pub async fn status_events(
         return r;
     }
     let lang = v.lang;
-    let stream = futures::stream::unfold((st, store, true), move |(st, store, first)| async move {
-        if !first {
-            tokio::time::sleep(Duration::from_secs(3)).await;
-        }
-        let fragment =
-            match duellsync_ops::status::store_json(&st.bus, &store, Duration::from_secs(86400))
-                .await
+    let sid = v.session_id.clone().unwrap_or_default();
+    let stream = futures::stream::unfold((st, store, true), move |(st, store, first)| {
+        let sid = sid.clone();
+        async move {
+            if !first {
+                tokio::time::sleep(Duration::from_secs(3)).await;
+            }
+            if !session_open(&st, &sid).await {
+                return None;
+            }
+            let fragment = match duellsync_ops::status::store_json(
+                &st.bus,
+                &store,
+                Duration::from_secs(86400),
+            )
+            .await
             {
                 Ok(j) => {
                     let v = Viewer {
@@ -1262,13 +1379,15 @@ pub async fn status_events(
                         session_id: None,
                         form_token: None,
                         secure: true,
+                        client: std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
                     };
                     status_fragment(&v, &j).into_string()
                 }
                 Err(_) => String::new(),
             };
-        let ev: Result<Event, Infallible> = Ok(Event::default().event("status").data(fragment));
-        Some((ev, (st, store, false)))
+            let ev: Result<Event, Infallible> = Ok(Event::default().event("status").data(fragment));
+            Some((ev, (st, store, false)))
+        }
     });
     Sse::new(stream)
         .keep_alive(KeepAlive::default())

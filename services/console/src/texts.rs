@@ -2,6 +2,8 @@
 //! "Integrasjoner → WooCommerce" page) and English, and the settings the pages show: their
 //! group, label and help text in both languages.
 
+use duellsync_settings::{Refusal, RefusalCode as Code};
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lang {
     Nb,
@@ -117,6 +119,19 @@ pub fn t(lang: Lang, key: &str) -> &'static str {
         "no_access" => ("Finnes ikke.", "Not found."),
         "language" => ("English", "Norsk"),
         "history" => ("Endringslogg", "Change history"),
+        "account" => ("Konto", "Account"),
+        "status_map" => ("Statuskobling", "Status mapping"),
+        "status_map_help" => (
+            "Hver rad kobler en DUELL-kundeordrestatus (1-11) til WooCommerce-statusen ordren flyttes til når DUELL melder den. Første rad er fullføring (5 = Fullført → completed, som utløser betalingen). Legg til flere, f.eks. 8 (Kansellert) → cancelled. Tøm begge feltene i en rad for å fjerne den.",
+            "Each row maps a DUELL customer-order status (1-11) to the WooCommerce status the order is moved to when DUELL reports it. The first row is completion (5 = Fullført → completed, which captures the payment). Add more, e.g. 8 (Kansellert) → cancelled. Empty both fields of a row to remove it.",
+        ),
+        "status_row" => ("Statuskobling", "Mapping"),
+        "duell_status" => ("DUELL-status", "DUELL status"),
+        "woo_status" => ("WooCommerce-status", "WooCommerce status"),
+        "completed_duell" => ("DUELL-status som betyr fullført", "DUELL status that means completed"),
+        "completed_woo" => ("Status ved fullføring", "Status on completion"),
+        "on" => ("på", "on"),
+        "off" => ("av", "off"),
         _ => ("?", "?"),
     };
     match lang {
@@ -265,12 +280,6 @@ pub const FIELDS: &[Field] = &[
     f("status_after_import", Text, OrderStatuses,
       ("Status etter import", "WooCommerce-status ordren får når den er i DUELL (tom: uendret)."),
       ("Status after import", "WooCommerce status the order gets once it is in DUELL (empty: unchanged).")),
-    f("completed.woo", Text, OrderStatuses,
-      ("Status ved fullføring", "WooCommerce-status når DUELL melder ordren fullført (completed utløser betalingen)."),
-      ("Status on completion", "WooCommerce status when DUELL reports the order completed (completed captures the payment).")),
-    f("completed.duell", Number, OrderStatuses,
-      ("DUELL-status som betyr fullført", "DUELLs kundeordrestatus (1-11) som betyr fullført; 5 = Fullført."),
-      ("DUELL status that means completed", "DUELL's customer-order status (1-11) that means completed; 5 = Fullført.")),
     f("new_product_status", Select(&["publish", "draft", "pending", "private"]), Advanced,
       ("Status for nye varer", "Status nye varer får i WooCommerce."),
       ("Status of new products", "Status new products get in WooCommerce.")),
@@ -344,4 +353,109 @@ pub fn bool_default(key: &str) -> bool {
 /// The label of a settings key, for refusals.
 pub fn label_of(lang: Lang, key: &str) -> Option<&'static str> {
     FIELDS.iter().find(|f| f.key == key).map(|f| f.label(lang))
+}
+
+/// The label of a settings key that is not on the Settings page (connection, identity).
+fn other_label(lang: Lang, key: &str) -> Option<&'static str> {
+    let (nb, en) = match key {
+        "id" => ("Butikk-ID", "Store id"),
+        "shard" => ("Shard", "Shard"),
+        "time_zone" => ("Tidssone", "Time zone"),
+        "woo.url" => ("Butikkadresse", "Shop address"),
+        "woo.api_version" => ("API-versjon", "API version"),
+        "woo.auth" => ("Autentisering", "Authentication"),
+        "woo.consumer_key" => ("Consumer key", "Consumer key"),
+        "woo.consumer_secret" => ("Consumer secret", "Consumer secret"),
+        "woo.webhook_secret" => ("Webhook-hemmelighet", "Webhook secret"),
+        "woo.previous_webhook_secret" => ("Forrige webhook-hemmelighet", "Previous webhook secret"),
+        "woo.request_timeout" => ("Tidsavbrudd mot butikken", "Shop request timeout"),
+        "duell.client_number" => ("Kundenummer", "Client number"),
+        "duell.client_token" => ("Token", "Token"),
+        "duell.stock_department" => ("Lageravdeling", "Stock department"),
+        "duell.order_department" => ("Ordreavdeling", "Order department"),
+        "duell.notice_secret" => ("Varslingshemmelighet", "Notice secret"),
+        "status_map" => ("Statuskobling", "Status mapping"),
+        _ => return None,
+    };
+    Some(match lang {
+        Lang::Nb => nb,
+        Lang::En => en,
+    })
+}
+
+/// The label of any settings key a refusal can name; the key itself when it has none.
+pub fn key_label(lang: Lang, key: &str) -> String {
+    label_of(lang, key)
+        .or_else(|| other_label(lang, key))
+        .map(str::to_owned)
+        .unwrap_or_else(|| key.to_owned())
+}
+
+/// A value as a reader sees it: `true`/`false` as on/off in the page's language.
+pub fn shown_value(lang: Lang, value: &str) -> String {
+    match value {
+        "true" => t(lang, "on").to_owned(),
+        "false" => t(lang, "off").to_owned(),
+        v => v.to_owned(),
+    }
+}
+
+/// What is wrong and how to fix it, in the page's language, from a refusal of
+/// `duellsync-settings` (which owns the rules; this only words them).
+pub fn refusal_text(lang: Lang, r: &Refusal) -> String {
+    let v = &r.value;
+    let min = r.min.as_deref().unwrap_or("");
+    let max = r.max.as_deref().unwrap_or("");
+    match lang {
+        Lang::Nb => match r.code {
+            Code::StoreId => format!("«{v}» er ikke en gyldig butikk-ID. Bruk 1-32 små bokstaver, sifre, «-» eller «_»."),
+            Code::OutOfRange => match (r.min.is_some(), r.max.is_some()) {
+                (true, true) => format!("«{v}» er utenfor det tillatte. Bruk fra {min} til {max}."),
+                (true, false) => format!("«{v}» er for lite. Bruk minst {min}."),
+                _ => format!("«{v}» er for stort. Bruk høyst {max}."),
+            },
+            Code::TimeZone => format!("«{v}» er ikke en tidssone. Skriv sonen DUELLs datoer er i, f.eks. «Europe/Oslo»."),
+            Code::BasicOverHttp => "«basic» over http avvises av WooCommerce. Bruk «auto» eller «oauth1».".into(),
+            Code::PlainHttp => format!("«{v}» bruker http uten kryptering, så API-nøklene ville gått i klartekst. Bruk butikkens https-adresse (eller tillat http for en testbutikk)."),
+            Code::NotAUrl => format!("«{v}» er ikke en gyldig adresse. Skriv hele adressen, f.eks. «https://butikk.no»."),
+            Code::Secret => format!("Kan ikke leses ({}). Skriv verdien på nytt.", r.message),
+            Code::SecretCharacters => "Bruk bare bokstaver, sifre, «-» og «_»: WooCommerce ødelegger signaturen med «&» og lignende.".into(),
+            Code::Shard => format!("«{v}» er ikke et gyldig shardnavn. Bruk 1-32 små bokstaver, sifre, «-» eller «_», eller la feltet stå tomt."),
+            Code::ClientNumber => format!("«{v}» er ikke DUELLs sekssifrede kundenummer. Kopier det fra DUELL (API-oppsett)."),
+            Code::TokenTooShort => "For kort til å være et DUELL-token (de har over 30 tegn). Kopier hele tokenet.".into(),
+            Code::DeductStockWithCustomerOrder => "«Trekk fra lager» krever at «Opprett kundeordre» er deaktivert (ellers trekkes lageret to ganger). Slå av «Opprett kundeordre» eller «Trekk fra lager».".into(),
+            Code::NotADate => format!("«{v}» er ikke en dato. Skriv f.eks. «2026-01-31»."),
+            Code::Empty => "Listen er tom, så ingen ordre ville blitt hentet. Skriv minst én status, vanligvis «processing».".into(),
+            Code::NotAWooStatus => format!("«{v}» er ikke en WooCommerce-ordrestatus. Bruk f.eks. «processing», «on-hold» eller «completed»."),
+            Code::NotADuellStatus => format!("«{v}» er ikke en DUELL-kundeordrestatus. Bruk et tall fra {} til {} (5 = Fullført).", or(min, "1"), or(max, "11")),
+            Code::Duplicate => format!("DUELL-status «{v}» står i flere rader. Behold én rad for hver status."),
+            Code::NotADecimal => format!("«{v}» er ikke et tall. Skriv f.eks. «0.05»."),
+            Code::NotADuration => format!("«{v}» er ikke en varighet. Skriv f.eks. «30s», «40m», «500ms» eller «2h»."),
+            Code::NotAnInteger => format!("«{v}» er ikke et heltall. Skriv f.eks. «5»."),
+            Code::Format => format!("«{v}» kan ikke brukes her ({}).", r.message),
+        },
+        Lang::En => match r.code {
+            Code::StoreId => format!("“{v}” is not a valid store id. Use 1-32 lowercase letters, digits, “-” or “_”."),
+            Code::OutOfRange => match (r.min.is_some(), r.max.is_some()) {
+                (true, true) => format!("“{v}” is out of range. Use {min} to {max}."),
+                (true, false) => format!("“{v}” is too small. Use at least {min}."),
+                _ => format!("“{v}” is too large. Use at most {max}."),
+            },
+            Code::DeductStockWithCustomerOrder => "“Deduct from stock” requires “Create customer order” off (otherwise the stock is taken twice). Turn off “Create customer order” or “Deduct from stock”.".into(),
+            Code::NotADuellStatus => format!("“{v}” is not a DUELL customer-order status. Use a number from {} to {} (5 = Fullført).", or(min, "1"), or(max, "11")),
+            Code::Duplicate => format!("DUELL status “{v}” is in more than one row. Keep one row per status."),
+            Code::NotADuration => format!("“{v}” is not a duration. Write e.g. “30s”, “40m”, “500ms” or “2h”."),
+            Code::NotAnInteger => format!("“{v}” is not a whole number. Write e.g. “5”."),
+            // The library's own wording is English already, and names the fix.
+            _ => r.message.clone(),
+        },
+    }
+}
+
+fn or<'a>(s: &'a str, default: &'a str) -> &'a str {
+    if s.is_empty() {
+        default
+    } else {
+        s
+    }
 }

@@ -2,8 +2,9 @@
 //! session and language) and the page layout.
 
 use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 
-use axum::extract::{FromRequestParts, Request};
+use axum::extract::{ConnectInfo, FromRequestParts, Request};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
@@ -144,6 +145,38 @@ pub struct Viewer {
     /// The anonymous forms' double-submit token (login, invitation, first run).
     pub form_token: Option<String>,
     pub secure: bool,
+    /// The client's address, for login throttling (see [`client_address`]).
+    pub client: IpAddr,
+}
+
+/// The address of the client: the connection's peer, or with `trusted_proxy_hops` set, the
+/// entry of `X-Forwarded-For` that the outermost trusted proxy appended (entries further left
+/// are whatever the client wrote and are never trusted). Unknown: the unspecified address, one
+/// bucket for all.
+pub fn client_address(parts: &http::request::Parts, trusted_proxy_hops: usize) -> IpAddr {
+    let peer = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
+        .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+    if trusted_proxy_hops == 0 {
+        return peer;
+    }
+    let entries: Vec<&str> = parts
+        .headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .collect();
+    if entries.is_empty() {
+        return peer;
+    }
+    // Fewer entries than proxies: the leftmost was still written by a trusted proxy.
+    let at = entries.len().saturating_sub(trusted_proxy_hops);
+    entries[at].parse().unwrap_or(peer)
 }
 
 impl FromRequestParts<AppState> for Viewer {
@@ -172,6 +205,7 @@ impl FromRequestParts<AppState> for Viewer {
             session_id,
             form_token: c.get(FORM_COOKIE).cloned(),
             secure: state.cfg.secure_cookies,
+            client: client_address(parts, state.cfg.trusted_proxy_hops),
         })
     }
 }
@@ -308,7 +342,7 @@ pub fn page(v: &Viewer, title: &str, store: Option<&str>, active: &str, body: Ma
             body {
                 header class="top" {
                     a class="brand" href="/" { (v.t("title")) }
-                    nav class="tools" aria-label="Konto" {
+                    nav class="tools" aria-label=(v.t("account")) {
                         a href=(format!("/lang/{other}")) lang=(other) { (v.t("language")) }
                         @if let Some(s) = &v.session {
                             @if s.is_operator() {
