@@ -910,6 +910,11 @@ def container(inp: Inputs, service: str, shard: Shard | None, store_ids: list[st
         env += [
             {"name": "DUELLSYNC_CONSOLE__LISTEN", "value": f"0.0.0.0:{CONSOLE_PORT}"},
             C(
+                {"name": "DUELLSYNC_CONSOLE__TRUSTED_PROXY_HOPS", "value": "1"},
+                "The Ingress controller is the one proxy (the NetworkPolicy admits no one else):\n"
+                "logins are throttled per client address from its X-Forwarded-For entry.",
+            ),
+            C(
                 {"name": "DUELLSYNC_CONSOLE__PUBLIC_URL", "value": f"https://{con['public_host']}"},
                 "Invitation links point here.",
             ),
