@@ -144,6 +144,25 @@ async fn load(st: &AppState, v: &Viewer, store: &str) -> Result<Stored, Response
     }
 }
 
+/// A page of `store` the viewer may see, with the store's record.
+async fn readable(st: &AppState, v: &Viewer, store: &str) -> Result<(Session, Stored), Response> {
+    let s = v.for_store(store)?.clone();
+    Ok((s, load(st, v, store).await?))
+}
+
+/// A state-changing request on `store`: the viewer may use it, the form carries the session's
+/// CSRF token; with the store's record as it is now.
+async fn editable(
+    st: &AppState,
+    v: &Viewer,
+    store: &str,
+    form: &HashMap<String, String>,
+) -> Result<(Session, Stored), Response> {
+    let s = v.for_store(store)?.clone();
+    v.csrf(&s, form)?;
+    Ok((s, load(st, v, store).await?))
+}
+
 pub async fn store_home(v: Viewer, Path(store): Path<String>) -> Response {
     match v.for_store(&store) {
         Ok(_) => Redirect::to(&format!("/stores/{store}/settings")).into_response(),
@@ -267,11 +286,7 @@ pub async fn settings_page(
     Path(store): Path<String>,
     Query(q): Q,
 ) -> Response {
-    let s = match v.for_store(&store) {
-        Ok(s) => s.clone(),
-        Err(r) => return r,
-    };
-    let stored = match load(&st, &v, &store).await {
+    let (s, stored) = match readable(&st, &v, &store).await {
         Ok(x) => x,
         Err(r) => return r,
     };
@@ -450,14 +465,7 @@ pub async fn settings_submit(
     Path(store): Path<String>,
     Form(form): F,
 ) -> Response {
-    let s = match v.for_store(&store) {
-        Ok(s) => s.clone(),
-        Err(r) => return r,
-    };
-    if let Err(r) = v.csrf(&s, &form) {
-        return r;
-    }
-    let stored = match load(&st, &v, &store).await {
+    let (s, stored) = match editable(&st, &v, &store, &form).await {
         Ok(x) => x,
         Err(r) => return r,
     };
@@ -652,11 +660,7 @@ pub async fn connection_page(
     Path(store): Path<String>,
     Query(q): Q,
 ) -> Response {
-    let s = match v.for_store(&store) {
-        Ok(s) => s.clone(),
-        Err(r) => return r,
-    };
-    let stored = match load(&st, &v, &store).await {
+    let (s, stored) = match readable(&st, &v, &store).await {
         Ok(x) => x,
         Err(r) => return r,
     };
@@ -806,14 +810,7 @@ pub async fn connection_submit(
     Path(store): Path<String>,
     Form(form): F,
 ) -> Response {
-    let s = match v.for_store(&store) {
-        Ok(s) => s.clone(),
-        Err(r) => return r,
-    };
-    if let Err(r) = v.csrf(&s, &form) {
-        return r;
-    }
-    let stored = match load(&st, &v, &store).await {
+    let (s, stored) = match editable(&st, &v, &store, &form).await {
         Ok(x) => x,
         Err(r) => return r,
     };
@@ -1017,14 +1014,7 @@ pub async fn test_submit(
     Path(store): Path<String>,
     Form(form): F,
 ) -> Response {
-    let s = match v.for_store(&store) {
-        Ok(s) => s.clone(),
-        Err(r) => return r,
-    };
-    if let Err(r) = v.csrf(&s, &form) {
-        return r;
-    }
-    let stored = match load(&st, &v, &store).await {
+    let (s, stored) = match editable(&st, &v, &store, &form).await {
         Ok(x) => x,
         Err(r) => return r,
     };
@@ -1119,11 +1109,7 @@ pub async fn sync_page(
     Path(store): Path<String>,
     Query(q): Q,
 ) -> Response {
-    let s = match v.for_store(&store) {
-        Ok(s) => s.clone(),
-        Err(r) => return r,
-    };
-    let stored = match load(&st, &v, &store).await {
+    let (s, stored) = match readable(&st, &v, &store).await {
         Ok(x) => x,
         Err(r) => return r,
     };
@@ -1177,14 +1163,7 @@ pub async fn sync_submit(
     Path(store): Path<String>,
     Form(form): F,
 ) -> Response {
-    let s = match v.for_store(&store) {
-        Ok(s) => s.clone(),
-        Err(r) => return r,
-    };
-    if let Err(r) = v.csrf(&s, &form) {
-        return r;
-    }
-    let stored = match load(&st, &v, &store).await {
+    let (_, stored) = match editable(&st, &v, &store, &form).await {
         Ok(x) => x,
         Err(r) => return r,
     };
