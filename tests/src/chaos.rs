@@ -96,8 +96,8 @@ const SERVICES: [&str; 5] = [
 ];
 
 /// The price incl. VAT WooCommerce shows for a stored net price, computed independently of the
-/// engine: the simulated shop enters prices without tax, two decimals, tax rounded per line
-/// (WooCommerce's default), PHP rounding. It must be DUELL's price to the øre.
+/// engine: the simulated (Norwegian) shop enters prices without tax, two decimals, tax rounded
+/// per line (WooCommerce's default), PHP rounding. It must be DUELL's price to the øre.
 fn shown_price(net: Decimal, vat: u32) -> Decimal {
     let round = |d: Decimal| d.round_dp_with_strategy(2, RoundingStrategy::MidpointAwayFromZero);
     round(net + round(net * Decimal::from(vat) / Decimal::ONE_HUNDRED))
@@ -116,6 +116,11 @@ pub async fn run(cfg: ChaosConfig) -> ChaosReport {
         WooConfig {
             seed: cfg.seed,
             hang: Duration::from_millis(1500),
+            // Prices entered without tax, so every price the engine writes is converted.
+            settings: duellsync_woo_sim::Settings {
+                prices_include_tax: false,
+                ..duellsync_woo_sim::Settings::norway()
+            },
             ..WooConfig::default()
         },
         &[

@@ -122,6 +122,7 @@ impl World {
                 "meta_data",
                 "attributes",
                 "categories",
+                "tax_class",
             ],
             100,
         );

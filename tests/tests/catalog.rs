@@ -21,6 +21,8 @@ const FAST: &[&str] = &[
 
 const WAIT: Duration = Duration::from_secs(60);
 
+/// A Norwegian shop that enters prices without tax (so every price is converted: 25 % VAT
+/// taken out), with its tax tables (so each product gets the class of its VAT rate).
 async fn empty_world(settings: &[&str]) -> World {
     let mut all: Vec<&str> = FAST.to_vec();
     all.extend_from_slice(settings);
@@ -29,7 +31,13 @@ async fn empty_world(settings: &[&str]) -> World {
             products: 0,
             ..DuellConfig::default()
         },
-        WooConfig::default(),
+        WooConfig {
+            settings: duellsync_woo_sim::Settings {
+                prices_include_tax: false,
+                ..duellsync_woo_sim::Settings::norway()
+            },
+            ..WooConfig::default()
+        },
         &all,
         "",
     )
@@ -398,7 +406,7 @@ async fn with_every_catalogue_setting_on_duell_owns_names_prices_stock_images_ca
         .product_id;
     world.start(&["change-poller", "catalog-publisher"]);
     let p = wait_woo(&world, "created", "ON-1", |_| true).await;
-    // The simulated shop enters prices without tax: 500 incl. 25 % VAT is 400.
+    // The shop enters prices without tax: 500 incl. 25 % VAT is 400.
     assert_eq!(p.regular_price, Some(Decimal::from(400)));
     assert_eq!(p.stock_quantity, Some(7), "7.5 is rounded down");
     assert_eq!(p.status, "draft", "new_product_status");

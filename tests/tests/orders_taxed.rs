@@ -212,3 +212,77 @@ async fn a_taxed_web_order_reaches_duell_with_the_woo_total_to_the_ore() {
     .await;
     assert_eq!(dec(&imported.total), woo_total);
 }
+
+/// A shop that enters prices without tax: each product must be in the tax class of its DUELL
+/// VAT rate, or WooCommerce adds the standard 25 % to a 15 % product's net price and the buyer
+/// pays more than DUELL's price. The classes come from the shop's own tax tables.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn products_are_written_in_the_tax_class_of_their_vat_rate() {
+    let mut world = World::with(
+        DuellConfig {
+            products: 0,
+            customers: 0,
+            ..DuellConfig::default()
+        },
+        WooConfig {
+            https: false,
+            settings: Settings {
+                prices_include_tax: false,
+                ..Settings::norway()
+            },
+            ..WooConfig::default()
+        },
+        &[r#"poll_interval = "500ms""#],
+        "",
+    )
+    .await;
+    let wanted = [
+        ("MAT-2", "49.90", 15u32, "food"),
+        ("BOK-2", "199.00", 12, "reduced-rate"),
+        ("KAP-2", "99.00", 25, ""),
+    ];
+    for (sku, price, vat, _) in wanted {
+        world.duell.create_product(NewSimProduct {
+            product_name: format!("Vare {sku}"),
+            product_number: Some(sku.into()),
+            price_inc_vat: Some(dec(price)),
+            vatrate_percent: Some(vat),
+            stock: Some(100.into()),
+            ..NewSimProduct::default()
+        });
+    }
+    block(|| world.start(&[POLLER, "catalog-publisher"]));
+    for (sku, _, _, class) in wanted {
+        let p = eventually("the product in WooCommerce", WAIT, || async {
+            world.woo_products().await.get(sku).cloned()
+        })
+        .await;
+        let json = world.woo.product_json(p.id).expect("the product");
+        assert_eq!(json["tax_class"], class, "{sku}: {json}");
+    }
+    // What the buyer pays is DUELL's price, to the øre.
+    let id = world
+        .woo
+        .place_order(&PlaceOrder {
+            lines: wanted
+                .iter()
+                .map(|(sku, ..)| PlaceLine {
+                    sku: Some((*sku).into()),
+                    quantity: 1,
+                    ..PlaceLine::default()
+                })
+                .collect(),
+            billing: [("country", "NO"), ("email", "kari@example.no")]
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), Some((*v).to_owned())))
+                .collect(),
+            ..PlaceOrder::default()
+        })
+        .expect("woo-sim takes the order");
+    let woo = world.woo.order_json(id).expect("the order");
+    assert_eq!(
+        dec(woo["total"].as_str().expect("total")),
+        dec("347.90"),
+        "49.90 + 199.00 + 99.00: {woo}"
+    );
+}

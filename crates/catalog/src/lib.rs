@@ -13,6 +13,7 @@ mod campaign;
 pub mod holds;
 pub mod plan;
 mod price;
+mod tax;
 mod text;
 
 use std::collections::BTreeMap;
@@ -29,6 +30,7 @@ pub use campaign::{parse_duell_time, sale_want, SaleWant};
 pub use holds::{held_units, Hold, Phase};
 pub use plan::{attach_image, downloads_image, drift_left_alone, plan, Link, PlanInput, Planned};
 pub use price::{format_price, woo_price, PriceRules};
+pub use tax::TaxClasses;
 pub use text::{category_path, same_text, variant_option};
 
 /// Meta key holding the DUELL product id on the WooCommerce product, so links can be rebuilt
@@ -151,6 +153,10 @@ pub struct Desired {
     pub variant_option: Option<String>,
     /// Visible status: `None` = leave as it is; `Some` when withdrawn or restored.
     pub status: Option<String>,
+    /// The WooCommerce tax class of the product's VAT rate (`""` = standard); `None` = leave
+    /// the class as it is (prices not synced, taxes off, no class carries the rate).
+    #[serde(default)]
+    pub tax_class: Option<String>,
 }
 
 /// What the engine knows WooCommerce holds for one product.
@@ -177,6 +183,9 @@ pub struct WooState {
     /// The DUELL id in the product's meta data, if any.
     #[serde(default)]
     pub duell_id: Option<i64>,
+    /// The tax class slug (`""` = standard; a variation may say `parent`).
+    #[serde(default)]
+    pub tax_class: String,
 }
 
 fn unix(dt: Option<time::PrimitiveDateTime>) -> Option<i64> {
@@ -230,6 +239,7 @@ impl WooState {
             variant_option,
             variant_options,
             duell_id: WooState::duell_id_of(p),
+            tax_class: p.tax_class.clone(),
         }
     }
 
@@ -383,6 +393,12 @@ pub fn update_write(
             fields.push("status");
         }
     }
+    if let Some(class) = &desired.tax_class {
+        if &woo.tax_class != class {
+            w.tax_class = Some(class.clone());
+            fields.push("tax_class");
+        }
+    }
     if fields.is_empty() {
         None
     } else {
@@ -481,6 +497,9 @@ pub fn create_write(
     if let Some(s) = desired.stock {
         w.manage_stock = Some(true);
         w.stock_quantity = Some(s);
+    }
+    if let Some(class) = &desired.tax_class {
+        w.tax_class = Some(class.clone());
     }
     if settings.sync_new_categories && !category_ids.is_empty() && desired.shape != Shape::Variation
     {

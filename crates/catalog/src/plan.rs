@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::holds::{held_units, unconfirmed_since, Hold};
 use crate::{
     create_write, desired, update_write, variant_attribute, Desired, PriceRules, ProductData,
-    Shape, Source, WooState, META_DUELL_ID, VARIANT_ATTRIBUTE,
+    Shape, Source, TaxClasses, WooState, META_DUELL_ID, VARIANT_ATTRIBUTE,
 };
 
 /// How long a lower stock that may count a released order twice waits for the fresh reading
@@ -91,6 +91,8 @@ pub struct PlanInput<'a> {
     pub variant_options: Vec<String>,
     pub settings: &'a StoreSettings,
     pub prices: PriceRules,
+    /// The shop's tax class per VAT rate (written with the prices).
+    pub tax: &'a TaxClasses,
     pub now_ms: i64,
 }
 
@@ -109,15 +111,49 @@ impl PlanInput<'_> {
             .parent
             .and_then(|(s, _)| s.product.as_ref())
             .map(|p| p.name.as_str());
-        desired(
-            product,
+        let d = desired(
+            &self.priced(product),
             self.source.stock,
             self.held(),
             self.settings,
             self.prices,
             parent_name,
             self.now_ms.div_euclid(1000),
-        )
+        );
+        self.with_tax_class(d, product, self.settings)
+    }
+
+    /// The product as its price is converted: at the VAT WooCommerce will add (which is DUELL's
+    /// rate whenever a tax class carries it; see [`TaxClasses::applied_rate`]).
+    fn priced<'p>(&self, product: &'p ProductData) -> std::borrow::Cow<'p, ProductData> {
+        if !self.tax.enabled() {
+            return std::borrow::Cow::Borrowed(product);
+        }
+        let rate = self.tax.applied_rate(product.vat_rate_percent);
+        if rate == product.vat_rate_percent {
+            std::borrow::Cow::Borrowed(product)
+        } else {
+            std::borrow::Cow::Owned(ProductData {
+                vat_rate_percent: rate,
+                ..product.clone()
+            })
+        }
+    }
+
+    /// The tax class belongs to the price: written when prices are.
+    fn with_tax_class(
+        &self,
+        mut d: Desired,
+        product: &ProductData,
+        settings: &StoreSettings,
+    ) -> Desired {
+        if settings.sync_prices {
+            d.tax_class = self
+                .tax
+                .class_for(product.vat_rate_percent)
+                .map(str::to_owned);
+        }
+        d
     }
 }
 
@@ -371,24 +407,32 @@ pub fn drift_left_alone(input: &PlanInput<'_>, woo: &WooState) -> Vec<&'static s
     all.sync_prices = true;
     all.sync_stock = true;
     all.sync_attributes = true;
-    let full = desired(
-        product,
-        input.source.stock,
-        held,
-        &all,
-        input.prices,
-        None,
-        now_unix,
-    );
-    let owned: Vec<&'static str> = {
-        let d = desired(
-            product,
+    let full = input.with_tax_class(
+        desired(
+            &input.priced(product),
             input.source.stock,
             held,
-            input.settings,
+            &all,
             input.prices,
             None,
             now_unix,
+        ),
+        product,
+        &all,
+    );
+    let owned: Vec<&'static str> = {
+        let d = input.with_tax_class(
+            desired(
+                &input.priced(product),
+                input.source.stock,
+                held,
+                input.settings,
+                input.prices,
+                None,
+                now_unix,
+            ),
+            product,
+            input.settings,
         );
         update_write(&d, woo, now_unix)
             .map(|(f, _)| f)
@@ -462,7 +506,94 @@ mod tests {
             variant_options: Vec::new(),
             settings: s,
             prices: PriceRules::default(),
+            tax: &NO_TAXES,
             now_ms,
+        }
+    }
+
+    static NO_TAXES: TaxClasses = TaxClasses::NONE;
+
+    fn norway_taxes() -> TaxClasses {
+        let rate = |pct: i64, class: &str| duellsync_woo_model::TaxRate {
+            country: "NO".into(),
+            rate: Some(Decimal::from(pct)),
+            class: class.into(),
+            ..Default::default()
+        };
+        TaxClasses::new(
+            true,
+            &[
+                rate(25, "standard"),
+                rate(15, "food"),
+                rate(12, "reduced-rate"),
+            ],
+            "NO",
+            &Default::default(),
+        )
+    }
+
+    #[test]
+    fn a_rate_no_class_carries_is_priced_at_the_rate_woocommerce_adds() {
+        let taxes = norway_taxes();
+        let s = settings("");
+        let mut src = source(5, 1_000);
+        if let Some(p) = src.product.as_mut() {
+            p.vat_rate_percent = Decimal::from(6);
+        }
+        let mut i = input(&src, None, &[], &s, 2_000);
+        i.tax = &taxes;
+        i.prices = PriceRules {
+            prices_include_tax: false,
+            decimals: 2,
+        };
+        match plan(&i) {
+            Planned::Create { write, .. } => {
+                // 100 incl. the 25 % WooCommerce will add, not DUELL's 6 %.
+                assert_eq!(
+                    write.regular_price,
+                    Some(duellsync_woo_model::Clearable::Set(dec!(80)))
+                );
+                assert_eq!(write.tax_class, None, "it keeps its class");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_product_gets_the_tax_class_of_its_vat_rate_with_its_price() {
+        let taxes = norway_taxes();
+        let s = settings("");
+        let mut src = source(5, 1_000);
+        if let Some(p) = src.product.as_mut() {
+            p.vat_rate_percent = Decimal::from(15);
+        }
+        let mut i = input(&src, None, &[], &s, 2_000);
+        i.tax = &taxes;
+        match plan(&i) {
+            Planned::Create { write, .. } => assert_eq!(write.tax_class.as_deref(), Some("food")),
+            other => panic!("{other:?}"),
+        }
+        // In the standard class, the class is corrected; in its own, nothing is written.
+        let l = link(5);
+        i.link = Some(&l);
+        match plan(&i) {
+            Planned::Update { write, fields, .. } => {
+                assert_eq!(write.tax_class.as_deref(), Some("food"));
+                assert_eq!(fields, vec!["tax_class"]);
+            }
+            other => panic!("{other:?}"),
+        }
+        let mut l2 = l.clone();
+        l2.woo.tax_class = "food".into();
+        i.link = Some(&l2);
+        assert_eq!(plan(&i), Planned::Nothing);
+        // Prices left to WooCommerce: so is the class.
+        let s = settings("sync_prices = false");
+        let mut i = input(&src, None, &[], &s, 2_000);
+        i.tax = &taxes;
+        match plan(&i) {
+            Planned::Create { write, .. } => assert_eq!(write.tax_class, None),
+            other => panic!("{other:?}"),
         }
     }
 

@@ -295,6 +295,14 @@ pub struct StoreSettings {
     /// DUELL customer-order status id → WooCommerce status.
     #[serde(default = "default_status_map")]
     pub status_map: BTreeMap<String, String>,
+    /// VAT rate in percent (`"15"`, `"12.5"`) → the slug of the WooCommerce tax class that
+    /// carries it (`""` = the standard class). Each product gets the class of its DUELL VAT rate
+    /// when it is created and when the rate changes. Left empty (the default), the classes are
+    /// read from the shop's tax tables: the class whose rate in the shop's base country equals
+    /// the product's VAT, the standard class first. Set a rate here when two classes carry it
+    /// or the tables cannot say.
+    #[serde(default)]
+    pub tax_classes: BTreeMap<String, String>,
 
     #[serde(default = "default_reconcile", with = "crate::duration")]
     pub reconcile_interval: Duration,
@@ -330,6 +338,25 @@ fn yes() -> bool {
 fn default_fetch_statuses() -> Vec<String> {
     vec!["processing".to_owned()]
 }
+/// Whether `k` is a percent (digits, at most 4 decimals): `Some(in 0..=100)`, `None` if it is
+/// not a number.
+fn vat_percent(k: &str) -> Option<bool> {
+    let k = k.trim();
+    let (int, frac) = k.split_once('.').unwrap_or((k, ""));
+    let digits = |s: &str| s.chars().all(|c| c.is_ascii_digit());
+    if int.is_empty()
+        || int.len() > 3
+        || !digits(int)
+        || frac.len() > 4
+        || !digits(frac)
+        || k.ends_with('.')
+    {
+        return None;
+    }
+    let whole: u32 = int.parse().ok()?;
+    Some(whole < 100 || (whole == 100 && frac.chars().all(|c| c == '0')))
+}
+
 fn default_status_map() -> BTreeMap<String, String> {
     BTreeMap::from([("5".to_owned(), "completed".to_owned())])
 }
@@ -699,6 +726,35 @@ impl StoreSettings {
                     format!(
                         "`{v}` (for {k}) is not a WooCommerce order status; use e.g. \"completed\""
                     ),
+                ));
+            }
+        }
+        for (k, v) in &self.tax_classes {
+            match vat_percent(k) {
+                Some(true) => {}
+                Some(false) => p(Refusal::new(
+                    Code::OutOfRange,
+                    "tax_classes",
+                    k,
+                    format!("key `{k}` is not a VAT rate; use a percent from 0 to 100, e.g. \"15\""),
+                )
+                .limits(Some("0"), Some("100"))),
+                None => p(Refusal::new(
+                    Code::NotADecimal,
+                    "tax_classes",
+                    k,
+                    format!("key `{k}` is not a VAT rate; write the percent as a number, e.g. \"15\" or \"12.5\""),
+                )),
+            }
+            if !v
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            {
+                p(Refusal::new(
+                    Code::Format,
+                    "tax_classes",
+                    v,
+                    format!("`{v}` (for {k} %) is not a tax class slug; use the slug WooCommerce shows, e.g. \"reduced-rate\", or \"\" for the standard class"),
                 ));
             }
         }
@@ -1313,6 +1369,46 @@ order_department = {{ env = "OD" }}
         let p = write(dir.path(), "s1.toml", &lab);
         let stores = load_stores(&p, &env()).unwrap();
         assert!(stores.get("s1").unwrap().woo.allow_insecure_http);
+    }
+
+    #[test]
+    fn tax_classes_map_vat_rates_to_class_slugs() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = minimal("s1").replacen(
+            "[woo]",
+            "tax_classes = { \"15\" = \"food\", \"12.5\" = \"reduced-rate\", \"25\" = \"\" }\n[woo]",
+            1,
+        );
+        let p = write(dir.path(), "s1.toml", &good);
+        let stores = load_stores(&p, &env()).unwrap();
+        assert_eq!(
+            stores
+                .get("s1")
+                .unwrap()
+                .tax_classes
+                .get("15")
+                .map(String::as_str),
+            Some("food")
+        );
+        for (bad, key) in [
+            ("\"fifteen\" = \"food\"", "fifteen"),
+            ("\"101\" = \"food\"", "101"),
+            ("\"15\" = \"Food Class\"", "Food Class"),
+        ] {
+            let text =
+                minimal("s1").replacen("[woo]", &format!("tax_classes = {{ {bad} }}\n[woo]"), 1);
+            let p = write(dir.path(), "s1.toml", &text);
+            let err = load_stores(&p, &env()).unwrap_err().to_string();
+            assert!(
+                err.contains("tax_classes") && err.contains(key),
+                "{bad}: {err}"
+            );
+        }
+        assert_eq!(vat_percent("100.00"), Some(true));
+        assert_eq!(vat_percent("100.5"), Some(false));
+        assert_eq!(vat_percent("0"), Some(true));
+        assert_eq!(vat_percent("15."), None);
+        assert_eq!(vat_percent("-1"), None);
     }
 
     #[test]

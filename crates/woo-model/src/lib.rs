@@ -10,6 +10,7 @@ pub mod de;
 mod error;
 mod order;
 mod product;
+mod tax;
 
 pub use error::{json_u64, ApiError};
 pub use order::{
@@ -21,3 +22,4 @@ pub use product::{
     IdRef, Image, ImageWrite, ManageStock, MetaData, MetaWrite, Page, Product, ProductWrite,
     StockStatus, TermRef, BATCH_LIMIT, MAX_PER_PAGE,
 };
+pub use tax::TaxRate;

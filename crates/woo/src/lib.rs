@@ -38,7 +38,7 @@ pub use duellsync_woo_model::{
     Address, ApiError, Attribute, AttributeWrite, Batch, BatchItem, BatchResult, Category,
     CategoryCreated, Clearable, CouponLine, FeeLine, IdRef, Image, ImageWrite, LineItem,
     ManageStock, MetaData, MetaWrite, NewFeeLine, NewLineItem, NewOrder, NewShippingLine, Order,
-    OrderNote, Page, Product, ProductWrite, Refund, ShippingLine, StockStatus, TermRef,
+    OrderNote, Page, Product, ProductWrite, Refund, ShippingLine, StockStatus, TaxRate, TermRef,
     BATCH_LIMIT, MAX_PER_PAGE,
 };
 pub use error::{Error, ErrorKind, Result};

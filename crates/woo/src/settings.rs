@@ -1,4 +1,5 @@
-//! Store settings the price conversion needs, and the WooCommerce version.
+//! Store settings the price conversion needs (prices with or without tax, decimals, the tax
+//! tables that say which tax class carries which rate), and the WooCommerce version.
 
 use reqwest::Method;
 use serde::Deserialize;
@@ -7,6 +8,7 @@ use serde_json::Value;
 use crate::client::{Idempotency, WooClient, WooRequest};
 use crate::de;
 use crate::error::{Error, Result};
+use duellsync_woo_model::TaxRate;
 
 /// One setting.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
@@ -25,7 +27,57 @@ pub struct Setting {
     pub value: Value,
 }
 
+/// The rows of one page of tax rates; WooCommerce's maximum page size.
+const TAX_PAGE: u32 = 100;
+/// More rows than any shop's tax tables hold: a store answering more pages is answering
+/// nonsense, and reading stops.
+const TAX_PAGES_MAX: u32 = 50;
+
 impl WooClient {
+    /// Whether the store calculates taxes (`/settings/general/woocommerce_calc_taxes`).
+    pub async fn calc_taxes(&self) -> Result<bool> {
+        let s = self
+            .get_setting("general", "woocommerce_calc_taxes")
+            .await?;
+        yes_no(&s)
+    }
+
+    /// The store's base country (`/settings/general/woocommerce_default_country`, `NO` or
+    /// `US:CA`): the country part.
+    pub async fn base_country(&self) -> Result<String> {
+        let s = self
+            .get_setting("general", "woocommerce_default_country")
+            .await?;
+        Ok(s.value
+            .as_str()
+            .unwrap_or_default()
+            .split(':')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_uppercase())
+    }
+
+    /// Every row of the store's tax tables (`GET /taxes`, all pages).
+    pub async fn tax_rates(&self) -> Result<Vec<TaxRate>> {
+        let mut out = Vec::new();
+        for page in 1..=TAX_PAGES_MAX {
+            let rows: Vec<TaxRate> = self
+                .call(
+                    WooRequest::new(Method::GET, "taxes", Idempotency::Idempotent)
+                        .query("per_page", TAX_PAGE.to_string())
+                        .query("page", page.to_string()),
+                )
+                .await?;
+            let last = rows.len() < TAX_PAGE as usize;
+            out.extend(rows);
+            if last {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
     /// `GET /settings/{group}/{id}`.
     pub async fn get_setting(&self, group: &str, id: &str) -> Result<Setting> {
         self.call(WooRequest::new(
@@ -66,12 +118,16 @@ impl WooClient {
 }
 
 pub(crate) fn prices_include_tax_of(s: &Setting) -> Result<bool> {
+    yes_no(s)
+}
+
+fn yes_no(s: &Setting) -> Result<bool> {
     match s.value.as_str() {
         Some("yes") => Ok(true),
         Some("no") => Ok(false),
         _ => Err(Error::InvalidRequest(format!(
-            "unexpected woocommerce_prices_include_tax value {}",
-            s.value
+            "unexpected {} value {}",
+            s.id, s.value
         ))),
     }
 }

@@ -639,9 +639,36 @@ async fn creating_an_existing_category_returns_its_id() {
 
 #[tokio::test]
 async fn reads_price_settings_and_the_woocommerce_version() {
-    let t = Target::new().await;
+    // (On the simulator, a shop with taxes: its tax tables are read too.)
+    let t = Target::with_config(SimConfig {
+        settings: Settings::norway(),
+        ..SimConfig::default()
+    })
+    .await;
     let c = t.client();
-    let _ = c.prices_include_tax().await.unwrap();
+    // The tax group may be missing in a store without taxes: asked only when taxes are on.
+    if c.calc_taxes().await.unwrap() {
+        let _ = c.prices_include_tax().await.unwrap();
+        // Every row of the tax tables parses, and names a class the store has.
+        let classes = t.raw("GET", "/wp-json/wc/v3/taxes/classes", None).await;
+        assert_eq!(classes.status, 200, "{}", classes.text);
+        let slugs: Vec<&str> = classes
+            .body
+            .as_array()
+            .expect("a list of classes")
+            .iter()
+            .filter_map(|c| c.get("slug").and_then(serde_json::Value::as_str))
+            .collect();
+        for r in c.tax_rates().await.unwrap() {
+            assert!(r.rate.is_some(), "{r:?}");
+            assert!(slugs.contains(&r.class.as_str()), "{r:?} not in {slugs:?}");
+        }
+    }
+    let country = c.base_country().await.unwrap();
+    assert!(
+        country.len() == 2 && country.chars().all(|c| c.is_ascii_uppercase()),
+        "{country}"
+    );
     let dp = c.price_num_decimals().await.unwrap();
     assert!(dp <= 8);
     let v = c.woocommerce_version().await.unwrap();

@@ -3,7 +3,7 @@
 use std::sync::{Arc, Mutex};
 
 use duellsync_bus::Bus;
-use duellsync_catalog::{Hold, PriceRules};
+use duellsync_catalog::{Hold, PriceRules, TaxClasses};
 use duellsync_settings::StoreSettings;
 use duellsync_woo::WooClient;
 
@@ -26,6 +26,7 @@ pub(crate) struct StoreCtx {
     /// The zone DUELL's local date-times are in (`time_zone`).
     pub tz: jiff::tz::TimeZone,
     prices: Arc<Mutex<PriceRules>>,
+    taxes: Arc<Mutex<Arc<TaxClasses>>>,
 }
 
 impl StoreCtx {
@@ -47,6 +48,7 @@ impl StoreCtx {
             t,
             cfg,
             prices: Arc::new(Mutex::new(PriceRules::default())),
+            taxes: Arc::new(Mutex::new(Arc::new(TaxClasses::NONE))),
         }
     }
 
@@ -62,13 +64,33 @@ impl StoreCtx {
         *self.prices.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Reads the store's tax and decimal settings from WooCommerce.
+    /// The shop's tax class per VAT rate, as last read.
+    pub fn taxes(&self) -> Arc<TaxClasses> {
+        self.taxes.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Reads the store's tax and decimal settings and its tax tables from WooCommerce.
     pub async fn load_prices(&self) -> anyhow::Result<PriceRules> {
+        let calc = self.woo.calc_taxes().await?;
         let rules = PriceRules {
-            prices_include_tax: self.woo.prices_include_tax().await?,
+            // A shop that calculates no taxes charges the price as it is entered, whatever
+            // "prices entered with tax" says (WooCommerce adds no tax then): DUELL's price
+            // with VAT is the price to enter.
+            prices_include_tax: !calc || self.woo.prices_include_tax().await?,
             decimals: self.woo.price_num_decimals().await?,
         };
+        let taxes = if calc {
+            TaxClasses::new(
+                true,
+                &self.woo.tax_rates().await?,
+                &self.woo.base_country().await?,
+                &self.settings.tax_classes,
+            )
+        } else {
+            TaxClasses::NONE
+        };
         *self.prices.lock().unwrap_or_else(|e| e.into_inner()) = rules;
+        *self.taxes.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(taxes);
         Ok(rules)
     }
 

@@ -47,6 +47,7 @@ pub(crate) fn plan_items(
     let st = Staged::new(&ctx.t, &ctx.id);
     let now_ms = duellsync_events::now_ms();
     let prices = ctx.prices();
+    let taxes = ctx.taxes();
     let mut out = Vec::with_capacity(ids.len());
     for (id, gen) in ids {
         let parked = ctx.t.parked.get(&mk(&ctx.id, *id))?;
@@ -83,6 +84,7 @@ pub(crate) fn plan_items(
                     variant_options,
                     settings: &ctx.settings,
                     prices,
+                    tax: &taxes,
                     now_ms,
                 };
                 plan(&input)

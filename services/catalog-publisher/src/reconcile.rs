@@ -30,7 +30,7 @@ use crate::state::{ids_for_sku, mk, Hold, Link, Staged};
 use crate::woo_read::edit_context;
 use crate::SERVICE;
 
-const FIELDS: [&str; 17] = [
+const FIELDS: [&str; 18] = [
     "id",
     "sku",
     "name",
@@ -43,6 +43,7 @@ const FIELDS: [&str; 17] = [
     "date_on_sale_from_gmt",
     "date_on_sale_to_gmt",
     "manage_stock",
+    "tax_class",
     "stock_quantity",
     "images",
     "attributes",
@@ -492,6 +493,7 @@ fn drift_of(
     if src.withdrawn || p.is_variant() || p.is_parent {
         return Ok(None);
     }
+    let taxes = ctx.taxes();
     let input = PlanInput {
         id,
         source: &src,
@@ -501,6 +503,7 @@ fn drift_of(
         variant_options: Vec::new(),
         settings: &ctx.settings,
         prices: ctx.prices(),
+        tax: &taxes,
         now_ms: duellsync_events::now_ms(),
     };
     let d = drift_left_alone(&input, &link.woo);

@@ -375,6 +375,7 @@ fn other_label(lang: Lang, key: &str) -> Option<&'static str> {
         "duell.order_department" => ("Ordreavdeling", "Order department"),
         "duell.notice_secret" => ("Varslingshemmelighet", "Notice secret"),
         "status_map" => ("Statuskobling", "Status mapping"),
+        "tax_classes" => ("Avgiftsklasser", "Tax classes"),
         _ => return None,
     };
     Some(match lang {

@@ -53,7 +53,15 @@ async fn main() -> anyhow::Result<()> {
             seed: args.seed,
             ..DuellConfig::default()
         },
-        WooConfig::default(),
+        // A Norwegian shop (NOK, MVA 25/15/12/0 %) that enters prices without tax: the engine
+        // converts every price and picks each product's tax class.
+        WooConfig {
+            settings: duellsync_woo_sim::Settings {
+                prices_include_tax: false,
+                ..duellsync_woo_sim::Settings::norway()
+            },
+            ..WooConfig::default()
+        },
         &[
             "poll_interval = \"2s\"",
             "stock_poll_interval = \"2s\"",
@@ -219,8 +227,11 @@ async fn main() -> anyhow::Result<()> {
     .await;
     let woo = wait_for_woo(&world, &sku, |_| applied.is_some()).await;
     say(&format!(
-        "  ✔ WooCommerce: {sku} regular price {} (this shop enters prices without tax) after {:.2} s",
-        woo.and_then(|p| p.regular_price).unwrap_or_default(),
+        "  ✔ WooCommerce: {sku} regular price {} (this shop enters prices without tax; tax class {}) after {:.2} s",
+        woo.as_ref().and_then(|p| p.regular_price).unwrap_or_default(),
+        woo.as_ref()
+            .map(|p| if p.tax_class.is_empty() { "standard" } else { p.tax_class.as_str() })
+            .unwrap_or("?"),
         t.elapsed().as_secs_f64()
     ));
 
