@@ -75,7 +75,7 @@ fn import(payload: &[u8]) {
 }
 
 fn catalogue(product: &v1::DuellProduct, stock: Option<Decimal>) {
-    let data = ProductData::from_event(product);
+    let data = ProductData::from_event(product, &settings().tz());
     for prices in [
         PriceRules::default(),
         PriceRules {
