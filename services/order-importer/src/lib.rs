@@ -403,7 +403,9 @@ async fn spawn_store(
             vec![v1::OrderObserved::subject(&store)],
         ))
         .await?;
-    let c = ctx.clone();
+    // One shared context per consumer: every delivery clones the `Arc`, not the context (its
+    // tables, clients and strings were a dozen allocations per message).
+    let c = Arc::new(ctx.clone());
     tracker.spawn(supervise(
         format!("orders {store}"),
         run_concurrent(
@@ -428,7 +430,7 @@ async fn spawn_store(
             vec![v1::OrderRetryRequested::subject(&store)],
         ))
         .await?;
-    let c = ctx.clone();
+    let c = Arc::new(ctx.clone());
     tracker.spawn(supervise(
         format!("retries {store}"),
         run_concurrent(
@@ -456,7 +458,7 @@ async fn spawn_store(
             ],
         ))
         .await?;
-    let c = ctx.clone();
+    let c = Arc::new(ctx.clone());
     let s = stop.clone();
     tracker.spawn(supervise(
         format!("duell facts {store}"),
@@ -492,7 +494,7 @@ async fn spawn_store(
             vec![v1::ProductApplied::subject(&store)],
         ))
         .await?;
-    let c = ctx.clone();
+    let c = Arc::new(ctx.clone());
     tracker.spawn(supervise(
         format!("product links {store}"),
         async move {
