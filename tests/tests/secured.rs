@@ -5,6 +5,7 @@
 //! completion back to WooCommerce, a full sync and the operator's reads with syncctl — runs
 //! without a single permission refusal, which the server would log.
 
+use duellsync_test_support::csrf_field as csrf;
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -19,13 +20,6 @@ use prost::Message as _;
 use sha2::Sha256;
 
 const WAIT: Duration = Duration::from_secs(90);
-
-/// The value of `name="csrf"` in a page.
-fn csrf(html: &str) -> String {
-    let at = html.find("name=\"csrf\" value=\"").expect("a csrf field");
-    let rest = &html[at + "name=\"csrf\" value=\"".len()..];
-    rest[..rest.find('"').unwrap()].to_owned()
-}
 
 fn block<T>(f: impl FnOnce() -> T) -> T {
     tokio::task::block_in_place(f)

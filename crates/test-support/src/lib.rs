@@ -25,6 +25,14 @@ pub fn workspace_root() -> PathBuf {
 }
 
 /// A TCP port that was free a moment ago.
+/// The value of the `name="csrf"` field in a console page (the form token a test posts back).
+pub fn csrf_field(html: &str) -> String {
+    let marker = "name=\"csrf\" value=\"";
+    let at = html.find(marker).expect("a csrf field");
+    let rest = &html[at + marker.len()..];
+    rest[..rest.find('"').expect("a closing quote")].to_owned()
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())

@@ -7,6 +7,7 @@ use duellsync_duell_sim::{DuellSim, SimConfig as DuellConfig};
 use duellsync_events::{meta, v1, EventId};
 use duellsync_registry::{generate_key, Keyring, Registry};
 use duellsync_settings::Secret;
+use duellsync_test_support::csrf_field as csrf;
 use duellsync_test_support::NatsServer;
 use duellsync_woo_sim::{SimConfig as WooConfig, WooSim};
 use std::collections::HashMap;
@@ -167,13 +168,6 @@ fn assert_accessible(path: &str, html: &str) -> usize {
         }
     }
     controls
-}
-
-/// The value of `name="csrf"` in a page.
-fn csrf(html: &str) -> String {
-    let at = html.find("name=\"csrf\" value=\"").expect("a csrf field");
-    let rest = &html[at + "name=\"csrf\" value=\"".len()..];
-    rest[..rest.find('"').unwrap()].to_owned()
 }
 
 fn store_table(woo: &WooSim, duell: &DuellSim, ca: &std::path::Path, extra: &str) -> toml::Table {
