@@ -120,6 +120,7 @@ impl Writer {
 /// Writes the dirty products that are ready; returns when to flush next.
 async fn flush_dirty(w: &mut Writer, partial: bool) -> anyhow::Result<Option<Instant>> {
     let ctx = w.ctx.clone();
+    let round = ctx.cfg.write_round.max(ctx.cfg.batch_size).max(1);
     let mut rounds = 0;
     loop {
         rounds += 1;
@@ -141,7 +142,7 @@ async fn flush_dirty(w: &mut Writer, partial: bool) -> anyhow::Result<Option<Ins
                 }
             }
             ready.push((id, Some(gen)));
-            if ready.len() >= 5000 {
+            if ready.len() >= round {
                 next = Some(now);
                 break;
             }
