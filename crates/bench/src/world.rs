@@ -53,11 +53,22 @@ pub async fn prebuild() -> anyhow::Result<()> {
     .context("building the service binaries")
 }
 
+/// glibc's allocator settings of the image (`ENV GLIBC_TUNABLES` in deploy/Dockerfile): two
+/// arenas instead of eight per core, and fixed mmap/trim thresholds so freed memory goes back
+/// to the system instead of staying with the process (docs/operations.md, "Memory").
+pub const GLIBC_TUNABLES: &str =
+    "glibc.malloc.arena_max=2:glibc.malloc.mmap_threshold=131072:glibc.malloc.trim_threshold=131072";
+
 /// A new sandbox: private nats-server, temp dirs for store files, state and logs.
 pub async fn sandbox() -> anyhow::Result<Sandbox> {
-    tokio::task::spawn_blocking(Sandbox::new)
+    let mut sandbox = tokio::task::spawn_blocking(Sandbox::new)
         .await
-        .context("starting nats-server")
+        .context("starting nats-server")?;
+    // The services run with a cleared environment; they get the image's allocator tunables
+    // (or the ones the bench is run with), so what is measured is what is deployed.
+    let tunables = std::env::var("GLIBC_TUNABLES").unwrap_or_else(|_| GLIBC_TUNABLES.into());
+    sandbox.common_env.push(("GLIBC_TUNABLES".into(), tunables));
+    Ok(sandbox)
 }
 
 pub async fn bus(sandbox: &Sandbox, name: &str) -> anyhow::Result<Bus> {
@@ -278,5 +289,14 @@ mod tests {
         assert!(cpu_time(me).is_some());
         let (rss, peak) = memory_mb(me).unwrap();
         assert!(rss > 0.0 && peak >= rss);
+    }
+
+    #[test]
+    fn the_bench_runs_the_services_with_the_images_allocator_settings() {
+        let dockerfile = include_str!("../../../deploy/Dockerfile");
+        assert!(
+            dockerfile.contains(&format!("GLIBC_TUNABLES={GLIBC_TUNABLES}")),
+            "deploy/Dockerfile and the bench disagree on GLIBC_TUNABLES"
+        );
     }
 }
