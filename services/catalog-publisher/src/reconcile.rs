@@ -288,7 +288,6 @@ async fn run_once(
     let mut creating: HashSet<String> = HashSet::new();
     let overlay = dry.then_some(&read.overlay);
     for chunk in ids.chunks(CHUNK) {
-        let step = Instant::now();
         let items = plan_items(ctx, chunk, &holds, overlay)?;
         let mut st = Staged::new(&ctx.t, &ctx.id);
         for item in &items {
@@ -318,7 +317,6 @@ async fn run_once(
         ctx.live.wake.notify_one();
         done += chunk.len() as i64;
         progress(ctx, scan, "plan", done, total).await;
-        pace(ctx, step).await;
     }
     plan.updates_by_field = count_fields(fields_changed.iter().map(|v| v.as_slice()))
         .into_iter()
@@ -356,16 +354,6 @@ async fn run_once(
         batch_writes: if dry { 0 } else { batch_writes as i64 },
         error,
     })
-}
-
-/// Gives the live path room after a step of the reconciliation that started at `step`: the
-/// reconciliation is a background job, and a stock change must not queue behind it for CPU, the
-/// sled log or the shop (`publisher.reconcile_duty_percent`).
-async fn pace(ctx: &StoreCtx, step: Instant) {
-    let pause = ctx.cfg.reconcile_pause(step.elapsed());
-    if !pause.is_zero() {
-        tokio::time::sleep(pause).await;
-    }
 }
 
 /// Waits until the live writer wrote (or failed) every product this run marked. Returns the
@@ -535,7 +523,6 @@ async fn read_woo(ctx: &StoreCtx, scan: &v1::CatalogScanned) -> anyhow::Result<R
     let mut done = 0i64;
     loop {
         let page_started = duellsync_events::now_ms();
-        let step = Instant::now();
         // Ordered by id: other orderings skip and repeat rows on real stores.
         let page = ctx
             .woo
@@ -572,7 +559,6 @@ async fn read_woo(ctx: &StoreCtx, scan: &v1::CatalogScanned) -> anyhow::Result<R
             st.commit().await?;
         }
         progress(ctx, scan, "read-woo", done, page.total.unwrap_or(0) as i64).await;
-        pace(ctx, step).await;
         let last = n < 100 || page.total_pages.is_some_and(|tp| u64::from(page_no) >= tp);
         if last {
             break;
@@ -583,7 +569,6 @@ async fn read_woo(ctx: &StoreCtx, scan: &v1::CatalogScanned) -> anyhow::Result<R
         let mut page_no = 1;
         loop {
             let page_started = duellsync_events::now_ms();
-            let step = Instant::now();
             let page = ctx
                 .woo
                 .list_variations(
@@ -616,7 +601,6 @@ async fn read_woo(ctx: &StoreCtx, scan: &v1::CatalogScanned) -> anyhow::Result<R
             if !scan.dry_run {
                 st.commit().await?;
             }
-            pace(ctx, step).await;
             if n < 100 {
                 break;
             }
