@@ -186,7 +186,7 @@ impl Store {
             return Ok(());
         }
         self.committer
-            .call(|reply| Job::Commit(commit.batch, reply))
+            .call(|reply| Job::Commit(commit, reply))
             .await
     }
 
@@ -198,9 +198,7 @@ impl Store {
         if commit.is_empty() {
             return Ok(());
         }
-        self.committer
-            .call(|reply| Job::Apply(commit.batch, reply))
-            .await
+        self.committer.call(|reply| Job::Apply(commit, reply)).await
     }
 
     /// How many flushes this store has made so far (the costly part of a commit): what tests
@@ -215,7 +213,7 @@ impl Store {
             return Ok(());
         }
         self.committer
-            .call_blocking(|reply| Job::Commit(commit.batch, reply))
+            .call_blocking(|reply| Job::Commit(commit, reply))
     }
 
     /// Waits until everything written so far is on disk.
@@ -248,7 +246,7 @@ impl Store {
         }
         let mut needle = group.as_bytes().to_vec();
         needle.push(0);
-        let mut batch = sled::Batch::default();
+        let mut batch = Commit::new();
         for row in self.tree.iter().keys() {
             let key = row?;
             let Some(nul) = key.iter().position(|b| *b == 0) else {
@@ -257,7 +255,7 @@ impl Store {
             if key[nul + 1..].starts_with(&needle) {
                 let table = String::from_utf8_lossy(&key[..nul]).into_owned();
                 *removed.entry(table).or_default() += 1;
-                batch.remove(key);
+                batch.push(key.to_vec(), Write::Remove);
             }
         }
         if !removed.is_empty() {
@@ -296,9 +294,9 @@ impl FlushCounter {
 
 enum Job {
     /// Apply, then answer after the flush.
-    Commit(sled::Batch, Reply),
+    Commit(Commit, Reply),
     /// Apply and answer at once; the next flush covers it.
-    Apply(sled::Batch, Reply),
+    Apply(Commit, Reply),
     Flush(Reply),
 }
 
@@ -366,13 +364,13 @@ impl Committer {
             let mut next = Some(first);
             while let Some(job) = next.take() {
                 match job {
-                    Job::Commit(batch, reply) => match tree.apply_batch(batch) {
+                    Job::Commit(commit, reply) => match commit.apply(tree) {
                         Ok(()) => waiting.push(reply),
                         // sled applies a batch whole or not at all: only this commit failed.
                         Err(e) => reply.send(Err(Error::Sled(e))),
                     },
-                    Job::Apply(batch, reply) => {
-                        reply.send(tree.apply_batch(batch).map_err(Error::Sled));
+                    Job::Apply(commit, reply) => {
+                        reply.send(commit.apply(tree).map_err(Error::Sled));
                     }
                     Job::Flush(reply) => waiting.push(reply),
                 }
@@ -410,16 +408,27 @@ fn table_prefix(name: &str) -> Vec<u8> {
     p
 }
 
-/// A set of writes applied atomically by [`Store::commit`].
+/// A set of writes applied atomically by [`Store::commit`], in the order they were staged.
 #[derive(Default)]
 pub struct Commit {
-    batch: sled::Batch,
-    len: usize,
+    writes: Vec<(Vec<u8>, Write)>,
+    /// Whether any write is a [`Write::RemoveIf`], which must be decided when applied.
+    conditional: bool,
+}
+
+enum Write {
+    Put(Vec<u8>),
+    Remove,
+    /// Remove if the value at that point of the commit (stored, or written earlier in the same
+    /// commit) is exactly these bytes.
+    RemoveIf(Vec<u8>),
 }
 
 impl std::fmt::Debug for Commit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Commit").field("writes", &self.len).finish()
+        f.debug_struct("Commit")
+            .field("writes", &self.len())
+            .finish()
     }
 }
 
@@ -429,11 +438,59 @@ impl Commit {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.writes.is_empty()
     }
 
     pub fn len(&self) -> usize {
-        self.len
+        self.writes.len()
+    }
+
+    fn push(&mut self, key: Vec<u8>, write: Write) {
+        self.conditional |= matches!(write, Write::RemoveIf(_));
+        self.writes.push((key, write));
+    }
+
+    /// Runs on the committer thread, the only writer of the tree: a conditional removal is
+    /// decided against the value as this commit finds it, and no other commit can come between
+    /// that check and the write.
+    fn apply(self, tree: &sled::Tree) -> sled::Result<()> {
+        let mut batch = sled::Batch::default();
+        if !self.conditional {
+            for (key, write) in self.writes {
+                match write {
+                    Write::Put(value) => batch.insert(key, value),
+                    Write::Remove | Write::RemoveIf(_) => batch.remove(key),
+                }
+            }
+            return tree.apply_batch(batch);
+        }
+        let mut after: BTreeMap<Vec<u8>, Option<Vec<u8>>> = BTreeMap::new();
+        for (key, write) in self.writes {
+            match write {
+                Write::Put(value) => {
+                    after.insert(key, Some(value));
+                }
+                Write::Remove => {
+                    after.insert(key, None);
+                }
+                Write::RemoveIf(expected) => {
+                    let matches = match after.get(&key) {
+                        Some(current) => current.as_deref() == Some(&expected[..]),
+                        None => tree.get(&key)?.is_some_and(|v| v == expected[..]),
+                    };
+                    if matches {
+                        after.insert(key, None);
+                    }
+                }
+            }
+        }
+        for (key, value) in after {
+            match value {
+                Some(value) => batch.insert(key, value),
+                None => batch.remove(key),
+            }
+        }
+        tree.apply_batch(batch)
     }
 }
 
@@ -573,14 +630,21 @@ impl<K: Key, V: Serialize + DeserializeOwned> Table<K, V> {
     /// Stages a write in `commit`.
     pub fn put(&self, commit: &mut Commit, key: &K, value: &V) {
         let bytes = serde_json::to_vec(value).expect("state values are plain data and serialise");
-        commit.batch.insert(self.full_key(key), bytes);
-        commit.len += 1;
+        commit.push(self.full_key(key), Write::Put(bytes));
     }
 
     /// Stages a removal in `commit`.
     pub fn remove(&self, commit: &mut Commit, key: &K) {
-        commit.batch.remove(self.full_key(key));
-        commit.len += 1;
+        commit.push(self.full_key(key), Write::Remove);
+    }
+
+    /// Stages a removal that happens only if the row still holds `expected` when the commit is
+    /// applied (compare-and-delete): a task that read a value, worked on it and now retires it
+    /// must not retire a newer value another task wrote meanwhile.
+    pub fn remove_if(&self, commit: &mut Commit, key: &K, expected: &V) {
+        let bytes =
+            serde_json::to_vec(expected).expect("state values are plain data and serialise");
+        commit.push(self.full_key(key), Write::RemoveIf(bytes));
     }
 
     /// Writes one value and flushes right away (tools and tests; services use [`Commit`]).
@@ -715,6 +779,54 @@ mod tests {
     struct Link {
         woo_id: i64,
         sku: String,
+    }
+
+    /// The race this guards: a writer reads a mark at generation 1, works, and retires it with
+    /// a commit staged while the mark was still 1; meanwhile another commit set it to 2. Only a
+    /// check made when the commit is applied sees the 2.
+    #[tokio::test]
+    async fn a_conditional_removal_is_decided_when_the_commit_is_applied() {
+        let store = Store::temporary().unwrap();
+        let marks: Table<i64, u64> = store.table("marks");
+        marks.put_now(&store, &1, &1).await.unwrap();
+        marks.put_now(&store, &2, &1).await.unwrap();
+
+        let mut retire = Commit::new();
+        marks.remove_if(&mut retire, &1, &1);
+        marks.remove_if(&mut retire, &2, &1);
+        // Staged above while both were at 1; product 1 is marked again before it is applied.
+        marks.put_now(&store, &1, &2).await.unwrap();
+        store.commit(retire).await.unwrap();
+
+        assert_eq!(marks.get(&1).unwrap(), Some(2), "the newer mark stays");
+        assert_eq!(
+            marks.get(&2).unwrap(),
+            None,
+            "the unchanged mark is retired"
+        );
+    }
+
+    #[tokio::test]
+    async fn writes_of_one_commit_apply_in_the_order_they_were_staged() {
+        let store = Store::temporary().unwrap();
+        let marks: Table<i64, u64> = store.table("marks");
+        marks.put_now(&store, &1, &5).await.unwrap();
+        marks.put_now(&store, &2, &5).await.unwrap();
+        let mut c = Commit::new();
+        // Retired, then marked again by the same commit: the later write wins.
+        marks.remove_if(&mut c, &1, &5);
+        marks.put(&mut c, &1, &6);
+        // Written by this commit, then retired at the value it wrote.
+        marks.put(&mut c, &2, &7);
+        marks.remove_if(&mut c, &2, &7);
+        // A removal conditional on a value the row does not hold changes nothing.
+        marks.put(&mut c, &3, &1);
+        marks.remove_if(&mut c, &3, &9);
+        assert_eq!(c.len(), 6);
+        store.commit_unflushed(c).await.unwrap();
+        assert_eq!(marks.get(&1).unwrap(), Some(6));
+        assert_eq!(marks.get(&2).unwrap(), None);
+        assert_eq!(marks.get(&3).unwrap(), Some(1));
     }
 
     #[tokio::test]

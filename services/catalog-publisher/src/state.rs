@@ -2,6 +2,8 @@
 //! work still to do, and stock holds.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use duellsync_catalog::Source;
 pub(crate) use duellsync_catalog::{Hold, Link};
@@ -70,6 +72,8 @@ pub(crate) struct Tables {
     pub parked: Table<Key, Parked>,
     /// Full syncs to run (recorded with their scan marker's ack, dropped with their report).
     pub runs: Table<NameKey, crate::reconcile::Run>,
+    /// Source of dirty-mark generations, shared by every task of the process.
+    gens: Arc<AtomicU64>,
 }
 
 /// Why a product is left alone.
@@ -101,8 +105,26 @@ impl Tables {
             outbox: crate::outbox::table(store),
             parked: store.table("pub_parked"),
             runs: store.table("pub_runs"),
+            gens: Arc::new(AtomicU64::new(first_generation())),
         }
     }
+
+    /// A generation newer than `prev` and than every generation handed out before, in this
+    /// process or (by the clock) an earlier one. A mark that is cleared and set again must not
+    /// get a generation a writer may still hold from the first mark.
+    fn next_gen(&self, prev: u64) -> u64 {
+        let counter = self.gens.fetch_add(1, Ordering::Relaxed) + 1;
+        counter.max(prev + 1)
+    }
+}
+
+/// Microseconds since the Unix epoch: larger than the generations of earlier runs (which drew
+/// at most one per mark from a start like this one), so restarts do not reuse them.
+fn first_generation() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX / 2))
+        .unwrap_or(0)
 }
 
 /// A `(store, id)` key.
@@ -206,7 +228,7 @@ impl<'a> Staged<'a> {
 
     /// Marks a product as needing a comparison with WooCommerce; returns the new generation.
     pub fn mark_dirty(&mut self, id: i64) -> anyhow::Result<u64> {
-        let g = self.dirty_gen(id)?.unwrap_or(0) + 1;
+        let g = self.t.next_gen(self.dirty_gen(id)?.unwrap_or(0));
         self.t
             .dirty
             .put(&mut self.commit, &mk(self.store_id, id), &g);
@@ -220,16 +242,18 @@ impl<'a> Staged<'a> {
         self.marks
     }
 
-    /// Clears the dirty mark if it is still at generation `gen`.
-    pub fn clear_dirty(&mut self, id: i64, gen: u64) -> anyhow::Result<bool> {
-        if self.dirty_gen(id)? == Some(gen) {
-            self.t
-                .dirty
-                .remove(&mut self.commit, &mk(self.store_id, id));
-            self.dirty.insert(id, None);
-            return Ok(true);
+    /// Clears the dirty mark if it is still at generation `gen` when the commit is applied.
+    /// Other tasks (the reconciliation, the inputs) commit marks concurrently; a check made now
+    /// would let this commit erase a newer mark that lands between staging and applying.
+    pub fn clear_dirty(&mut self, id: i64, gen: u64) {
+        let key = mk(self.store_id, id);
+        match self.dirty.get(&id) {
+            // Marked by this batch: its own write decides.
+            Some(Some(g)) if *g == gen => self.t.dirty.remove(&mut self.commit, &key),
+            Some(_) => return,
+            None => self.t.dirty.remove_if(&mut self.commit, &key, &gen),
         }
-        Ok(false)
+        self.dirty.insert(id, None);
     }
 
     pub fn hold(&self, order: i64) -> anyhow::Result<Option<Hold>> {
@@ -389,5 +413,60 @@ mod tests {
         st.commit().await.unwrap();
         assert_eq!(ids_for_sku(&t, "s1", "Same").unwrap(), vec![1, 2]);
         assert_eq!(t.children.get(&mk("s1", 10)).unwrap(), Some(vec![11, 12]));
+    }
+
+    /// A writer planned product 7 at the generation it read, wrote it, and retires the mark;
+    /// meanwhile a withdrawal marked it again and committed first. The withdrawal must stay
+    /// dirty, or it never reaches WooCommerce (the e2e hide tests failed 1 run in 10 on this).
+    #[tokio::test]
+    async fn a_mark_committed_while_a_writer_retires_the_old_one_survives() {
+        let store = Store::temporary().unwrap();
+        let t = Tables::new(&store);
+        let mut first = Staged::new(&t, "s1");
+        let planned = first.mark_dirty(7).unwrap();
+        first.commit().await.unwrap();
+
+        let mut writer = Staged::new(&t, "s1");
+        writer.clear_dirty(7, planned);
+
+        let mut withdrawal = Staged::new(&t, "s1");
+        let newer = withdrawal.mark_dirty(7).unwrap();
+        withdrawal.commit().await.unwrap();
+        writer.commit().await.unwrap();
+
+        assert!(newer > planned);
+        assert_eq!(t.dirty.get(&mk("s1", 7)).unwrap(), Some(newer));
+    }
+
+    /// Cleared and marked again, a product must not get back the generation a slow writer may
+    /// still hold from the first mark (it restarted at 1 before).
+    #[tokio::test]
+    async fn a_product_marked_again_after_a_clear_gets_a_newer_generation() {
+        let store = Store::temporary().unwrap();
+        let t = Tables::new(&store);
+        let mut st = Staged::new(&t, "s1");
+        let first = st.mark_dirty(3).unwrap();
+        st.commit().await.unwrap();
+
+        let mut clear = Staged::new(&t, "s1");
+        clear.clear_dirty(3, first);
+        clear.commit().await.unwrap();
+        assert_eq!(t.dirty.get(&mk("s1", 3)).unwrap(), None);
+
+        let mut again = Staged::new(&t, "s1");
+        let second = again.mark_dirty(3).unwrap();
+        again.commit().await.unwrap();
+        assert!(second > first);
+
+        // The slow writer holding the first generation retires nothing.
+        let mut slow = Staged::new(&t, "s1");
+        slow.clear_dirty(3, first);
+        slow.commit().await.unwrap();
+        assert_eq!(t.dirty.get(&mk("s1", 3)).unwrap(), Some(second));
+
+        // A new process (the store reopened) keeps counting upwards.
+        let reopened = Tables::new(&store);
+        let mut st = Staged::new(&reopened, "s1");
+        assert!(st.mark_dirty(3).unwrap() > second);
     }
 }

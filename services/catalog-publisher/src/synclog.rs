@@ -103,7 +103,7 @@ pub(crate) fn record_failure(
     let sku = sku_of(source.as_ref());
     tracing::warn!(store = %ctx.id, product_id = id, sku = %sku, code, message, "product not written; parked until its cause changes");
     if let Some(g) = gen {
-        st.clear_dirty(id, g)?;
+        st.clear_dirty(id, g);
     }
     st.t.parked.put(
         &mut st.commit,

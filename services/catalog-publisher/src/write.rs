@@ -213,14 +213,14 @@ pub(crate) async fn execute(
             // Failed for good before: not retried until its cause changes (issue 12 §3).
             outcome.parked += 1;
             if let Some(g) = item.gen {
-                st.clear_dirty(item.id, g)?;
+                st.clear_dirty(item.id, g);
             }
             continue;
         }
         match &item.plan {
             Planned::Nothing => {
                 if let Some(g) = item.gen {
-                    st.clear_dirty(item.id, g)?;
+                    st.clear_dirty(item.id, g);
                 }
             }
             Planned::Wait => match &item.parent_parked {
@@ -622,7 +622,7 @@ async fn send_job_inner(ctx: &StoreCtx, job: Job) -> anyhow::Result<JobOutcome> 
                 st.t.pending
                     .remove(&mut st.commit, &mk(st.store_id, item.id));
                 if let Some(g) = item.gen {
-                    st.clear_dirty(item.id, g)?;
+                    st.clear_dirty(item.id, g);
                 }
                 st.commit().await?;
                 Ok(out)
@@ -776,7 +776,7 @@ fn record_ok(
     st.t.pending
         .remove(&mut st.commit, &mk(st.store_id, item.id));
     if let Some(g) = item.gen {
-        st.clear_dirty(item.id, g)?;
+        st.clear_dirty(item.id, g);
     }
     if item.image_deferred {
         // Its image comes with a later write, reusing the attachment being made now.
