@@ -222,6 +222,7 @@ pub async fn run(cfg: ChaosConfig) -> ChaosReport {
             method: None,
             route: None,
             path_contains: Some("/wp-json/".into()),
+            query_contains: None,
             kind,
             times: None,
             probability: Some(cfg.fault_rate / 3.0),

@@ -568,6 +568,43 @@ async fn a_hidden_product_goes_to_the_trash_when_configured() {
     hide_and_show("trash", "trash").await;
 }
 
+/// The initial full sync reads WooCommerce's catalogue while the live writer creates the
+/// product, and the page (taken before the create) arrives after it. The full sync took the
+/// product missing from that page as deleted by a person and dropped its link; a hide that was
+/// still waiting for `min_write_interval` then found nothing to hide, and the product stayed on
+/// sale. (Paced reconciliations made this window wide enough for the hide tests above to fail
+/// about 1 run in 4.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_product_created_while_a_full_sync_reads_the_catalogue_keeps_its_link() {
+    let mut world = empty_world(&[]).await;
+    let id = add(&world, "Sen", "LATE-1", 100, 1);
+    world.woo.add_fault(FaultRule {
+        method: Some("GET".into()),
+        route: Some("products".into()),
+        path_contains: None,
+        // The full sync's catalogue pages, not the writer's look-ups by SKU.
+        query_contains: Some("orderby=id".into()),
+        kind: FaultKind::SlowAnswer { ms: 2000 },
+        times: Some(1),
+        probability: None,
+    });
+    world.sandbox.start("change-poller", &[]);
+    world.sandbox.start(
+        "catalog-publisher",
+        &[("DUELLSYNC_PUBLISHER__MIN_WRITE_INTERVAL", "4s")],
+    );
+    world.sandbox.wait_ready("change-poller", WAIT);
+    world.sandbox.wait_ready("catalog-publisher", WAIT);
+    let p = wait_woo(&world, "created", "LATE-1", |p| p.status == "publish").await;
+    world.duell.set_visible(id, false).unwrap();
+    eventually("hidden in Woo", WAIT, || async {
+        let v = world.woo.product_json(p.id)?;
+        (v["status"].as_str()? == "draft").then_some(())
+    })
+    .await;
+    assert_eq!(world.woo_products().await.len(), 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_campaign_becomes_a_sale_with_its_period_and_ending_it_clears_the_sale() {
     let mut world = empty_world(&[]).await;
@@ -893,6 +930,7 @@ async fn a_stock_change_is_written_while_a_reconciliation_runs() {
         method: Some("GET".into()),
         route: Some("products".into()),
         path_contains: None,
+        query_contains: None,
         kind: FaultKind::Latency { ms: 1500 },
         times: Some(6),
         probability: None,

@@ -77,6 +77,7 @@ pub(crate) async fn catalog_world(
             method: None,
             route: None,
             path_contains: None,
+            query_contains: None,
             kind: FaultKind::Latency { ms: latency_ms },
             times: None,
             probability: None,

@@ -28,6 +28,13 @@ pub enum FaultKind {
     Hang,
     /// Process the request, then never answer: the write happened but the client times out.
     HangAfterApply,
+    /// Process the request, then wait this long before answering: the answer describes the
+    /// store as it was when the request was processed, however much changed meanwhile (a
+    /// slow page of a large catalogue on a busy host).
+    SlowAnswer {
+        /// Milliseconds.
+        ms: u64,
+    },
     /// An HTML error page with this status (WAF 403, maintenance 503...).
     HtmlError {
         /// HTTP status.
@@ -58,6 +65,9 @@ pub struct FaultRule {
     /// Substring of the request path.
     #[serde(default)]
     pub path_contains: Option<String>,
+    /// Substring of the raw query string (e.g. `orderby=id`).
+    #[serde(default)]
+    pub query_contains: Option<String>,
     /// The fault.
     pub kind: FaultKind,
     /// Apply to the next N matching requests only (deterministic); `None` = unlimited.
@@ -75,13 +85,14 @@ impl FaultRule {
             method: Some(method.to_string()),
             route: Some(route.to_string()),
             path_contains: None,
+            query_contains: None,
             kind,
             times: Some(times),
             probability: None,
         }
     }
 
-    pub(crate) fn matches(&self, method: &str, route: &str, path: &str) -> bool {
+    pub(crate) fn matches(&self, method: &str, route: &str, path: &str, query: &str) -> bool {
         self.method
             .as_deref()
             .is_none_or(|m| m.eq_ignore_ascii_case(method))
@@ -90,5 +101,9 @@ impl FaultRule {
                 .path_contains
                 .as_deref()
                 .is_none_or(|p| path.contains(p))
+            && self
+                .query_contains
+                .as_deref()
+                .is_none_or(|q| query.contains(q))
     }
 }

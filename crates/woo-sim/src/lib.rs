@@ -914,6 +914,7 @@ mod tests {
             method: None,
             route: None,
             path_contains: None,
+            query_contains: None,
             kind: FaultKind::Latency { ms: 200 },
             times: None,
             probability: None,
@@ -930,5 +931,46 @@ mod tests {
         assert_eq!(sim.peak_concurrency(), 0);
         get().await.unwrap();
         assert_eq!(sim.peak_concurrency(), 1);
+    }
+
+    /// A slow answer shows the store as it was when the request was processed: the reader of
+    /// a catalogue page must not take a product missing from it as gone if it was made later.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_slow_answer_describes_the_store_when_the_request_was_processed() {
+        let sim = WooSim::start(SimConfig {
+            https: false,
+            ..SimConfig::default()
+        })
+        .await
+        .unwrap();
+        sim.add_fault(FaultRule {
+            method: Some("GET".into()),
+            route: Some("products".into()),
+            path_contains: None,
+            query_contains: Some("orderby=id".into()),
+            kind: FaultKind::SlowAnswer { ms: 600 },
+            times: Some(1),
+            probability: None,
+        });
+        let client = client_with_timeout(&sim, Duration::from_secs(10));
+        let query = duellsync_woo::ProductQuery {
+            orderby: Some(duellsync_woo::OrderBy::Id),
+            ..duellsync_woo::ProductQuery::default()
+        };
+        let slow = tokio::spawn({
+            let client = client.clone();
+            let query = query.clone();
+            async move { client.list_products(&query).await }
+        });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let made = sim.seed_products(1, "LATE-", "10", 1);
+        let early = slow.await.unwrap().unwrap();
+        assert!(
+            early.items.is_empty(),
+            "answered with the store before the product was made"
+        );
+        // Only the matching request was slowed, and only once.
+        let now = client.list_products(&query).await.unwrap();
+        assert_eq!(now.items.iter().map(|p| p.id).collect::<Vec<_>>(), made);
     }
 }

@@ -231,8 +231,10 @@ async fn handle(
     }
     // Faults act like the host in front of WordPress.
     let mut hang_after = false;
+    let mut answer_after = Duration::ZERO;
     let mut php_warning = false;
-    for fault in take_faults(&shared, &effective_method, &route_key, &path) {
+    let raw_query = uri.query().unwrap_or("");
+    for fault in take_faults(&shared, &effective_method, &route_key, &path, raw_query) {
         match fault {
             FaultKind::Latency { ms } => tokio::time::sleep(Duration::from_millis(ms)).await,
             FaultKind::Hang => {
@@ -265,6 +267,7 @@ async fn handle(
                 headers.remove("authorization");
             }
             FaultKind::HangAfterApply => hang_after = true,
+            FaultKind::SlowAnswer { ms } => answer_after = Duration::from_millis(ms),
             FaultKind::PhpWarning => php_warning = true,
         }
     }
@@ -365,6 +368,9 @@ async fn handle(
     if hang_after {
         tokio::time::sleep(shared.cfg.hang).await;
     }
+    if !answer_after.is_zero() {
+        tokio::time::sleep(answer_after).await;
+    }
     let mut resp = resp;
     if php_warning {
         resp.body = format!(
@@ -375,13 +381,19 @@ async fn handle(
     resp.into_response(&home)
 }
 
-fn take_faults(shared: &Shared, method: &str, route: &str, path: &str) -> Vec<FaultKind> {
+fn take_faults(
+    shared: &Shared,
+    method: &str,
+    route: &str,
+    path: &str,
+    query: &str,
+) -> Vec<FaultKind> {
     let Ok(mut rules) = shared.faults.lock() else {
         return Vec::new();
     };
     let mut out = Vec::new();
     for rule in rules.iter_mut() {
-        if !rule.matches(method, route, path) || rule.times == Some(0) {
+        if !rule.matches(method, route, path, query) || rule.times == Some(0) {
             continue;
         }
         if let Some(p) = rule.probability {

@@ -88,6 +88,20 @@ pub struct PublisherSection {
     /// once; a few times `batch_size × woo.max_concurrency` keeps every connection busy, and
     /// more only raises the memory a full sync of a large catalogue leaves behind.
     pub write_round: usize,
+    /// The share of its time (1–100 %) a reconciliation or full sync spends reading
+    /// WooCommerce and planning: after each page it pauses in proportion to how long the page
+    /// took. It competes for the same CPU, sled log and shop as the live writer, and a stock
+    /// change must not wait behind it; a real shop also serves its customers from the database
+    /// those pages come from. 100 = no pause.
+    pub reconcile_duty_percent: u32,
+}
+
+impl PublisherSection {
+    /// The pause after a reconciliation step that took `took`.
+    pub fn reconcile_pause(&self, took: Duration) -> Duration {
+        let duty = self.reconcile_duty_percent.clamp(1, 100);
+        took * (100 - duty) / duty
+    }
 }
 
 impl Default for PublisherSection {
@@ -100,6 +114,28 @@ impl Default for PublisherSection {
             retry_backoff: Duration::from_secs(2),
             settle_after: Duration::from_secs(120),
             write_round: 1000,
+            reconcile_duty_percent: 50,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reconciliation_pauses_in_proportion_to_its_share() {
+        let mut cfg = PublisherSection::default();
+        let took = Duration::from_millis(40);
+        assert_eq!(cfg.reconcile_pause(took), took, "half the time by default");
+        cfg.reconcile_duty_percent = 100;
+        assert_eq!(cfg.reconcile_pause(took), Duration::ZERO);
+        cfg.reconcile_duty_percent = 25;
+        assert_eq!(cfg.reconcile_pause(took), Duration::from_millis(120));
+        // Out of range is read as the nearest sensible share, never a division by zero.
+        cfg.reconcile_duty_percent = 0;
+        assert_eq!(cfg.reconcile_pause(took), took * 99);
+        cfg.reconcile_duty_percent = 500;
+        assert_eq!(cfg.reconcile_pause(took), Duration::ZERO);
     }
 }

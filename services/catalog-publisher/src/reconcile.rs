@@ -288,6 +288,7 @@ async fn run_once(
     let mut creating: HashSet<String> = HashSet::new();
     let overlay = dry.then_some(&read.overlay);
     for chunk in ids.chunks(CHUNK) {
+        let step = Instant::now();
         let items = plan_items(ctx, chunk, &holds, overlay)?;
         let mut st = Staged::new(&ctx.t, &ctx.id);
         for item in &items {
@@ -317,6 +318,7 @@ async fn run_once(
         ctx.live.wake.notify_one();
         done += chunk.len() as i64;
         progress(ctx, scan, "plan", done, total).await;
+        pace(ctx, step).await;
     }
     plan.updates_by_field = count_fields(fields_changed.iter().map(|v| v.as_slice()))
         .into_iter()
@@ -354,6 +356,16 @@ async fn run_once(
         batch_writes: if dry { 0 } else { batch_writes as i64 },
         error,
     })
+}
+
+/// Gives the live path room after a step of the reconciliation that started at `step`: the
+/// reconciliation is a background job, and a stock change must not queue behind it for CPU, the
+/// sled log or the shop (`publisher.reconcile_duty_percent`).
+async fn pace(ctx: &StoreCtx, step: Instant) {
+    let pause = ctx.cfg.reconcile_pause(step.elapsed());
+    if !pause.is_zero() {
+        tokio::time::sleep(pause).await;
+    }
 }
 
 /// Waits until the live writer wrote (or failed) every product this run marked. Returns the
@@ -521,8 +533,10 @@ async fn read_woo(ctx: &StoreCtx, scan: &v1::CatalogScanned) -> anyhow::Result<R
     let mut variable: Vec<u64> = Vec::new();
     let mut page_no = 1u32;
     let mut done = 0i64;
+    let read_started = duellsync_events::now_ms();
     loop {
         let page_started = duellsync_events::now_ms();
+        let step = Instant::now();
         // Ordered by id: other orderings skip and repeat rows on real stores.
         let page = ctx
             .woo
@@ -559,6 +573,7 @@ async fn read_woo(ctx: &StoreCtx, scan: &v1::CatalogScanned) -> anyhow::Result<R
             st.commit().await?;
         }
         progress(ctx, scan, "read-woo", done, page.total.unwrap_or(0) as i64).await;
+        pace(ctx, step).await;
         let last = n < 100 || page.total_pages.is_some_and(|tp| u64::from(page_no) >= tp);
         if last {
             break;
@@ -569,6 +584,7 @@ async fn read_woo(ctx: &StoreCtx, scan: &v1::CatalogScanned) -> anyhow::Result<R
         let mut page_no = 1;
         loop {
             let page_started = duellsync_events::now_ms();
+            let step = Instant::now();
             let page = ctx
                 .woo
                 .list_variations(
@@ -601,6 +617,7 @@ async fn read_woo(ctx: &StoreCtx, scan: &v1::CatalogScanned) -> anyhow::Result<R
             if !scan.dry_run {
                 st.commit().await?;
             }
+            pace(ctx, step).await;
             if n < 100 {
                 break;
             }
@@ -608,7 +625,9 @@ async fn read_woo(ctx: &StoreCtx, scan: &v1::CatalogScanned) -> anyhow::Result<R
         }
     }
     // Links whose product is gone from WooCommerce (deleted by a person) are forgotten; a
-    // product we moved to the trash is not listed, but it is still there.
+    // product we moved to the trash is not listed, but it is still there. A link the writer
+    // recorded after the read began is newer than every page: its product may have been made
+    // after its page was read.
     let mut st = Staged::new(&ctx.t, &ctx.id);
     let links: Vec<(i64, Link)> = ctx
         .t
@@ -617,7 +636,10 @@ async fn read_woo(ctx: &StoreCtx, scan: &v1::CatalogScanned) -> anyhow::Result<R
         .map(|r| r.map(|((_, id), l)| (id, l)))
         .collect::<Result<_, _>>()?;
     for (id, link) in links {
-        if !seen.contains(&link.woo.woo_id) && link.woo.status != "trash" && !busy(ctx, id, 0)? {
+        if !seen.contains(&link.woo.woo_id)
+            && link.woo.status != "trash"
+            && !busy(ctx, id, read_started)?
+        {
             if scan.dry_run {
                 read.overlay.insert(id, None);
             } else {

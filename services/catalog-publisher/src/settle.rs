@@ -144,6 +144,10 @@ pub(crate) async fn verify(ctx: &StoreCtx, items: &[(i64, Pending)]) -> anyhow::
         st.mark_dirty(*id)?;
     }
     st.commit().await?;
+    // What was read here is newer than the pages of a full sync reading now (a create that
+    // ran on after its client gave up may be missing from them).
+    let settled: Vec<i64> = items.iter().map(|(id, _)| *id).collect();
+    ctx.live.wrote(&settled, duellsync_events::now_ms());
     Ok(())
 }
 
