@@ -20,6 +20,24 @@ pub mod chaos;
 pub const STOCK_DEPARTMENT: u64 = 1;
 pub const ORDER_DEPARTMENT: u64 = 2;
 
+/// A DUELL simulator with no products and no customers: the test makes what it needs.
+pub fn empty_duell() -> DuellConfig {
+    DuellConfig {
+        products: 0,
+        customers: 0,
+        ..DuellConfig::default()
+    }
+}
+
+/// A WooCommerce simulator on plain http with these settings.
+pub fn plain_shop(settings: duellsync_woo_sim::Settings) -> WooConfig {
+    WooConfig {
+        https: false,
+        settings,
+        ..WooConfig::default()
+    }
+}
+
 /// The simulators, the sandbox and a store wired to both.
 pub struct World {
     pub sandbox: Sandbox,
@@ -43,6 +61,12 @@ impl World {
             sections,
         )
         .await
+    }
+
+    /// An empty DUELL (no products, no customers) and a shop on plain http with the given
+    /// WooCommerce settings (tax, prices with or without tax). No service is started yet.
+    pub async fn empty_shop(woo_settings: duellsync_woo_sim::Settings, settings: &[&str]) -> World {
+        Self::with(empty_duell(), plain_shop(woo_settings), settings, "").await
     }
 
     pub async fn with(

@@ -8,8 +8,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use duellsync_bus::{Bus, BusOptions};
-use duellsync_duell_sim::{NewSimProduct, SimConfig as DuellConfig};
-use duellsync_e2e::{eventually, World};
+use duellsync_duell_sim::NewSimProduct;
+use duellsync_e2e::{empty_duell, eventually, plain_shop, World};
 use duellsync_events::{v1, Event};
 use duellsync_test_support::free_port;
 use duellsync_woo_sim::{DeliveryKnobs, PlaceLine, PlaceOrder, Settings, SimConfig as WooConfig};
@@ -98,22 +98,16 @@ async fn five_hundred_orders_through_duplicated_dropped_and_disabled_webhooks_be
     let started = Instant::now();
     let ingest_port = free_port();
     let mut world = World::with(
-        DuellConfig {
-            products: 0,
-            customers: 0,
-            ..DuellConfig::default()
-        },
+        empty_duell(),
         WooConfig {
-            https: false,
-            // A Norwegian shop: prices with VAT.
-            settings: Settings::norway(),
             // Every delivery three times (two extra copies), one in ten never sent.
             delivery: DeliveryKnobs {
                 delay_ms: 20,
                 duplicates: 2,
                 drop_rate: 0.1,
             },
-            ..WooConfig::default()
+            // A Norwegian shop: prices with VAT.
+            ..plain_shop(Settings::norway())
         },
         &[
             r#"poll_interval = "500ms""#,

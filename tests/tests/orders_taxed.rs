@@ -6,13 +6,11 @@
 use std::time::Duration;
 
 use duellsync_bus::{Bus, BusOptions};
-use duellsync_duell_sim::{NewSimProduct, SimConfig as DuellConfig, SimOrder};
+use duellsync_duell_sim::{NewSimProduct, SimOrder};
 use duellsync_e2e::{eventually, World, ORDER_DEPARTMENT};
 use duellsync_events::{v1, Event};
 use duellsync_test_support::free_port;
-use duellsync_woo_sim::{
-    PlaceCoupon, PlaceFee, PlaceLine, PlaceOrder, PlaceShipping, Settings, SimConfig as WooConfig,
-};
+use duellsync_woo_sim::{PlaceCoupon, PlaceFee, PlaceLine, PlaceOrder, PlaceShipping, Settings};
 use prost::Message as _;
 use rust_decimal::Decimal;
 
@@ -40,22 +38,8 @@ fn dec(s: &str) -> Decimal {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_taxed_web_order_reaches_duell_with_the_woo_total_to_the_ore() {
     let ingest_port = free_port();
-    let mut world = World::with(
-        DuellConfig {
-            products: 0,
-            customers: 0,
-            ..DuellConfig::default()
-        },
-        WooConfig {
-            https: false,
-            settings: Settings::norway(),
-            ..WooConfig::default()
-        },
-        // The gap-fill stays out of the way: the order must come by webhook.
-        &[r#"poll_interval = "1h""#],
-        "",
-    )
-    .await;
+    // The gap-fill stays out of the way: the order must come by webhook.
+    let mut world = World::empty_shop(Settings::norway(), &[r#"poll_interval = "1h""#]).await;
     world.store.webhook_delivery_url =
         format!("http://127.0.0.1:{ingest_port}/webhooks/woocommerce/{STORE}");
     world.sandbox.write_store(STORE, &world.store.to_toml());
@@ -218,22 +202,12 @@ async fn a_taxed_web_order_reaches_duell_with_the_woo_total_to_the_ore() {
 /// pays more than DUELL's price. The classes come from the shop's own tax tables.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn products_are_written_in_the_tax_class_of_their_vat_rate() {
-    let mut world = World::with(
-        DuellConfig {
-            products: 0,
-            customers: 0,
-            ..DuellConfig::default()
-        },
-        WooConfig {
-            https: false,
-            settings: Settings {
-                prices_include_tax: false,
-                ..Settings::norway()
-            },
-            ..WooConfig::default()
+    let mut world = World::empty_shop(
+        Settings {
+            prices_include_tax: false,
+            ..Settings::norway()
         },
         &[r#"poll_interval = "500ms""#],
-        "",
     )
     .await;
     let wanted = [

@@ -53,11 +53,11 @@ pub async fn prebuild() -> anyhow::Result<()> {
     .context("building the service binaries")
 }
 
-/// glibc's allocator settings of the image (`ENV GLIBC_TUNABLES` in deploy/Dockerfile): two
-/// arenas instead of eight per core, and fixed mmap/trim thresholds so freed memory goes back
+/// glibc's allocator settings of the image (`ENV GLIBC_TUNABLES` in deploy/Dockerfile): one
+/// arena instead of eight per core, and fixed mmap/trim thresholds so freed memory goes back
 /// to the system instead of staying with the process (docs/operations.md, "Memory").
 pub const GLIBC_TUNABLES: &str =
-    "glibc.malloc.arena_max=2:glibc.malloc.mmap_threshold=131072:glibc.malloc.trim_threshold=131072";
+    "glibc.malloc.arena_max=1:glibc.malloc.mmap_threshold=131072:glibc.malloc.trim_threshold=131072";
 
 /// A new sandbox: private nats-server, temp dirs for store files, state and logs.
 pub async fn sandbox() -> anyhow::Result<Sandbox> {

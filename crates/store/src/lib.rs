@@ -65,7 +65,9 @@ const LOCK_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
 pub struct StoreOptions {
     pub path: PathBuf,
     /// sled's page cache. sled's default is 1 GiB; a small cache keeps a service with 100k
-    /// products of state under its memory target at the cost of some reads from disk.
+    /// products of state under its memory target at the cost of some reads from disk (the
+    /// services' hot rows are few). sled holds more than this in memory: 16 MB left the
+    /// publisher and the poller ~13 MB larger than 4 MB did (BENCHMARKS.md, "Memory").
     pub cache_capacity_bytes: u64,
 }
 
@@ -73,7 +75,7 @@ impl StoreOptions {
     pub fn new(path: impl Into<PathBuf>) -> Self {
         StoreOptions {
             path: path.into(),
-            cache_capacity_bytes: 16 * 1024 * 1024,
+            cache_capacity_bytes: 4 * 1024 * 1024,
         }
     }
 }

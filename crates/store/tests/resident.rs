@@ -15,8 +15,9 @@ fn resident_kb() -> u64 {
 }
 
 /// sled keeps 41 metric histograms of 512 KB in a process-wide static. Written at start-up they
-/// stay resident (~21 MB in every service that opens a store, BENCHMARKS.md); allocated zeroed
-/// (the workspace's sled feature `miri_optimizations`) their pages are never touched.
+/// stay resident (~21 MB in every unoptimised process that opens a store: each service of the
+/// e2e tests); allocated zeroed (the workspace's sled feature `miri_optimizations`) their pages
+/// are never touched. Release builds get the zeroed allocation from the optimiser either way.
 #[tokio::test]
 async fn opening_a_store_does_not_make_sleds_metric_histograms_resident() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -113,7 +113,7 @@ impl Default for PublisherSection {
             image_batch_size: 100,
             retry_backoff: Duration::from_secs(2),
             settle_after: Duration::from_secs(120),
-            write_round: 1000,
+            write_round: 500,
             reconcile_duty_percent: 50,
         }
     }
