@@ -95,7 +95,12 @@ impl App {
         bus.ensure_streams().await?;
         std::fs::create_dir_all(&config.state_dir)
             .with_context(|| format!("creating state dir {}", config.state_dir.display()))?;
-        let state = Store::open_with(StoreOptions::new(config.state_dir.join("sled")))?;
+        // The largest state of all services (every product's facts and links); its hot rows
+        // are the few products changing now, so a smaller cache than the others costs little.
+        let state = Store::open_with(StoreOptions {
+            cache_capacity_bytes: 2 * 1024 * 1024,
+            ..StoreOptions::new(config.state_dir.join("sled"))
+        })?;
         let admin = tokio::net::TcpListener::bind(&config.admin.listen)
             .await
             .with_context(|| format!("binding admin address {}", config.admin.listen))?;
