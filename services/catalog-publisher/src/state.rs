@@ -118,8 +118,9 @@ impl Tables {
     }
 }
 
-/// Microseconds since the Unix epoch: larger than the generations of earlier runs (which drew
-/// at most one per mark from a start like this one), so restarts do not reuse them.
+/// Microseconds since the Unix epoch. An earlier run started from its own start time and drew
+/// one generation per mark, far fewer than the microseconds that passed since: a restart does
+/// not hand out its generations again (and `next_gen` stays above any mark still stored).
 fn first_generation() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -417,7 +418,7 @@ mod tests {
 
     /// A writer planned product 7 at the generation it read, wrote it, and retires the mark;
     /// meanwhile a withdrawal marked it again and committed first. The withdrawal must stay
-    /// dirty, or it never reaches WooCommerce (the e2e hide tests failed 1 run in 10 on this).
+    /// dirty, or it never reaches WooCommerce.
     #[tokio::test]
     async fn a_mark_committed_while_a_writer_retires_the_old_one_survives() {
         let store = Store::temporary().unwrap();
