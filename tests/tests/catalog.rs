@@ -44,6 +44,15 @@ async fn empty_world(settings: &[&str]) -> World {
     .await
 }
 
+/// Starts the change-poller and the catalogue publisher, the latter with one setting of its
+/// own (`DUELLSYNC_PUBLISHER__…`), and waits until both are ready.
+fn start_with_publisher_env(world: &mut World, setting: (&str, &str)) {
+    world.sandbox.start("change-poller", &[]);
+    world.sandbox.start("catalog-publisher", &[setting]);
+    world.sandbox.wait_ready("change-poller", WAIT);
+    world.sandbox.wait_ready("catalog-publisher", WAIT);
+}
+
 fn add(world: &World, name: &str, sku: &str, price: u32, stock: i64) -> u64 {
     world
         .duell
@@ -579,22 +588,14 @@ async fn a_product_created_while_a_full_sync_reads_the_catalogue_keeps_its_link(
     let mut world = empty_world(&[]).await;
     let id = add(&world, "Sen", "LATE-1", 100, 1);
     world.woo.add_fault(FaultRule {
-        method: Some("GET".into()),
-        route: Some("products".into()),
-        path_contains: None,
         // The full sync's catalogue pages, not the writer's look-ups by SKU.
         query_contains: Some("orderby=id".into()),
-        kind: FaultKind::SlowAnswer { ms: 2000 },
-        times: Some(1),
-        probability: None,
+        ..FaultRule::next("GET", "products", 1, FaultKind::SlowAnswer { ms: 2000 })
     });
-    world.sandbox.start("change-poller", &[]);
-    world.sandbox.start(
-        "catalog-publisher",
-        &[("DUELLSYNC_PUBLISHER__MIN_WRITE_INTERVAL", "4s")],
+    start_with_publisher_env(
+        &mut world,
+        ("DUELLSYNC_PUBLISHER__MIN_WRITE_INTERVAL", "4s"),
     );
-    world.sandbox.wait_ready("change-poller", WAIT);
-    world.sandbox.wait_ready("catalog-publisher", WAIT);
     let p = wait_woo(&world, "created", "LATE-1", |p| p.status == "publish").await;
     world.duell.set_visible(id, false).unwrap();
     eventually("hidden in Woo", WAIT, || async {
@@ -882,13 +883,7 @@ async fn one_image_of_two_products_written_together_is_downloaded_once_even_when
         1,
         FaultKind::HangAfterApply,
     ));
-    world.sandbox.start("change-poller", &[]);
-    world.sandbox.start(
-        "catalog-publisher",
-        &[("DUELLSYNC_PUBLISHER__SETTLE_AFTER", "3s")],
-    );
-    world.sandbox.wait_ready("change-poller", WAIT);
-    world.sandbox.wait_ready("catalog-publisher", WAIT);
+    start_with_publisher_env(&mut world, ("DUELLSYNC_PUBLISHER__SETTLE_AFTER", "3s"));
     let a = wait_woo(&world, "A with its image", "CUP-A", |p| {
         !p.images.is_empty()
     })

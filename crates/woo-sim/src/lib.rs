@@ -675,6 +675,16 @@ mod tests {
         duellsync_woo::WooClient::new(c).unwrap()
     }
 
+    /// A simulator on plain http with the default settings.
+    async fn plain_sim() -> WooSim {
+        WooSim::start(SimConfig {
+            https: false,
+            ..SimConfig::default()
+        })
+        .await
+        .unwrap()
+    }
+
     fn create(sku: &str) -> duellsync_woo::ProductWrite {
         duellsync_woo::ProductWrite {
             name: Some(format!("Product {sku}")),
@@ -795,12 +805,7 @@ mod tests {
 
     #[tokio::test]
     async fn records_the_stock_values_product_writes_set_only_while_asked() {
-        let sim = WooSim::start(SimConfig {
-            https: false,
-            ..SimConfig::default()
-        })
-        .await
-        .unwrap();
+        let sim = plain_sim().await;
         let early = sim
             .admin_write_product(
                 None,
@@ -838,12 +843,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_control_api_configures_taxes_and_refuses_what_it_cannot_apply() {
-        let sim = WooSim::start(SimConfig {
-            https: false,
-            ..SimConfig::default()
-        })
-        .await
-        .unwrap();
+        let sim = plain_sim().await;
         let http = reqwest::Client::new();
         let put = |path: &str, body: serde_json::Value| {
             http.put(format!("{}/__sim/{path}", sim.base_url()))
@@ -904,12 +904,7 @@ mod tests {
 
     #[tokio::test]
     async fn keeps_the_peak_number_of_requests_served_at_once() {
-        let sim = WooSim::start(SimConfig {
-            https: false,
-            ..SimConfig::default()
-        })
-        .await
-        .unwrap();
+        let sim = plain_sim().await;
         sim.add_fault(FaultRule {
             method: None,
             route: None,
@@ -937,20 +932,10 @@ mod tests {
     /// a catalogue page must not take a product missing from it as gone if it was made later.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_slow_answer_describes_the_store_when_the_request_was_processed() {
-        let sim = WooSim::start(SimConfig {
-            https: false,
-            ..SimConfig::default()
-        })
-        .await
-        .unwrap();
+        let sim = plain_sim().await;
         sim.add_fault(FaultRule {
-            method: Some("GET".into()),
-            route: Some("products".into()),
-            path_contains: None,
             query_contains: Some("orderby=id".into()),
-            kind: FaultKind::SlowAnswer { ms: 600 },
-            times: Some(1),
-            probability: None,
+            ..FaultRule::next("GET", "products", 1, FaultKind::SlowAnswer { ms: 600 })
         });
         let client = client_with_timeout(&sim, Duration::from_secs(10));
         let query = duellsync_woo::ProductQuery {

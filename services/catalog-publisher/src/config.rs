@@ -89,8 +89,8 @@ pub struct PublisherSection {
     /// more only raises the memory a full sync of a large catalogue leaves behind.
     pub write_round: usize,
     /// The share of its time (1–100 %) a reconciliation or full sync spends reading
-    /// WooCommerce and planning: after each page it pauses in proportion to how long the page
-    /// took. It competes for the same CPU, sled log and shop as the live writer, and a stock
+    /// WooCommerce and planning: after each page read (and each chunk planned) it pauses in
+    /// proportion to how long that step took. It competes for the same CPU, sled log and shop as the live writer, and a stock
     /// change must not wait behind it; a real shop also serves its customers from the database
     /// those pages come from. 100 = no pause.
     pub reconcile_duty_percent: u32,

@@ -628,6 +628,7 @@ async fn read_woo(ctx: &StoreCtx, scan: &v1::CatalogScanned) -> anyhow::Result<R
     // product we moved to the trash is not listed, but it is still there. A link the writer
     // recorded after the read began is newer than every page: its product may have been made
     // after its page was read.
+    //
     // One link at a time: all of a large catalogue's links at once were tens of MB, a peak
     // that stayed with the process as scattered free memory after the run.
     let mut gone = Vec::new();
