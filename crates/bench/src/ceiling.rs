@@ -4,7 +4,8 @@
 //! through the same clients, against the same simulators, with no broker and no state. What the
 //! importer reaches of this rate is what its bookkeeping (ledger, flushes, events, acks) costs.
 //!
-//! It runs as its own process (`duellsync-bench call-ceiling`), like the importer: it builds its
+//! It runs as its own process (`duellsync-bench call-ceiling`), like the importer and on the same
+//! kind of runtime (one thread), so that the runtime's own cost is on both sides: it builds its
 //! clients, imports the warm-up orders, prints `ready`, waits for `go` on stdin, imports the
 //! timed orders and prints `done`. The bench times `go` → `done` and reads the process's CPU time.
 

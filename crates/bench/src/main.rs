@@ -138,13 +138,24 @@ fn pick(given: Option<usize>, quick: bool, small: usize, full: usize) -> usize {
     given.unwrap_or(if quick { small } else { full })
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    match args.command.clone() {
-        Some(Command::ServeBare { nats }) => return bare::serve(nats).await,
-        Some(Command::CallCeiling(a)) => return ceiling::serve(a).await,
-        None => {}
+    if let Some(Command::CallCeiling(a)) = args.command.clone() {
+        // The order importer runs on one thread; its ceiling makes the same calls the same way.
+        return tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(ceiling::serve(a));
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(run(args))
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    if let Some(Command::ServeBare { nats }) = args.command.clone() {
+        return bare::serve(nats).await;
     }
     STARTED.get_or_init(Instant::now);
     let _ = rustls::crypto::ring::default_provider().install_default();

@@ -432,7 +432,7 @@ async fn importer_with(report: &mut Report, n: usize, c: Option<usize>) -> anyho
         7,
         &format!("importer.call_ceiling_per_second{suffix}"),
         &format!(
-            "call ceiling: the importer's DUELL + WooCommerce calls per order, no broker, no state ({} in flight)",
+            "call ceiling: the importer's DUELL + WooCommerce calls per order, no broker, no state ({} in flight, one thread)",
             concurrency
         ),
         ceiling_rate,

@@ -219,59 +219,81 @@ impl<'a> Work<'a> {
     }
 
     /// Saves the decision's record and keeps the side tables in step with its stage.
+    ///
+    /// Off the parked path the writes go as an in-order commit (no sled batch, two log writes
+    /// fewer per commit): side-table entries are put before the record and removed after it, so
+    /// a crash between the writes can only leave an `open` entry or a body that the record does
+    /// not need, which [`recover_on_start`] clears. A park changes the parked index, which other
+    /// triggers scan: that commit stays atomic.
     async fn persist(&mut self, old: &OrderRecord, d: &Decision) -> Result<(), HandleError> {
         let t = &self.ctx.t;
         let key = &self.key;
-        let mut c = Commit::new();
         let durable = d.save == Save::Durable;
-        match d.save {
-            Save::Keep => {}
+        let record = match d.save {
+            Save::Keep => false,
             // Written once when the round ends, or with the next durable commit.
-            Save::Lazy => self.unsaved = true,
+            Save::Lazy => {
+                self.unsaved = true;
+                false
+            }
             Save::Durable => {
-                t.orders.put(&mut c, key, &d.record);
                 self.unsaved = false;
+                true
             }
-        }
-        match (old.stage.open_attempt(), d.record.stage.open_attempt()) {
-            (_, Some(a)) if durable => t.open.put(&mut c, key, &a.id),
-            (Some(_), None) if d.save != Save::Keep => t.open.remove(&mut c, key),
-            _ => {}
-        }
-        match (&old.stage, &d.record.stage) {
-            (_, Stage::Parked(p)) if d.save != Save::Keep => t.parked.put(
-                &mut c,
-                key,
-                &ParkIndex {
-                    missing_skus: p.missing_skus.clone(),
-                    missing_woo_ids: p.missing_woo_ids.clone(),
-                    retry_requested: false,
-                },
-            ),
-            (Stage::Parked(_), new) if !matches!(new, Stage::Parked(_)) => {
-                t.parked.remove(&mut c, key)
-            }
-            _ => {}
-        }
-        match d.body {
-            KeepBody::Keep => {}
-            KeepBody::Store => {
-                if let Some(s) = &self.subject {
-                    t.bodies.put(&mut c, key, &Body::of(&s.observed));
-                }
-            }
-            KeepBody::Drop => t.bodies.remove(&mut c, key),
-        }
-        if c.is_empty() {
+        };
+        let open = match (old.stage.open_attempt(), d.record.stage.open_attempt()) {
+            (_, Some(a)) if durable => Some(Some(&a.id)),
+            (Some(_), None) if d.save != Save::Keep => Some(None),
+            _ => None,
+        };
+        let parked = match (&old.stage, &d.record.stage) {
+            (_, Stage::Parked(p)) if d.save != Save::Keep => Some(Some(ParkIndex {
+                missing_skus: p.missing_skus.clone(),
+                missing_woo_ids: p.missing_woo_ids.clone(),
+                retry_requested: false,
+            })),
+            (Stage::Parked(_), new) if !matches!(new, Stage::Parked(_)) => Some(None),
+            _ => None,
+        };
+        let body = match d.body {
+            KeepBody::Keep => None,
+            KeepBody::Store => self.subject.as_ref().map(|s| Some(Body::of(&s.observed))),
+            KeepBody::Drop => Some(None),
+        };
+        if !record && open.is_none() && parked.is_none() && body.is_none() {
             return Ok(());
+        }
+        // Side tables of a lazy step go out with the record they belong to.
+        let record = record || std::mem::take(&mut self.unsaved);
+        let mut c = if parked.is_some() {
+            Commit::new()
+        } else {
+            Commit::in_order()
+        };
+        // Entries first, the record, then removals (see above).
+        if let Some(Some(b)) = &body {
+            t.bodies.put(&mut c, key, b);
+        }
+        if let Some(Some(id)) = open {
+            t.open.put(&mut c, key, id);
+        }
+        if let Some(Some(p)) = &parked {
+            t.parked.put(&mut c, key, p);
+        }
+        if record {
+            t.orders.put(&mut c, key, &d.record);
+        }
+        if let Some(None) = parked {
+            t.parked.remove(&mut c, key);
+        }
+        if let Some(None) = body {
+            t.bodies.remove(&mut c, key);
+        }
+        if let Some(None) = open {
+            t.open.remove(&mut c, key);
         }
         if durable {
             return self.ctx.state.commit(c).await.map_err(store_err);
-        }
-        // Side tables of a lazy step go out with the record they belong to.
-        if self.unsaved {
-            t.orders.put(&mut c, key, &d.record);
-            self.unsaved = false;
         }
         self.ctx.state.commit_unflushed(c).await.map_err(store_err)
     }
@@ -1088,12 +1110,21 @@ pub(crate) async fn recover_on_start(ctx: &StoreCtx) -> anyhow::Result<()> {
     for (key, attempt_id) in open {
         let woo_order_id = key.1;
         let _guard = ctx.locks.lock(woo_order_id).await;
-        let Some(rec) = ctx.t.orders.get(&key)? else {
+        let rec = ctx.t.orders.get(&key)?;
+        let imported = rec.as_ref().is_some_and(|r| r.stage.imported().is_some());
+        let Some(rec) = rec.filter(|r| r.stage.open_attempt().is_some()) else {
+            // A crash between the writes of an in-order commit (`Work::persist`): the entry
+            // was put before an intent that never got saved, or the outcome was saved and the
+            // entry (and the body after it) not yet removed.
+            let mut c = Commit::in_order();
+            if imported {
+                ctx.t.bodies.remove(&mut c, &key);
+            }
+            ctx.t.open.remove(&mut c, &key);
+            ctx.state.commit(c).await?;
+            tracing::info!(store = %ctx.id(), woo_order_id, "cleared an attempt entry its order no longer needs");
             continue;
         };
-        if rec.stage.open_attempt().is_none() {
-            continue;
-        }
         tracing::warn!(store = %ctx.id(), woo_order_id, attempt = %attempt_id, "found an attempt without outcome after a restart; resolving it");
         let cause = events::cause_of(ctx, woo_order_id, None);
         let mut work = Work::new(ctx, woo_order_id, Cause::Restart, cause);

@@ -188,6 +188,11 @@ impl TestApp {
         self.state().flushes().get()
     }
 
+    /// Atomic multi-write batches of the importer's state so far.
+    pub fn batches(&self) -> u64 {
+        self.state().batches().get()
+    }
+
     /// Waits until the ledger was completed from the import markers in WooCommerce.
     pub async fn markers_restored(&self) {
         eventually("the import markers to be read", WAIT, || {
