@@ -866,55 +866,62 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn writes_of_one_commit_apply_in_the_order_they_were_staged() {
-        let store = Store::temporary().unwrap();
+    /// Marks 1 and 2 at 5, and a table to stage [`stage_ordered_writes`] on.
+    async fn marks_at_five(store: &Store) -> Table<i64, u64> {
         let marks: Table<i64, u64> = store.table("marks");
-        marks.put_now(&store, &1, &5).await.unwrap();
-        marks.put_now(&store, &2, &5).await.unwrap();
-        let mut c = Commit::new();
+        marks.put_now(store, &1, &5).await.unwrap();
+        marks.put_now(store, &2, &5).await.unwrap();
+        marks
+    }
+
+    /// Writes whose outcome depends on their order within the commit; see
+    /// [`assert_ordered_writes_applied`].
+    fn stage_ordered_writes(marks: &Table<i64, u64>, c: &mut Commit) {
         // Retired, then marked again by the same commit: the later write wins.
-        marks.remove_if(&mut c, &1, &5);
-        marks.put(&mut c, &1, &6);
+        marks.remove_if(c, &1, &5);
+        marks.put(c, &1, &6);
         // Written by this commit, then retired at the value it wrote.
-        marks.put(&mut c, &2, &7);
-        marks.remove_if(&mut c, &2, &7);
+        marks.put(c, &2, &7);
+        marks.remove_if(c, &2, &7);
         // A removal conditional on a value the row does not hold changes nothing.
-        marks.put(&mut c, &3, &1);
-        marks.remove_if(&mut c, &3, &9);
-        assert_eq!(c.len(), 6);
-        store.commit_unflushed(c).await.unwrap();
+        marks.put(c, &3, &1);
+        marks.remove_if(c, &3, &9);
+    }
+
+    fn assert_ordered_writes_applied(marks: &Table<i64, u64>) {
         assert_eq!(marks.get(&1).unwrap(), Some(6));
         assert_eq!(marks.get(&2).unwrap(), None);
         assert_eq!(marks.get(&3).unwrap(), Some(1));
     }
 
     #[tokio::test]
+    async fn writes_of_one_commit_apply_in_the_order_they_were_staged() {
+        let store = Store::temporary().unwrap();
+        let marks = marks_at_five(&store).await;
+        let mut c = Commit::new();
+        stage_ordered_writes(&marks, &mut c);
+        assert_eq!(c.len(), 6);
+        store.commit_unflushed(c).await.unwrap();
+        assert_ordered_writes_applied(&marks);
+    }
+
+    #[tokio::test]
     async fn an_in_order_commit_applies_the_same_writes_without_a_batch() {
         let store = Store::temporary().unwrap();
-        let marks: Table<i64, u64> = store.table("marks");
+        let marks = marks_at_five(&store).await;
         let index: Table<i64, String> = store.table("index");
-        marks.put_now(&store, &1, &5).await.unwrap();
-        marks.put_now(&store, &2, &5).await.unwrap();
         let batches = store.batches();
         let flushes = store.flushes();
         let (b0, f0) = (batches.get(), flushes.get());
 
         let mut c = Commit::in_order();
         index.put(&mut c, &1, &"one".to_owned());
-        marks.remove_if(&mut c, &1, &5);
-        marks.put(&mut c, &1, &6);
-        marks.put(&mut c, &2, &7);
-        marks.remove_if(&mut c, &2, &7);
-        marks.put(&mut c, &3, &1);
-        marks.remove_if(&mut c, &3, &9);
+        stage_ordered_writes(&marks, &mut c);
         marks.remove(&mut c, &4);
         store.commit(c).await.unwrap();
 
         assert_eq!(index.get(&1).unwrap().as_deref(), Some("one"));
-        assert_eq!(marks.get(&1).unwrap(), Some(6));
-        assert_eq!(marks.get(&2).unwrap(), None);
-        assert_eq!(marks.get(&3).unwrap(), Some(1));
+        assert_ordered_writes_applied(&marks);
         assert_eq!(batches.get(), b0, "no batch for an in-order commit");
         assert_eq!(flushes.get(), f0 + 1, "and still made durable");
 

@@ -229,18 +229,10 @@ impl<'a> Work<'a> {
         let t = &self.ctx.t;
         let key = &self.key;
         let durable = d.save == Save::Durable;
-        let record = match d.save {
-            Save::Keep => false,
-            // Written once when the round ends, or with the next durable commit.
-            Save::Lazy => {
-                self.unsaved = true;
-                false
-            }
-            Save::Durable => {
-                self.unsaved = false;
-                true
-            }
-        };
+        if d.save == Save::Lazy {
+            // Written once when the round ends, or with the next commit of the round.
+            self.unsaved = true;
+        }
         let open = match (old.stage.open_attempt(), d.record.stage.open_attempt()) {
             (_, Some(a)) if durable => Some(Some(&a.id)),
             (Some(_), None) if d.save != Save::Keep => Some(None),
@@ -260,11 +252,11 @@ impl<'a> Work<'a> {
             KeepBody::Store => self.subject.as_ref().map(|s| Some(Body::of(&s.observed))),
             KeepBody::Drop => Some(None),
         };
-        if !record && open.is_none() && parked.is_none() && body.is_none() {
+        if !durable && open.is_none() && parked.is_none() && body.is_none() {
             return Ok(());
         }
         // Side tables of a lazy step go out with the record they belong to.
-        let record = record || std::mem::take(&mut self.unsaved);
+        let record = std::mem::take(&mut self.unsaved) | durable;
         let mut c = if parked.is_some() {
             Commit::new()
         } else {

@@ -44,11 +44,7 @@ async fn the_same_order_observed_many_times_with_different_bodies_creates_one_du
         .chain(bodies.iter())
         .map(|b| app.observe_json(b));
     futures::future::join_all(publishes).await;
-    eventually("a customer order", WAIT, || {
-        (!app.customer_orders_for(id).is_empty()).then_some(())
-    })
-    .await;
-    app.drained().await;
+    app.customer_order_made(id).await;
     assert_eq!(app.customer_orders_for(id).len(), 1);
     assert_eq!(imported_events(&app, id).await.len(), 1);
     assert!(app.dead_letters().await.is_empty());
@@ -289,11 +285,7 @@ async fn a_lost_ledger_is_restored_from_the_sync_log_so_a_replay_imports_nothing
     app.product("A-1", "100.00");
     let id = app.place(&[("A-1", 1)], |_| {});
     app.observe(id).await;
-    eventually("a customer order", WAIT, || {
-        (!app.customer_orders_for(id).is_empty()).then_some(())
-    })
-    .await;
-    app.drained().await;
+    app.customer_order_made(id).await;
 
     // The volume is gone (or the store moved to another shard): no ledger, and the consumers
     // start over from the beginning of the streams.
@@ -363,11 +355,7 @@ async fn a_lost_volume_and_sync_log_do_not_import_an_old_order_a_second_time() {
     app.product("A-1", "100.00");
     let id = app.place(&[("A-1", 1)], |_| {});
     app.observe(id).await;
-    eventually("a customer order", WAIT, || {
-        (!app.customer_orders_for(id).is_empty()).then_some(())
-    })
-    .await;
-    app.drained().await;
+    app.customer_order_made(id).await;
 
     // The volume is gone and the sync log no longer holds the import (older than its 30 days,
     // or the stream was lost): only the marker in WooCommerce remembers.
@@ -434,11 +422,7 @@ async fn a_new_ledger_learns_marked_orders_older_than_the_sync_log() {
     let old = app.place(&[("A-1", 1)], |_| {});
     let plain = app.place(&[("A-1", 1)], |_| {});
     app.observe(old).await;
-    eventually("the customer order", WAIT, || {
-        (!app.customer_orders_for(old).is_empty()).then_some(())
-    })
-    .await;
-    app.drained().await;
+    app.customer_order_made(old).await;
     app.purge("SYNC", &format!("sync.{STORE}.>")).await;
     app.lose_the_volume().await;
     app.markers_restored().await;
@@ -495,21 +479,13 @@ async fn an_order_costs_two_flushes_and_concurrent_orders_share_them() {
     // The first order meets a new customer (remembered with a flush of its own).
     let warm = app.place(&[("A-1", 1)], |_| {});
     app.observe(warm).await;
-    eventually("the first order", WAIT, || {
-        (!app.customer_orders_for(warm).is_empty()).then_some(())
-    })
-    .await;
-    app.drained().await;
+    app.customer_order_made(warm).await;
 
     let id = app.place(&[("A-1", 1)], |_| {});
     let before = app.flushes();
     let batches = app.batches();
     app.observe(id).await;
-    eventually("the order", WAIT, || {
-        (!app.customer_orders_for(id).is_empty()).then_some(())
-    })
-    .await;
-    app.drained().await;
+    app.customer_order_made(id).await;
     assert_eq!(
         app.flushes() - before,
         2,
@@ -542,11 +518,7 @@ async fn a_state_rebuild_learns_the_marked_orders_again() {
     app.product("A-1", "100.00");
     let id = app.place(&[("A-1", 1)], |_| {});
     app.observe(id).await;
-    eventually("the customer order", WAIT, || {
-        (!app.customer_orders_for(id).is_empty()).then_some(())
-    })
-    .await;
-    app.drained().await;
+    app.customer_order_made(id).await;
     app.markers_restored().await;
     app.purge("SYNC", &format!("sync.{STORE}.>")).await;
     // What `syncctl state rebuild --service order-importer` does to the stopped service.
@@ -585,11 +557,7 @@ async fn the_leftovers_of_a_crash_between_in_order_writes_are_cleared_at_start()
     app.product("A-1", "100.00");
     let imported = app.place(&[("A-1", 1)], |_| {});
     app.observe(imported).await;
-    eventually("the customer order", WAIT, || {
-        (!app.customer_orders_for(imported).is_empty()).then_some(())
-    })
-    .await;
-    app.drained().await;
+    app.customer_order_made(imported).await;
     let unseen = app.place(&[("A-1", 1)], |_| {});
     app.stop().await;
 
@@ -628,11 +596,7 @@ async fn the_leftovers_of_a_crash_between_in_order_writes_are_cleared_at_start()
     assert!(app.customer_orders_for(unseen).is_empty(), "nothing sent");
     // The order whose intent was lost is imported once when it is seen.
     app.observe(unseen).await;
-    eventually("the second order", WAIT, || {
-        (!app.customer_orders_for(unseen).is_empty()).then_some(())
-    })
-    .await;
-    app.drained().await;
+    app.customer_order_made(unseen).await;
     assert_eq!(app.customer_orders_for(unseen).len(), 1);
     assert_eq!(app.customer_orders_for(imported).len(), 1);
 }

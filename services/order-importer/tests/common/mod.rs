@@ -183,6 +183,15 @@ impl TestApp {
             .expect("ledger readable")
     }
 
+    /// Waits until DUELL has a customer order for `woo_id`, then until the importer is idle.
+    pub async fn customer_order_made(&self, woo_id: i64) {
+        eventually(&format!("a customer order for {woo_id}"), WAIT, || {
+            (!self.customer_orders_for(woo_id).is_empty()).then_some(())
+        })
+        .await;
+        self.drained().await;
+    }
+
     /// Flushes of the importer's state so far.
     pub fn flushes(&self) -> u64 {
         self.state().flushes().get()
