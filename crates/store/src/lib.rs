@@ -2,12 +2,12 @@
 //!
 //! All of a service's state lives in one sled tree, split into named tables by key prefix, so
 //! that one [`Commit`] can change several tables atomically (`apply_batch` on one tree) and be
-//! made durable with one flush. A commit of one write, or one made with [`Commit::in_order`],
-//! skips the batch: sled 0.34 seals and writes two extra log buffers for every batch (the
-//! buffer before it and the batch's manifest, each a disk write and a wake-up of sled's I/O
-//! threads), which on a hot path costs more CPU than the work itself. The engine's rule is "commit, then ack": a consumer builds a
-//! `Commit` with its state changes and the ids of the events it handled (the [`Ledger`]),
-//! awaits [`Store::commit`], and only then acks the messages.
+//! made durable with one flush. A commit of one write, or one made with [`Commit::in_order`], skips
+//! the batch: sled 0.34 seals and writes two extra log buffers for every batch (the buffer before
+//! it and the batch's manifest, each a disk write and a wake-up of sled's I/O threads), which on a
+//! hot path costs more CPU than the work itself. The engine's rule is "commit, then ack": a
+//! consumer builds a `Commit` with its state changes and the ids of the events it handled (the
+//! [`Ledger`]), awaits [`Store::commit`], and only then acks the messages.
 //!
 //! The state is a projection: every table can be rebuilt by replaying the streams (plus reading
 //! DUELL/WooCommerce where they are the truth), so [`Store::clear`] is safe.
@@ -340,10 +340,10 @@ impl Committer {
         let (tx, rx) = mpsc::channel::<Job>();
         let flushes = Arc::new(AtomicU64::new(0));
         let batches = Arc::new(AtomicU64::new(0));
-        let counters = (flushes.clone(), batches.clone());
+        let (f, b) = (flushes.clone(), batches.clone());
         let thread = std::thread::Builder::new()
             .name("state-commit".into())
-            .spawn(move || Committer::run(&db, &tree, &rx, &counters.0, &counters.1))
+            .spawn(move || Committer::run(&db, &tree, &rx, &f, &b))
             .map_err(|e| Error::Sled(sled::Error::Io(e)))?;
         Ok(Committer {
             tx: Some(tx),
