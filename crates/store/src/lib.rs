@@ -389,6 +389,9 @@ fn recover(
     Ok(next)
 }
 
+/// The largest record buffer kept between commits.
+const KEEP_RECORD_BUFFER: usize = 64 * 1024;
+
 /// Unsynced journal writes are synced at least this often, like sled's own background flush.
 pub const BACKGROUND_SYNC: std::time::Duration = std::time::Duration::from_millis(500);
 
@@ -455,7 +458,9 @@ impl Shared {
         w.offset += w.buf.len() as u64;
         w.next_lsn += 1;
         w.dirty = true;
-        if w.buf.capacity() > 4 * journal::SWITCH_AT as usize {
+        // Keep the buffer for the next record, unless one large commit (a full sync's batch)
+        // grew it: the services' memory budget is tight.
+        if w.buf.capacity() > KEEP_RECORD_BUFFER {
             w.buf = Vec::new();
         }
         if w.offset >= journal::SWITCH_AT && w.other_free {
@@ -1508,7 +1513,7 @@ mod tests {
     }
 
     /// sled 0.34 alone locks up here (16 tasks each applying a batch and awaiting
-    /// `flush_async`, on 2 workers); the committer thread must carry every commit through. The
+    /// `flush_async`, on 2 workers); the store must carry every commit through. The
     /// timeout only turns a lock-up into a failure instead of a hung test run.
     #[test]
     fn many_tasks_committing_at_once_all_get_through() {
