@@ -1,29 +1,23 @@
 //! A service's local state: sled behind a small API of our own.
 //!
 //! All of a service's state lives in one sled tree, split into named tables by key prefix, so
-//! that one [`Commit`] can change several tables atomically (`apply_batch` on one tree). A commit
-//! is made durable by the store's journal ([`journal`]): one record per commit, and one
-//! `fdatasync` for all the commits that wait at the same time, on the store's sync thread; sled
-//! itself is flushed only at the journal's checkpoints. A commit of one write, or one made with
-//! [`Commit::in_order`], skips sled's batch: sled 0.34 seals and writes two extra log buffers for
-//! every batch, each a disk write and a wake-up of sled's I/O threads, which on a hot path costs
-//! more CPU than the work itself. The engine's rule is "commit, then ack": a consumer builds a
-//! `Commit` with its state changes and the ids of the events it handled (the [`Ledger`]), awaits
-//! [`Store::commit`], and only then acks the messages.
+//! that one [`Commit`] can change several tables atomically (`apply_batch` on one tree) and be
+//! made durable with one flush. A commit of one write, or one made with [`Commit::in_order`], skips
+//! the batch: sled 0.34 seals and writes two extra log buffers for every batch (the buffer before
+//! it and the batch's manifest, each a disk write and a wake-up of sled's I/O threads), which on a
+//! hot path costs more CPU than the work itself. The engine's rule is "commit, then ack": a
+//! consumer builds a `Commit` with its state changes and the ids of the events it handled (the
+//! [`Ledger`]), awaits [`Store::commit`], and only then acks the messages.
 //!
 //! The state is a projection: every table can be rebuilt by replaying the streams (plus reading
 //! DUELL/WooCommerce where they are the truth), so [`Store::clear`] is safe.
 #![forbid(unsafe_code)]
 
-mod journal;
-
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::marker::PhantomData;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{mpsc, Arc};
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -46,10 +40,6 @@ pub enum Error {
     Locked { path: PathBuf },
     #[error("state committer stopped; the state database can no longer be written")]
     CommitterStopped,
-    #[error("state journal error: {0}")]
-    Journal(#[source] std::io::Error),
-    #[error("an earlier write to the state failed; the service must restart to recover its state")]
-    Failed,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -114,8 +104,6 @@ impl Store {
         Store::open_with(StoreOptions::new(path.as_ref()))
     }
 
-    /// Opens the store, applying again what its journal holds beyond sled's state (the commits
-    /// of a process that stopped before they were in a sled flush; see [`journal`]).
     pub fn open_with(options: StoreOptions) -> Result<Store> {
         // sled lets go of its file lock when the last of its internal handles is dropped, and its
         // I/O threads may still hold one for a moment after the previous `Store` is gone (a
@@ -127,8 +115,6 @@ impl Store {
                 .path(&options.path)
                 .cache_capacity(options.cache_capacity_bytes)
                 .mode(sled::Mode::LowSpace)
-                // Durability comes from the journal; sled is flushed at its checkpoints.
-                .flush_every_ms(None)
                 .open()
             {
                 Ok(db) => break db,
@@ -147,58 +133,24 @@ impl Store {
             }
         };
         let tree = db.open_tree("state")?;
-        // sled's lock on its directory is held: no other process writes these files.
-        let files = open_journal(&options.path)?;
-        Store::start(db, tree, files, Some(options.path), None)
+        Store::with_committer(db, tree, Some(options.path))
     }
 
-    /// A store that lives in a temporary directory and is deleted on drop (tests).
-    pub fn temporary() -> Result<Store> {
-        let db = sled::Config::new()
-            .temporary(true)
-            .flush_every_ms(None)
-            .open()?;
-        let tree = db.open_tree("state")?;
-        let dir = tempfile::tempdir().map_err(Error::Journal)?;
-        let files = open_journal(dir.path())?;
-        Store::start(db, tree, files, None, Some(dir))
-    }
-
-    fn start(
-        db: sled::Db,
-        tree: sled::Tree,
-        files: [File; 2],
-        path: Option<PathBuf>,
-        temp: Option<tempfile::TempDir>,
-    ) -> Result<Store> {
-        let batches = Arc::new(AtomicU64::new(0));
-        let next_lsn = recover(&db, &tree, &files, &batches)?;
-        let shared = Arc::new(Shared {
-            db: db.clone(),
-            tree: tree.clone(),
-            files,
-            writer: Mutex::new(Writer {
-                next_lsn,
-                active: 0,
-                offset: 0,
-                other_free: true,
-                left_unsynced: false,
-                dirty: false,
-                failed: false,
-                buf: Vec::new(),
-            }),
-            flush_lock: Mutex::new(()),
-            flushes: Arc::new(AtomicU64::new(0)),
-            batches,
-            _temp: temp,
-        });
-        let committer = Arc::new(Committer::start(shared)?);
+    fn with_committer(db: sled::Db, tree: sled::Tree, path: Option<PathBuf>) -> Result<Store> {
+        let committer = Arc::new(Committer::start(db.clone(), tree.clone())?);
         Ok(Store {
             db,
             tree,
             path,
             committer,
         })
+    }
+
+    /// A store that lives in a temporary directory and is deleted on drop (tests).
+    pub fn temporary() -> Result<Store> {
+        let db = sled::Config::new().temporary(true).open()?;
+        let tree = db.open_tree("state")?;
+        Store::with_committer(db, tree, None)
     }
 
     pub fn path(&self) -> Option<&Path> {
@@ -232,39 +184,38 @@ impl Store {
 
     /// Applies `commit` atomically and waits until it is on disk.
     ///
-    /// The commit is applied (and visible to reads) at once, on the calling thread; commits
-    /// from concurrent tasks then share one sync of the journal on the store's sync thread
-    /// (group commit).
+    /// Commits from concurrent tasks are grouped: the store's committer thread applies every
+    /// commit queued so far and makes them durable with one flush.
     pub async fn commit(&self, commit: Commit) -> Result<()> {
         if commit.is_empty() {
             return Ok(());
         }
-        self.committer.shared.apply(commit, &self.committer)?;
-        self.committer.call(Job::Sync).await
+        self.committer
+            .call(|reply| Job::Commit(commit, reply))
+            .await
     }
 
     /// Applies `commit` atomically and returns once it is visible to reads, without waiting for
-    /// a sync of its own: it becomes durable with the next sync for any commit, or the sync
-    /// thread's own within [`BACKGROUND_SYNC`] (a crash of the process alone loses nothing: the
-    /// journal is written at once). For writes whose loss only repeats an idempotent step;
-    /// everything else uses [`Store::commit`].
+    /// a flush of its own: it becomes durable with the next flush of any commit (or sled's
+    /// background flush, every 500 ms). For writes whose loss in a crash only repeats an
+    /// idempotent step; everything else uses [`Store::commit`].
     pub async fn commit_unflushed(&self, commit: Commit) -> Result<()> {
         if commit.is_empty() {
             return Ok(());
         }
-        self.committer.shared.apply(commit, &self.committer)
+        self.committer.call(|reply| Job::Apply(commit, reply)).await
     }
 
-    /// How many syncs for durable commits this store has made so far (the costly part of a
-    /// commit): what tests count to prove how many durable commits a flow needs.
+    /// How many flushes this store has made so far (the costly part of a commit): what tests
+    /// count to prove how many durable commits a flow needs.
     pub fn flushes(&self) -> FlushCounter {
-        FlushCounter(self.committer.shared.flushes.clone())
+        FlushCounter(self.committer.flushes.clone())
     }
 
     /// How many atomic batches of several writes this store has applied so far (each costs
     /// sled two log writes of its own; see the module docs).
     pub fn batches(&self) -> FlushCounter {
-        FlushCounter(self.committer.shared.batches.clone())
+        FlushCounter(self.committer.batches.clone())
     }
 
     /// Blocking variant of [`Store::commit`], for start-up and tools.
@@ -272,18 +223,19 @@ impl Store {
         if commit.is_empty() {
             return Ok(());
         }
-        self.committer.shared.apply(commit, &self.committer)?;
-        self.committer.call_blocking(Job::Sync)
+        self.committer
+            .call_blocking(|reply| Job::Commit(commit, reply))
     }
 
     /// Waits until everything written so far is on disk.
     pub async fn flush(&self) -> Result<()> {
-        self.committer.call(Job::Sync).await
+        self.committer.call(Job::Flush).await
     }
 
     /// Drops every table (state rebuild).
     pub fn clear(&self) -> Result<()> {
-        self.committer.shared.clear()
+        self.tree.clear()?;
+        self.committer.call_blocking(Job::Flush)
     }
 
     /// Bytes used on disk.
@@ -318,242 +270,27 @@ impl Store {
             }
         }
         if !removed.is_empty() {
-            self.commit_blocking(batch)?;
+            self.committer
+                .call_blocking(|reply| Job::Commit(batch, reply))?;
         }
         Ok(removed)
     }
 }
 
-/// Opens (creating them if needed) the two journal files in `dir`, and makes their names
-/// durable in the directory.
-fn open_journal(dir: &Path) -> Result<[File; 2]> {
-    let open = |name: &str| {
-        std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(dir.join(name))
-    };
-    let files = [
-        open(journal::FILE_NAMES[0]).map_err(Error::Journal)?,
-        open(journal::FILE_NAMES[1]).map_err(Error::Journal)?,
-    ];
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(Error::Journal)?;
-    Ok(files)
-}
-
-/// Applies again the journal's records beyond sled's marker, makes sled durable, and returns
-/// the number of the next record.
-fn recover(
-    db: &sled::Db,
-    tree: &sled::Tree,
-    files: &[File; 2],
-    batches: &AtomicU64,
-) -> Result<u64> {
-    let marker = match tree.get(journal::MARKER_KEY)? {
-        Some(v) => u64::from_be_bytes(v.as_ref().try_into().map_err(|_| Error::Key {
-            table: "journal marker".into(),
-        })?),
-        None => 0,
-    };
-    let a = journal::read_file(&files[0]).map_err(Error::Journal)?;
-    let b = journal::read_file(&files[1]).map_err(Error::Journal)?;
-    let found = journal::recover(marker, [&a, &b]);
-    let replayed = found.replay.len();
-    let mut last = marker;
-    for (lsn, commit) in found.replay {
-        commit.apply(tree, batches, lsn)?;
-        last = lsn;
-    }
-    if found.unreachable > 0 {
-        // Only a lost disk write (power loss) leaves a hole; what follows it cannot be applied
-        // without what it built on, so the state stays a consistent earlier one.
-        tracing::error!(
-            applied = replayed,
-            skipped = found.unreachable,
-            "the state journal misses a record: the commits after it are not applied"
-        );
-    } else if replayed > 0 {
-        tracing::info!(
-            applied = replayed,
-            "applied the state journal's commits that sled did not hold"
-        );
-    }
-    // Every record in the files is now at or below the marker (stale); new ones number above.
-    let next = last.max(found.highest).saturating_add(1);
-    tree.insert(journal::MARKER_KEY, &(next - 1).to_be_bytes())?;
-    db.flush()?;
-    Ok(next)
-}
-
-/// The largest record buffer kept between commits.
-const KEEP_RECORD_BUFFER: usize = 64 * 1024;
-
-/// Unsynced journal writes are synced at least this often, like sled's own background flush.
-pub const BACKGROUND_SYNC: std::time::Duration = std::time::Duration::from_millis(500);
-
-/// What the writers and the sync thread share.
-struct Shared {
-    db: sled::Db,
-    tree: sled::Tree,
-    files: [File; 2],
-    writer: Mutex<Writer>,
-    /// One sled flush at a time: sled 0.34 deadlocks on concurrent flushes (spacejam/sled#1308,
-    /// fixed upstream but never released).
-    flush_lock: Mutex<()>,
-    flushes: Arc<AtomicU64>,
-    batches: Arc<AtomicU64>,
-    /// A temporary store's directory, deleted with the store.
-    _temp: Option<tempfile::TempDir>,
-}
-
-/// The journal's writing end; its lock also makes each commit's apply and record one step, so
-/// the tree has one writer at a time (a conditional removal is decided without a race) and the
-/// records are in the order the commits were applied.
-struct Writer {
-    next_lsn: u64,
-    /// The file being appended to, and where.
-    active: usize,
-    offset: u64,
-    /// The other file's records are all in sled's flushed state: it may be overwritten.
-    other_free: bool,
-    /// The file left at the last switch may hold records not yet synced.
-    left_unsynced: bool,
-    /// Records written since the last sync.
-    dirty: bool,
-    /// A write failed: the journal and sled may disagree until the store is opened again.
-    failed: bool,
-    buf: Vec<u8>,
-}
-
-impl Shared {
-    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Writer>> {
-        self.writer.lock().map_err(|_| Error::Failed)
-    }
-
-    /// Applies `commit` to sled and appends its record to the journal.
-    ///
-    /// sled first: if the process dies between the two, sled can hold the commit without the
-    /// journal (its marker says so, and nothing is applied twice), but the journal never holds a
-    /// commit that was reported failed and would reappear when the store is opened again.
-    fn apply(&self, commit: Commit, committer: &Committer) -> Result<()> {
-        let mut guard = self.lock()?;
-        let w = &mut *guard;
-        if w.failed {
-            return Err(Error::Failed);
-        }
-        let lsn = w.next_lsn;
-        journal::encode(lsn, &commit, &mut w.buf).map_err(Error::Journal)?;
-        if let Err(e) = commit.apply(&self.tree, &self.batches, lsn) {
-            w.failed = true;
-            return Err(Error::Sled(e));
-        }
-        if let Err(e) = self.files[w.active].write_all_at(&w.buf, w.offset) {
-            w.failed = true;
-            return Err(Error::Journal(e));
-        }
-        w.offset += w.buf.len() as u64;
-        w.next_lsn += 1;
-        w.dirty = true;
-        // Keep the buffer for the next record, unless one large commit (a full sync's batch)
-        // grew it: the services' memory budget is tight.
-        if w.buf.capacity() > KEEP_RECORD_BUFFER {
-            w.buf = Vec::new();
-        }
-        if w.offset >= journal::SWITCH_AT && w.other_free {
-            w.active = 1 - w.active;
-            w.offset = 0;
-            w.other_free = false;
-            w.left_unsynced = true;
-            // Without the sync thread no commit can be made durable anyway (`call` says so).
-            let _ = committer.send(Job::Checkpoint);
-        }
-        Ok(())
-    }
-
-    /// Syncs the journal: the file being written, and the one left at the last switch if it
-    /// may hold unsynced records (a durable commit needs every record before it on disk).
-    fn sync(&self, requested: bool) -> std::io::Result<()> {
-        let (active, left) = {
-            let Ok(mut w) = self.writer.lock() else {
-                return Err(std::io::Error::other("state writer failed"));
-            };
-            if !requested && !w.dirty {
-                return Ok(());
-            }
-            w.dirty = false;
-            (w.active, std::mem::take(&mut w.left_unsynced))
-        };
-        let mut result = self.files[active].sync_data();
-        if left && result.is_ok() {
-            result = self.files[1 - active].sync_data();
-        }
-        if requested {
-            self.flushes.fetch_add(1, Ordering::SeqCst);
-        }
-        if result.is_err() {
-            if let Ok(mut w) = self.writer.lock() {
-                w.failed = true;
-            }
-        }
-        result
-    }
-
-    /// Flushes sled, after which the file left at the last switch holds nothing sled lacks.
-    fn checkpoint(&self) {
-        let flushed = {
-            let _one = self.flush_lock.lock();
-            self.db.flush()
-        };
-        let Ok(mut w) = self.writer.lock() else {
-            return;
-        };
-        match flushed {
-            Ok(_) => w.other_free = true,
-            Err(e) => {
-                tracing::error!(error = %e, "state checkpoint failed: sled could not flush");
-                w.failed = true;
-            }
-        }
-    }
-
-    /// Drops every row. The journal is emptied first (after a sled flush makes it redundant),
-    /// so that a crash during the clear cannot bring cleared rows back from it.
-    fn clear(&self) -> Result<()> {
-        let mut w = self.lock()?;
-        if w.failed {
-            return Err(Error::Failed);
-        }
-        let _one = self.flush_lock.lock();
-        self.db.flush()?;
-        for f in &self.files {
-            f.set_len(0)
-                .and_then(|_| f.sync_all())
-                .map_err(Error::Journal)?;
-        }
-        w.active = 0;
-        w.offset = 0;
-        w.other_free = true;
-        w.left_unsynced = false;
-        w.dirty = false;
-        self.tree.clear()?;
-        self.tree
-            .insert(journal::MARKER_KEY, &(w.next_lsn - 1).to_be_bytes())?;
-        self.db.flush()?;
-        Ok(())
-    }
-}
-
-/// The store's sync thread: it syncs the journal for durable commits, grouping every request
-/// that queued up while the previous sync ran, and makes sled's checkpoints.
+/// The one thread that writes to a store and flushes it.
+///
+/// sled 0.34 deadlocks when several `flush_async` calls run while other threads apply batches
+/// (spacejam/sled#1308, fixed upstream but never released): with 16 imports committing at once
+/// on a 2-worker runtime both workers stopped inside `apply_batch` for good. Funnelling every
+/// commit through one thread rules that out, and lets one flush cover every commit that queued
+/// up while the previous flush ran (group commit), which is also faster than concurrent
+/// flushes, which sled serialises anyway.
 struct Committer {
-    shared: Arc<Shared>,
     /// Taken on drop, which ends the thread once the queue is empty.
     tx: Option<mpsc::Sender<Job>>,
     thread: Option<std::thread::JoinHandle<()>>,
+    flushes: Arc<AtomicU64>,
+    batches: Arc<AtomicU64>,
 }
 
 /// A handle on one of a store's counters ([`Store::flushes`], [`Store::batches`]) that does not
@@ -569,10 +306,11 @@ impl FlushCounter {
 }
 
 enum Job {
-    /// Answer once everything written so far is on disk.
-    Sync(Reply),
-    /// The writer moved to the other journal file: flush sled so the one it left can be reused.
-    Checkpoint,
+    /// Apply, then answer after the flush.
+    Commit(Commit, Reply),
+    /// Apply and answer at once; the next flush covers it.
+    Apply(Commit, Reply),
+    Flush(Reply),
 }
 
 enum Reply {
@@ -594,21 +332,24 @@ impl Reply {
     }
 }
 
-/// Requests grouped under one sync at most; bounds the latency of the first in a long queue.
+/// Commits grouped under one flush at most; bounds the latency of the first in a long queue.
 const MAX_GROUP: usize = 1024;
 
 impl Committer {
-    fn start(shared: Arc<Shared>) -> Result<Committer> {
+    fn start(db: sled::Db, tree: sled::Tree) -> Result<Committer> {
         let (tx, rx) = mpsc::channel::<Job>();
-        let s = shared.clone();
+        let flushes = Arc::new(AtomicU64::new(0));
+        let batches = Arc::new(AtomicU64::new(0));
+        let (f, b) = (flushes.clone(), batches.clone());
         let thread = std::thread::Builder::new()
-            .name("state-sync".into())
-            .spawn(move || Committer::run(&s, &rx))
-            .map_err(Error::Journal)?;
+            .name("state-commit".into())
+            .spawn(move || Committer::run(&db, &tree, &rx, &f, &b))
+            .map_err(|e| Error::Sled(sled::Error::Io(e)))?;
         Ok(Committer {
-            shared,
             tx: Some(tx),
             thread: Some(thread),
+            flushes,
+            batches,
         })
     }
 
@@ -632,51 +373,47 @@ impl Committer {
         rx.recv().map_err(|_| Error::CommitterStopped)?
     }
 
-    fn run(shared: &Shared, rx: &mpsc::Receiver<Job>) {
+    fn run(
+        db: &sled::Db,
+        tree: &sled::Tree,
+        rx: &mpsc::Receiver<Job>,
+        flushes: &AtomicU64,
+        batches: &AtomicU64,
+    ) {
         let mut waiting: Vec<Reply> = Vec::new();
-        loop {
-            let first = match rx.recv_timeout(BACKGROUND_SYNC) {
-                Ok(job) => job,
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    let _ = shared.sync(false);
-                    continue;
-                }
-                Err(mpsc::RecvTimeoutError::Disconnected) => break,
-            };
-            let mut checkpoint = false;
+        while let Ok(first) = rx.recv() {
             let mut next = Some(first);
             while let Some(job) = next.take() {
                 match job {
-                    Job::Sync(reply) => waiting.push(reply),
-                    Job::Checkpoint => checkpoint = true,
+                    Job::Commit(commit, reply) => match commit.apply(tree, batches) {
+                        Ok(()) => waiting.push(reply),
+                        // sled applies a batch whole or not at all: only this commit failed
+                        // (an in-order commit may have applied a prefix, which it allows).
+                        Err(e) => reply.send(Err(Error::Sled(e))),
+                    },
+                    Job::Apply(commit, reply) => {
+                        reply.send(commit.apply(tree, batches).map_err(Error::Sled));
+                    }
+                    Job::Flush(reply) => waiting.push(reply),
                 }
                 if waiting.len() < MAX_GROUP {
                     next = rx.try_recv().ok();
                 }
             }
-            if !waiting.is_empty() {
-                let synced = shared.sync(true);
-                for reply in waiting.drain(..) {
-                    reply.send(match &synced {
-                        Ok(()) => Ok(()),
-                        Err(e) => Err(Error::Journal(std::io::Error::new(e.kind(), e.to_string()))),
-                    });
-                }
+            if waiting.is_empty() {
+                continue;
             }
-            // After the answers: a checkpoint takes a while and holds no commit back.
-            if checkpoint {
-                shared.checkpoint();
+            let flushed = db.flush().map(|_| ());
+            flushes.fetch_add(1, Ordering::SeqCst);
+            for reply in waiting.drain(..) {
+                reply.send(flushed.clone().map_err(Error::Sled));
             }
         }
-        // Closing: everything on disk, and sled holding all of it, so that opening the store
-        // again has nothing to apply.
-        let _ = shared.sync(false);
-        shared.checkpoint();
     }
 }
 
 impl Drop for Committer {
-    /// Finishes the queued syncs and lets go of the database before the last handle is gone,
+    /// Finishes the queued commits and lets go of the database before the last handle is gone,
     /// so that the store can be opened again right away (a restart in the same process).
     fn drop(&mut self) {
         drop(self.tx.take());
@@ -753,12 +490,10 @@ impl Commit {
         self.writes.push((key, write));
     }
 
-    /// Runs under the journal's writer lock, so this commit is the tree's only writer: a
-    /// conditional removal is decided against the value as this commit finds it, and no other
-    /// commit can come between that check and the write. The journal's marker (`lsn`) is
-    /// written last, or in the same batch.
-    fn apply(self, tree: &sled::Tree, batches: &AtomicU64, lsn: u64) -> sled::Result<()> {
-        let marker = lsn.to_be_bytes();
+    /// Runs on the committer thread, the only writer of the tree: a conditional removal is
+    /// decided against the value as this commit finds it, and no other commit can come between
+    /// that check and the write.
+    fn apply(self, tree: &sled::Tree, batches: &AtomicU64) -> sled::Result<()> {
         if self.in_order || self.writes.len() == 1 {
             // One write is atomic on its own; an in-order commit is atomic write by write.
             for (key, write) in self.writes {
@@ -776,7 +511,6 @@ impl Commit {
                     }
                 }
             }
-            tree.insert(journal::MARKER_KEY, &marker)?;
             return Ok(());
         }
         batches.fetch_add(1, Ordering::Relaxed);
@@ -788,7 +522,6 @@ impl Commit {
                     Write::Remove | Write::RemoveIf(_) => batch.remove(key),
                 }
             }
-            batch.insert(journal::MARKER_KEY, &marker);
             return tree.apply_batch(batch);
         }
         let mut after: BTreeMap<Vec<u8>, Option<Vec<u8>>> = BTreeMap::new();
@@ -817,7 +550,6 @@ impl Commit {
                 None => batch.remove(key),
             }
         }
-        batch.insert(journal::MARKER_KEY, &marker);
         tree.apply_batch(batch)
     }
 }
@@ -1307,90 +1039,6 @@ mod tests {
         }
     }
 
-    /// Rows the crash child commits: about 3 MB of journal, so the writer moves between the
-    /// two files (and asks for checkpoints) several times before the process dies.
-    const CRASH_ROWS: i64 = 3000;
-
-    fn crash_payload(i: i64) -> String {
-        format!("{i:08}").repeat(128)
-    }
-
-    /// A process that dies without closing its store (what sled holds in memory never reaches
-    /// disk) loses no commit, durable or not, and none is half there: opening the store again
-    /// applies the journal's records that sled lacks.
-    #[test]
-    fn a_process_that_dies_loses_no_commit() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("db");
-        let out = std::process::Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "tests::commit_then_die_in_a_child",
-                "--nocapture",
-            ])
-            .env("STORE_CRASH_PATH", &path)
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert!(text.contains("COMMITTED"), "{text}");
-        assert!(
-            !out.status.success(),
-            "the child dies without closing the store"
-        );
-
-        let store = Store::open(&path).unwrap();
-        let rows: Table<i64, String> = store.table("rows");
-        let marks: Table<i64, u64> = store.table("marks");
-        for i in 0..CRASH_ROWS {
-            assert_eq!(rows.get(&i).unwrap(), Some(crash_payload(i)), "row {i}");
-        }
-        let left: Vec<i64> = marks.iter().map(|r| r.unwrap().0).collect();
-        assert_eq!(left, (CRASH_ROWS - 10..CRASH_ROWS).collect::<Vec<_>>());
-        // And the store goes on from there.
-        marks.put_now_blocking(&store, &-1, &1).unwrap();
-        drop((rows, marks, store));
-        let store = Store::open(&path).unwrap();
-        let marks: Table<i64, u64> = store.table("marks");
-        assert_eq!(marks.get(&-1).unwrap(), Some(1));
-        assert_eq!(marks.count(), 11);
-    }
-
-    #[test]
-    fn commit_then_die_in_a_child() {
-        let Some(path) = std::env::var_os("STORE_CRASH_PATH") else {
-            return;
-        };
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
-        let store = Store::open(&path).unwrap();
-        rt.block_on(async {
-            let rows: Table<i64, String> = store.table("rows");
-            let marks: Table<i64, u64> = store.table("marks");
-            for i in 0..CRASH_ROWS {
-                let mut c = if i % 3 == 0 {
-                    Commit::in_order()
-                } else {
-                    Commit::new()
-                };
-                rows.put(&mut c, &i, &crash_payload(i));
-                marks.put(&mut c, &i, &(i as u64));
-                if i >= 10 {
-                    marks.remove_if(&mut c, &(i - 10), &((i - 10) as u64));
-                }
-                if i % 2 == 0 {
-                    store.commit(c).await.unwrap();
-                } else {
-                    store.commit_unflushed(c).await.unwrap();
-                }
-            }
-            println!("COMMITTED");
-        });
-        // Dies holding the store: no close, no flush.
-        let _held = store;
-        std::process::abort();
-    }
-
     #[tokio::test]
     async fn clear_drops_everything() {
         let store = Store::temporary().unwrap();
@@ -1398,27 +1046,6 @@ mod tests {
         t.put_now(&store, &1, &1).await.unwrap();
         store.clear().unwrap();
         assert_eq!(t.get(&1).unwrap(), None);
-    }
-
-    /// Cleared rows stay cleared when the store is opened again: the journal that still held
-    /// them is emptied by the clear.
-    #[tokio::test]
-    async fn cleared_rows_do_not_come_back_from_the_journal() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("db");
-        {
-            let store = Store::open(&path).unwrap();
-            let t: Table<i64, u64> = store.table("t");
-            for i in 0..50 {
-                t.put_now(&store, &i, &1).await.unwrap();
-            }
-            store.clear().unwrap();
-            t.put_now(&store, &100, &2).await.unwrap();
-        }
-        let store = Store::open(&path).unwrap();
-        let t: Table<i64, u64> = store.table("t");
-        let rows: Vec<(i64, u64)> = t.iter().map(|r| r.unwrap()).collect();
-        assert_eq!(rows, vec![(100, 2)]);
     }
 
     #[tokio::test]
@@ -1513,7 +1140,7 @@ mod tests {
     }
 
     /// sled 0.34 alone locks up here (16 tasks each applying a batch and awaiting
-    /// `flush_async`, on 2 workers); the store must carry every commit through. The
+    /// `flush_async`, on 2 workers); the committer thread must carry every commit through. The
     /// timeout only turns a lock-up into a failure instead of a hung test run.
     #[test]
     fn many_tasks_committing_at_once_all_get_through() {

@@ -4,7 +4,7 @@
 use clap::Parser;
 use duellsync_order_importer::{App, Args};
 
-// One thread: the importer waits on DUELL, WooCommerce, NATS and its state's sync thread
+// One thread: the importer waits on DUELL, WooCommerce, NATS and its state's committer thread
 // and computes little, and on a multi-threaded runtime every one of those waits handed its task
 // to another worker (a context switch each, ~0.5 ms of CPU per order in the bench). It scales by
 // running more processes (store shards), as the deployment does.
