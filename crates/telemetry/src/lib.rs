@@ -118,9 +118,9 @@ pub fn init(options: &TelemetryOptions) -> anyhow::Result<TelemetryGuard> {
                 .with_tracer(tracer)
                 // The engine reads a span's trace context from the span itself (events'
                 // headers, HTTP headers, log lines), never from OpenTelemetry's "current"
-                // context, so attaching it on every poll of an instrumented future, and timing
-                // each poll, is work no one reads (a few per cent of the importer's CPU in a
-                // profile).
+                // context, so attaching it on every poll of an instrumented future, timing each
+                // poll and naming the thread on every span is work no one reads (a few per cent
+                // of the importer's CPU in a profile).
                 .with_context_activation(false)
                 .with_tracked_inactivity(false)
                 .with_threads(false),
