@@ -1,20 +1,28 @@
 //! A service's local state: sled behind a small API of our own.
 //!
 //! All of a service's state lives in one sled tree, split into named tables by key prefix, so
-//! that one [`Commit`] can change several tables atomically (`apply_batch` on one tree) and be
-//! made durable with one flush. A commit of one write, or one made with [`Commit::in_order`], skips
-//! the batch: sled 0.34 seals and writes two extra log buffers for every batch (the buffer before
-//! it and the batch's manifest, each a disk write and a wake-up of sled's I/O threads), which on a
-//! hot path costs more CPU than the work itself. The engine's rule is "commit, then ack": a
-//! consumer builds a `Commit` with its state changes and the ids of the events it handled (the
-//! [`Ledger`]), awaits [`Store::commit`], and only then acks the messages.
+//! that one [`Commit`] can change several tables atomically (`apply_batch` on one tree). Every
+//! commit goes through the store's committer thread, which applies it to sled, appends it to the
+//! store's redo journal ([`journal`]) and makes every durable commit queued meanwhile durable
+//! with one `fdatasync` of the journal (group commit); sled itself is flushed by its own
+//! background flusher and at the journal's checkpoints. A commit of one write, or one made with
+//! [`Commit::in_order`], skips the batch: sled 0.34 seals and writes two extra log buffers for
+//! every batch (the buffer before it and the batch's manifest, each a disk write and a wake-up
+//! of sled's I/O threads), which on a hot path costs more CPU than the work itself. The
+//! engine's rule is "commit, then ack": a consumer builds a `Commit` with its state changes and
+//! the ids of the events it handled (the [`Ledger`]), awaits [`Store::commit`], and only then
+//! acks the messages.
 //!
 //! The state is a projection: every table can be rebuilt by replaying the streams (plus reading
 //! DUELL/WooCommerce where they are the truth), so [`Store::clear`] is safe.
 #![forbid(unsafe_code)]
 
+mod journal;
+
 use std::collections::BTreeMap;
+use std::fs::File;
 use std::marker::PhantomData;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
@@ -40,6 +48,10 @@ pub enum Error {
     Locked { path: PathBuf },
     #[error("state committer stopped; the state database can no longer be written")]
     CommitterStopped,
+    #[error("state journal error: {0}")]
+    Journal(#[source] std::io::Error),
+    #[error("an earlier write to the state failed; the service must restart to recover its state")]
+    Failed,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -104,6 +116,8 @@ impl Store {
         Store::open_with(StoreOptions::new(path.as_ref()))
     }
 
+    /// Opens the store, applying again what its journal holds beyond sled's state (the commits
+    /// of a process that stopped before sled flushed them; see [`journal`]).
     pub fn open_with(options: StoreOptions) -> Result<Store> {
         // sled lets go of its file lock when the last of its internal handles is dropped, and its
         // I/O threads may still hold one for a moment after the previous `Store` is gone (a
@@ -133,11 +147,35 @@ impl Store {
             }
         };
         let tree = db.open_tree("state")?;
-        Store::with_committer(db, tree, Some(options.path))
+        // sled's lock on its directory is held: no other process writes these files.
+        let files = open_journal(&options.path)?;
+        Store::start(db, tree, files, Some(options.path), None)
     }
 
-    fn with_committer(db: sled::Db, tree: sled::Tree, path: Option<PathBuf>) -> Result<Store> {
-        let committer = Arc::new(Committer::start(db.clone(), tree.clone())?);
+    fn start(
+        db: sled::Db,
+        tree: sled::Tree,
+        files: [File; 2],
+        path: Option<PathBuf>,
+        temp: Option<tempfile::TempDir>,
+    ) -> Result<Store> {
+        let batches = Arc::new(AtomicU64::new(0));
+        let next_lsn = recover(&db, &tree, &files, &batches)?;
+        let journal = Journal {
+            db: db.clone(),
+            tree: tree.clone(),
+            files,
+            next_lsn,
+            active: 0,
+            offset: 0,
+            dirty: false,
+            failed: false,
+            group: Vec::new(),
+            record: Vec::new(),
+            batches: batches.clone(),
+            _temp: temp,
+        };
+        let committer = Arc::new(Committer::start(journal, batches)?);
         Ok(Store {
             db,
             tree,
@@ -150,7 +188,9 @@ impl Store {
     pub fn temporary() -> Result<Store> {
         let db = sled::Config::new().temporary(true).open()?;
         let tree = db.open_tree("state")?;
-        Store::with_committer(db, tree, None)
+        let dir = tempfile::tempdir().map_err(Error::Journal)?;
+        let files = open_journal(dir.path())?;
+        Store::start(db, tree, files, None, Some(dir))
     }
 
     pub fn path(&self) -> Option<&Path> {
@@ -185,7 +225,8 @@ impl Store {
     /// Applies `commit` atomically and waits until it is on disk.
     ///
     /// Commits from concurrent tasks are grouped: the store's committer thread applies every
-    /// commit queued so far and makes them durable with one flush.
+    /// commit queued so far, writes their journal records at once and makes them durable with
+    /// one `fdatasync`.
     pub async fn commit(&self, commit: Commit) -> Result<()> {
         if commit.is_empty() {
             return Ok(());
@@ -196,8 +237,9 @@ impl Store {
     }
 
     /// Applies `commit` atomically and returns once it is visible to reads, without waiting for
-    /// a flush of its own: it becomes durable with the next flush of any commit (or sled's
-    /// background flush, every 500 ms). For writes whose loss in a crash only repeats an
+    /// a sync of its own: its journal record is written at once (a crash of the process alone
+    /// loses nothing) and reaches the disk with the next sync for any commit, or the committer's
+    /// own within [`BACKGROUND_SYNC`]. For writes whose loss in a power cut only repeats an
     /// idempotent step; everything else uses [`Store::commit`].
     pub async fn commit_unflushed(&self, commit: Commit) -> Result<()> {
         if commit.is_empty() {
@@ -206,8 +248,8 @@ impl Store {
         self.committer.call(|reply| Job::Apply(commit, reply)).await
     }
 
-    /// How many flushes this store has made so far (the costly part of a commit): what tests
-    /// count to prove how many durable commits a flow needs.
+    /// How many syncs for durable commits this store has made so far (the costly part of a
+    /// commit): what tests count to prove how many durable commits a flow needs.
     pub fn flushes(&self) -> FlushCounter {
         FlushCounter(self.committer.flushes.clone())
     }
@@ -234,8 +276,7 @@ impl Store {
 
     /// Drops every table (state rebuild).
     pub fn clear(&self) -> Result<()> {
-        self.tree.clear()?;
-        self.committer.call_blocking(Job::Flush)
+        self.committer.call_blocking(Job::Clear)
     }
 
     /// Bytes used on disk.
@@ -277,14 +318,221 @@ impl Store {
     }
 }
 
-/// The one thread that writes to a store and flushes it.
+/// Opens (creating them if needed) the two journal files in `dir`, and makes their names
+/// durable in the directory.
+fn open_journal(dir: &Path) -> Result<[File; 2]> {
+    let open = |name: &str| {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(dir.join(name))
+    };
+    let files = [
+        open(journal::FILE_NAMES[0]).map_err(Error::Journal)?,
+        open(journal::FILE_NAMES[1]).map_err(Error::Journal)?,
+    ];
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(Error::Journal)?;
+    Ok(files)
+}
+
+/// Applies again the journal's records beyond sled's marker, makes sled durable, and returns
+/// the number of the next record.
+fn recover(
+    db: &sled::Db,
+    tree: &sled::Tree,
+    files: &[File; 2],
+    batches: &AtomicU64,
+) -> Result<u64> {
+    let marker = match tree.get(journal::MARKER_KEY)? {
+        Some(v) => u64::from_be_bytes(v.as_ref().try_into().map_err(|_| Error::Key {
+            table: "journal marker".into(),
+        })?),
+        None => 0,
+    };
+    let a = journal::read_file(&files[0]).map_err(Error::Journal)?;
+    let b = journal::read_file(&files[1]).map_err(Error::Journal)?;
+    let found = journal::recover(marker, [&a, &b]);
+    let replayed = found.replay.len();
+    let mut last = marker;
+    for (lsn, commit) in found.replay {
+        commit.apply(tree, batches, lsn)?;
+        last = lsn;
+    }
+    if found.unreachable > 0 {
+        // Only a lost disk write (power loss) leaves a hole; what follows it cannot be applied
+        // without what it built on, so the state stays a consistent earlier one.
+        tracing::error!(
+            applied = replayed,
+            skipped = found.unreachable,
+            "the state journal misses a record: the commits after it are not applied"
+        );
+    } else if replayed > 0 {
+        tracing::info!(
+            applied = replayed,
+            "applied the state journal's commits that sled did not hold"
+        );
+    }
+    // Every record in the files is now at or below the marker (stale); new ones number above.
+    let next = last.max(found.highest).saturating_add(1);
+    tree.insert(journal::MARKER_KEY, &(next - 1).to_be_bytes())?;
+    db.flush()?;
+    Ok(next)
+}
+
+/// The largest record buffer kept between groups (one large commit, a full sync's batch, may
+/// grow it far beyond; the services' memory budget is tight).
+const KEEP_RECORD_BUFFER: usize = 64 * 1024;
+
+/// Journal writes not yet synced for a durable commit are synced at least this often, like
+/// sled's own background flush.
+pub const BACKGROUND_SYNC: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// The journal's writing end and the tree it covers, owned by the committer thread: the tree's
+/// only writer, so a conditional removal is decided without a race and the records are in the
+/// order the commits were applied.
+struct Journal {
+    db: sled::Db,
+    tree: sled::Tree,
+    files: [File; 2],
+    next_lsn: u64,
+    /// The file being appended to, and where.
+    active: usize,
+    offset: u64,
+    /// Records written since the last sync.
+    dirty: bool,
+    /// A write failed: the journal and sled may disagree until the store is opened again.
+    failed: bool,
+    /// The records of the commits applied in the current group, written with one `pwrite`.
+    group: Vec<u8>,
+    record: Vec<u8>,
+    batches: Arc<AtomicU64>,
+    /// A temporary store's directory, deleted with the store.
+    _temp: Option<tempfile::TempDir>,
+}
+
+impl Journal {
+    /// Applies `commit` to sled and adds its record to the group.
+    ///
+    /// sled first: if the process dies before the group is written, sled may hold the commit
+    /// without the journal (its marker says so, and nothing is applied twice), but the journal
+    /// never holds a commit that was reported failed and would reappear at the next opening.
+    fn apply(&mut self, commit: Commit) -> Result<()> {
+        if self.failed {
+            return Err(Error::Failed);
+        }
+        let lsn = self.next_lsn;
+        journal::encode(lsn, &commit, &mut self.record).map_err(Error::Journal)?;
+        if let Err(e) = commit.apply(&self.tree, &self.batches, lsn) {
+            // sled applies a batch whole or not at all, but an in-order commit may have left a
+            // prefix without its record: only a restart (replay from sled's flushed state)
+            // brings the two back in step.
+            self.failed = true;
+            return Err(Error::Sled(e));
+        }
+        self.group.extend_from_slice(&self.record);
+        self.next_lsn += 1;
+        Ok(())
+    }
+
+    /// Writes the group's records to the active file.
+    fn write_group(&mut self) -> Result<()> {
+        if self.group.is_empty() {
+            return Ok(());
+        }
+        if let Err(e) = self.files[self.active].write_all_at(&self.group, self.offset) {
+            self.failed = true;
+            return Err(Error::Journal(e));
+        }
+        self.offset += self.group.len() as u64;
+        self.dirty = true;
+        self.group.clear();
+        if self.group.capacity() > KEEP_RECORD_BUFFER {
+            self.group = Vec::new();
+        }
+        if self.record.capacity() > KEEP_RECORD_BUFFER {
+            self.record = Vec::new();
+        }
+        Ok(())
+    }
+
+    /// Syncs the active file (the other one's records are all in sled's flushed state).
+    fn sync(&mut self) -> Result<()> {
+        if self.failed {
+            return Err(Error::Failed);
+        }
+        if let Err(e) = self.files[self.active].sync_data() {
+            self.failed = true;
+            return Err(Error::Journal(e));
+        }
+        self.dirty = false;
+        Ok(())
+    }
+
+    /// Once the active file is full: flushes sled, after which no record of either file is
+    /// needed, and moves to the other file. sled's flush is the costly step the journal exists
+    /// to make rare (once per [`journal::SWITCH_AT`] bytes of records).
+    fn maybe_checkpoint(&mut self) {
+        if self.failed || self.offset < journal::SWITCH_AT {
+            return;
+        }
+        match self.db.flush() {
+            Ok(_) => {
+                self.active = 1 - self.active;
+                self.offset = 0;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "state checkpoint failed: sled could not flush");
+                self.failed = true;
+            }
+        }
+    }
+
+    /// Drops every row. The journal is emptied first (after a sled flush makes it redundant),
+    /// so that a crash during the clear cannot bring cleared rows back from it.
+    fn clear(&mut self) -> Result<()> {
+        if self.failed {
+            return Err(Error::Failed);
+        }
+        self.db.flush()?;
+        for f in &self.files {
+            f.set_len(0)
+                .and_then(|_| f.sync_all())
+                .map_err(Error::Journal)?;
+        }
+        self.active = 0;
+        self.offset = 0;
+        self.dirty = false;
+        self.tree.clear()?;
+        self.tree
+            .insert(journal::MARKER_KEY, &(self.next_lsn - 1).to_be_bytes())?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Closing: the records on disk and sled holding all of them, so that opening the store
+    /// again has nothing to apply.
+    fn close(&mut self) {
+        if self.failed {
+            return;
+        }
+        let _ = self.write_group();
+        let _ = self.db.flush();
+    }
+}
+
+/// The one thread that writes to a store and makes it durable.
 ///
 /// sled 0.34 deadlocks when several `flush_async` calls run while other threads apply batches
 /// (spacejam/sled#1308, fixed upstream but never released): with 16 imports committing at once
 /// on a 2-worker runtime both workers stopped inside `apply_batch` for good. Funnelling every
-/// commit through one thread rules that out, and lets one flush cover every commit that queued
-/// up while the previous flush ran (group commit), which is also faster than concurrent
-/// flushes, which sled serialises anyway.
+/// commit through one thread rules that out, and lets one sync cover every commit that queued
+/// up while the previous one ran (group commit). The sync is the journal's `fdatasync`, not
+/// sled's flush: sled 0.34 makes each flush a job on its I/O thread pool, and each job wakes all
+/// seven idle pool threads, which on the order importer's hot path cost a fifth of its CPU.
 struct Committer {
     /// Taken on drop, which ends the thread once the queue is empty.
     tx: Option<mpsc::Sender<Job>>,
@@ -306,11 +554,14 @@ impl FlushCounter {
 }
 
 enum Job {
-    /// Apply, then answer after the flush.
+    /// Apply, then answer after the sync.
     Commit(Commit, Reply),
-    /// Apply and answer at once; the next flush covers it.
+    /// Apply and answer once its record is written; the next sync covers it.
     Apply(Commit, Reply),
+    /// Answer once everything applied so far is on disk.
     Flush(Reply),
+    /// Drop every row.
+    Clear(Reply),
 }
 
 enum Reply {
@@ -332,19 +583,27 @@ impl Reply {
     }
 }
 
-/// Commits grouped under one flush at most; bounds the latency of the first in a long queue.
+/// Commits grouped under one sync at most; bounds the latency of the first in a long queue.
 const MAX_GROUP: usize = 1024;
 
+/// The one answer for a whole group (the error is re-made for each: it is not `Clone`).
+fn same(result: &Result<()>) -> Result<()> {
+    match result {
+        Ok(()) => Ok(()),
+        Err(Error::Journal(e)) => Err(Error::Journal(std::io::Error::new(e.kind(), e.to_string()))),
+        Err(_) => Err(Error::Failed),
+    }
+}
+
 impl Committer {
-    fn start(db: sled::Db, tree: sled::Tree) -> Result<Committer> {
+    fn start(journal: Journal, batches: Arc<AtomicU64>) -> Result<Committer> {
         let (tx, rx) = mpsc::channel::<Job>();
         let flushes = Arc::new(AtomicU64::new(0));
-        let batches = Arc::new(AtomicU64::new(0));
-        let (f, b) = (flushes.clone(), batches.clone());
+        let f = flushes.clone();
         let thread = std::thread::Builder::new()
             .name("state-commit".into())
-            .spawn(move || Committer::run(&db, &tree, &rx, &f, &b))
-            .map_err(|e| Error::Sled(sled::Error::Io(e)))?;
+            .spawn(move || Committer::run(journal, &rx, &f))
+            .map_err(Error::Journal)?;
         Ok(Committer {
             tx: Some(tx),
             thread: Some(thread),
@@ -373,42 +632,57 @@ impl Committer {
         rx.recv().map_err(|_| Error::CommitterStopped)?
     }
 
-    fn run(
-        db: &sled::Db,
-        tree: &sled::Tree,
-        rx: &mpsc::Receiver<Job>,
-        flushes: &AtomicU64,
-        batches: &AtomicU64,
-    ) {
-        let mut waiting: Vec<Reply> = Vec::new();
-        while let Ok(first) = rx.recv() {
+    fn run(mut journal: Journal, rx: &mpsc::Receiver<Job>, flushes: &AtomicU64) {
+        let mut durable: Vec<Reply> = Vec::new();
+        let mut applied: Vec<Reply> = Vec::new();
+        loop {
+            let first = match rx.recv_timeout(BACKGROUND_SYNC) {
+                Ok(job) => job,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    if journal.dirty {
+                        let _ = journal.sync();
+                    }
+                    continue;
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            };
             let mut next = Some(first);
             while let Some(job) = next.take() {
                 match job {
-                    Job::Commit(commit, reply) => match commit.apply(tree, batches) {
-                        Ok(()) => waiting.push(reply),
-                        // sled applies a batch whole or not at all: only this commit failed
-                        // (an in-order commit may have applied a prefix, which it allows).
-                        Err(e) => reply.send(Err(Error::Sled(e))),
+                    Job::Commit(commit, reply) => match journal.apply(commit) {
+                        Ok(()) => durable.push(reply),
+                        Err(e) => reply.send(Err(e)),
                     },
-                    Job::Apply(commit, reply) => {
-                        reply.send(commit.apply(tree, batches).map_err(Error::Sled));
+                    Job::Apply(commit, reply) => match journal.apply(commit) {
+                        Ok(()) => applied.push(reply),
+                        Err(e) => reply.send(Err(e)),
+                    },
+                    Job::Flush(reply) => durable.push(reply),
+                    Job::Clear(reply) => {
+                        // Everything before it in the queue is applied and written first.
+                        let written = journal.write_group();
+                        reply.send(written.and_then(|()| journal.clear()));
                     }
-                    Job::Flush(reply) => waiting.push(reply),
                 }
-                if waiting.len() < MAX_GROUP {
+                if durable.len() + applied.len() < MAX_GROUP {
                     next = rx.try_recv().ok();
                 }
             }
-            if waiting.is_empty() {
-                continue;
+            let written = journal.write_group();
+            for reply in applied.drain(..) {
+                reply.send(same(&written));
             }
-            let flushed = db.flush().map(|_| ());
-            flushes.fetch_add(1, Ordering::SeqCst);
-            for reply in waiting.drain(..) {
-                reply.send(flushed.clone().map_err(Error::Sled));
+            if !durable.is_empty() {
+                let synced = written.and_then(|()| journal.sync());
+                flushes.fetch_add(1, Ordering::SeqCst);
+                for reply in durable.drain(..) {
+                    reply.send(same(&synced));
+                }
             }
+            // After the answers: a checkpoint takes a while and holds no answered commit back.
+            journal.maybe_checkpoint();
         }
+        journal.close();
     }
 }
 
@@ -492,8 +766,10 @@ impl Commit {
 
     /// Runs on the committer thread, the only writer of the tree: a conditional removal is
     /// decided against the value as this commit finds it, and no other commit can come between
-    /// that check and the write.
-    fn apply(self, tree: &sled::Tree, batches: &AtomicU64) -> sled::Result<()> {
+    /// that check and the write. The journal's marker (`lsn`) is written last, or in the same
+    /// batch.
+    fn apply(self, tree: &sled::Tree, batches: &AtomicU64, lsn: u64) -> sled::Result<()> {
+        let marker = lsn.to_be_bytes();
         if self.in_order || self.writes.len() == 1 {
             // One write is atomic on its own; an in-order commit is atomic write by write.
             for (key, write) in self.writes {
@@ -511,6 +787,7 @@ impl Commit {
                     }
                 }
             }
+            tree.insert(journal::MARKER_KEY, &marker)?;
             return Ok(());
         }
         batches.fetch_add(1, Ordering::Relaxed);
@@ -522,6 +799,7 @@ impl Commit {
                     Write::Remove | Write::RemoveIf(_) => batch.remove(key),
                 }
             }
+            batch.insert(journal::MARKER_KEY, &marker);
             return tree.apply_batch(batch);
         }
         let mut after: BTreeMap<Vec<u8>, Option<Vec<u8>>> = BTreeMap::new();
@@ -550,6 +828,7 @@ impl Commit {
                 None => batch.remove(key),
             }
         }
+        batch.insert(journal::MARKER_KEY, &marker);
         tree.apply_batch(batch)
     }
 }
@@ -1039,6 +1318,90 @@ mod tests {
         }
     }
 
+    /// Rows the crash child commits: about 3 MB of journal, so the writer moves between the
+    /// two files (making checkpoints) several times before the process dies.
+    const CRASH_ROWS: i64 = 3000;
+
+    fn crash_payload(i: i64) -> String {
+        format!("{i:08}").repeat(128)
+    }
+
+    /// A process that dies without closing its store (what sled holds in memory never reaches
+    /// disk) loses no commit, durable or not, and none is half there: opening the store again
+    /// applies the journal's records that sled lacks.
+    #[test]
+    fn a_process_that_dies_loses_no_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "tests::commit_then_die_in_a_child",
+                "--nocapture",
+            ])
+            .env("STORE_CRASH_PATH", &path)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("COMMITTED"), "{text}");
+        assert!(
+            !out.status.success(),
+            "the child dies without closing the store"
+        );
+
+        let store = Store::open(&path).unwrap();
+        let rows: Table<i64, String> = store.table("rows");
+        let marks: Table<i64, u64> = store.table("marks");
+        for i in 0..CRASH_ROWS {
+            assert_eq!(rows.get(&i).unwrap(), Some(crash_payload(i)), "row {i}");
+        }
+        let left: Vec<i64> = marks.iter().map(|r| r.unwrap().0).collect();
+        assert_eq!(left, (CRASH_ROWS - 10..CRASH_ROWS).collect::<Vec<_>>());
+        // And the store goes on from there.
+        marks.put_now_blocking(&store, &-1, &1).unwrap();
+        drop((rows, marks, store));
+        let store = Store::open(&path).unwrap();
+        let marks: Table<i64, u64> = store.table("marks");
+        assert_eq!(marks.get(&-1).unwrap(), Some(1));
+        assert_eq!(marks.count(), 11);
+    }
+
+    #[test]
+    fn commit_then_die_in_a_child() {
+        let Some(path) = std::env::var_os("STORE_CRASH_PATH") else {
+            return;
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let store = Store::open(&path).unwrap();
+        rt.block_on(async {
+            let rows: Table<i64, String> = store.table("rows");
+            let marks: Table<i64, u64> = store.table("marks");
+            for i in 0..CRASH_ROWS {
+                let mut c = if i % 3 == 0 {
+                    Commit::in_order()
+                } else {
+                    Commit::new()
+                };
+                rows.put(&mut c, &i, &crash_payload(i));
+                marks.put(&mut c, &i, &(i as u64));
+                if i >= 10 {
+                    marks.remove_if(&mut c, &(i - 10), &((i - 10) as u64));
+                }
+                if i % 2 == 0 {
+                    store.commit(c).await.unwrap();
+                } else {
+                    store.commit_unflushed(c).await.unwrap();
+                }
+            }
+            println!("COMMITTED");
+        });
+        // Dies holding the store: no close, no flush.
+        let _held = store;
+        std::process::abort();
+    }
+
     #[tokio::test]
     async fn clear_drops_everything() {
         let store = Store::temporary().unwrap();
@@ -1046,6 +1409,27 @@ mod tests {
         t.put_now(&store, &1, &1).await.unwrap();
         store.clear().unwrap();
         assert_eq!(t.get(&1).unwrap(), None);
+    }
+
+    /// Cleared rows stay cleared when the store is opened again: the journal that still held
+    /// them is emptied by the clear.
+    #[tokio::test]
+    async fn cleared_rows_do_not_come_back_from_the_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        {
+            let store = Store::open(&path).unwrap();
+            let t: Table<i64, u64> = store.table("t");
+            for i in 0..50 {
+                t.put_now(&store, &i, &1).await.unwrap();
+            }
+            store.clear().unwrap();
+            t.put_now(&store, &100, &2).await.unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        let t: Table<i64, u64> = store.table("t");
+        let rows: Vec<(i64, u64)> = t.iter().map(|r| r.unwrap()).collect();
+        assert_eq!(rows, vec![(100, 2)]);
     }
 
     #[tokio::test]
