@@ -17,7 +17,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use duellsync_duell::{Address, CustomerId, DuellClient, NewOrder, OrderLine, ProductId};
 use duellsync_orders::{
-    map_lines, taxes_computed_in, CustomerIdentity, LineSource, MapOptions, Marker, Operation,
+    map_lines, taxes_computed_in_json, CustomerIdentity, LineSource, MapOptions, Marker, Operation,
 };
 use duellsync_woo::{Idempotency, Method, WooClient, WooRequest};
 use futures::StreamExt;
@@ -49,7 +49,7 @@ struct Clients {
     shipping: u64,
     fee: u64,
     /// Every order's body, read before the clock starts (the importer's comes in the message).
-    bodies: std::collections::HashMap<u64, serde_json::Value>,
+    bodies: std::collections::HashMap<u64, Vec<u8>>,
 }
 
 /// One order, the importer's calls in the importer's order.
@@ -74,10 +74,11 @@ async fn import(c: &Clients, id: u64) -> anyhow::Result<()> {
     }
     // The importer plans from the observation's body (the webhook's), which this process
     // does not receive: it uses the order it placed, read once before the clock starts.
-    let raw = c.bodies.get(&id).context("order body")?.clone();
-    let order: duellsync_woo::Order = serde_json::from_value(raw.clone())?;
+    // Parsed per order, as the importer parses each message's payload.
+    let raw = c.bodies.get(&id).context("order body")?;
+    let order: duellsync_woo::Order = serde_json::from_slice(raw)?;
     let opts = MapOptions {
-        taxes_computed: taxes_computed_in(&raw),
+        taxes_computed: taxes_computed_in_json(raw),
         ..MapOptions::default()
     };
     // A returning buyer: the importer looks the customer up by phone (it remembers only the
@@ -238,7 +239,7 @@ pub async fn serve(args: CeilingArgs) -> anyhow::Result<()> {
         .buffer_unordered(16);
     while let Some(r) = reads.next().await {
         let (id, body) = r?;
-        bodies.insert(id, body);
+        bodies.insert(id, serde_json::to_vec(&body)?);
     }
     drop(reads);
     let clients = Arc::new(Clients {

@@ -32,8 +32,8 @@ pub use ledger::{
 };
 pub use lines::{
     check_total, map_lines, mapped_total, parse_tolerance, round_half_away, same_total,
-    taxes_computed_in, LineSource, MapError, MapOptions, MappedLine, TotalMismatch,
-    SHIPPING_LINE_KEY,
+    taxes_computed_in, taxes_computed_in_json, LineSource, MapError, MapOptions, MappedLine,
+    TotalMismatch, SHIPPING_LINE_KEY,
 };
 pub use marker::Marker;
 pub use status::{

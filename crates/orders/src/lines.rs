@@ -60,6 +60,198 @@ pub fn taxes_computed_in(raw: &serde_json::Value) -> Option<bool> {
     None
 }
 
+/// [`taxes_computed_in`] read from the order's JSON text without building its tree: the
+/// importer parses the typed order from the same bytes, and a whole order's tree per message was
+/// a visible share of its CPU. Same answer for any text (`None` when it is not JSON).
+pub fn taxes_computed_in_json(json: &[u8]) -> Option<bool> {
+    let probe: TaxProbe = serde_json::from_slice(json).ok()?;
+    (probe.tax_lines || probe.taxed.iter().any(|t| *t)).then_some(true)
+}
+
+/// What [`taxes_computed_in_json`] looks for, gathered while the parser walks the order once.
+/// One flag per list: a repeated key replaces the earlier one, as in a `Value`.
+#[derive(Default)]
+struct TaxProbe {
+    tax_lines: bool,
+    taxed: [bool; 3],
+}
+
+/// The answer of a visitor for every JSON value it does not look into.
+macro_rules! other_values {
+    ($value:expr) => {
+        fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<Self::Value, E> {
+            Ok($value)
+        }
+        fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<Self::Value, E> {
+            Ok($value)
+        }
+        fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<Self::Value, E> {
+            Ok($value)
+        }
+        fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<Self::Value, E> {
+            Ok($value)
+        }
+        fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<Self::Value, E> {
+            Ok($value)
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok($value)
+        }
+    };
+}
+
+/// Whether a value is an array with at least one element (anything else: no).
+struct NonEmptyArray(bool);
+
+impl<'de> serde::Deserialize<'de> for NonEmptyArray {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = NonEmptyArray;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<NonEmptyArray, A::Error> {
+                let mut any = false;
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {
+                    any = true;
+                }
+                Ok(NonEmptyArray(any))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<NonEmptyArray, A::Error> {
+                while map
+                    .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+                    .is_some()
+                {}
+                Ok(NonEmptyArray(false))
+            }
+            other_values!(NonEmptyArray(false));
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Whether a value is an array holding an object whose `taxes` is a non-empty array.
+struct AnyTaxedItem(bool);
+
+impl<'de> serde::Deserialize<'de> for AnyTaxedItem {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = AnyTaxedItem;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<AnyTaxedItem, A::Error> {
+                let mut any = false;
+                while let Some(item) = seq.next_element::<TaxedItem>()? {
+                    any |= item.0;
+                }
+                Ok(AnyTaxedItem(any))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<AnyTaxedItem, A::Error> {
+                while map
+                    .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+                    .is_some()
+                {}
+                Ok(AnyTaxedItem(false))
+            }
+            other_values!(AnyTaxedItem(false));
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Whether a value is an object whose `taxes` is a non-empty array.
+struct TaxedItem(bool);
+
+impl<'de> serde::Deserialize<'de> for TaxedItem {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = TaxedItem;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<TaxedItem, A::Error> {
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(TaxedItem(false))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<TaxedItem, A::Error> {
+                let mut taxed = false;
+                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    if key == "taxes" {
+                        taxed = map.next_value::<NonEmptyArray>()?.0;
+                    } else {
+                        map.next_value::<serde::de::IgnoredAny>()?;
+                    }
+                }
+                Ok(TaxedItem(taxed))
+            }
+            other_values!(TaxedItem(false));
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for TaxProbe {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Top;
+        impl<'de> serde::de::Visitor<'de> for Top {
+            type Value = TaxProbe;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<TaxProbe, A::Error> {
+                let mut probe = TaxProbe::default();
+                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    match key.as_ref() {
+                        // A repeated key: the last one wins, as in a `Value`.
+                        "tax_lines" => probe.tax_lines = map.next_value::<NonEmptyArray>()?.0,
+                        "line_items" => probe.taxed[0] = map.next_value::<AnyTaxedItem>()?.0,
+                        "shipping_lines" => probe.taxed[1] = map.next_value::<AnyTaxedItem>()?.0,
+                        "fee_lines" => probe.taxed[2] = map.next_value::<AnyTaxedItem>()?.0,
+                        _ => {
+                            map.next_value::<serde::de::IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(probe)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<TaxProbe, A::Error> {
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(TaxProbe::default())
+            }
+            other_values!(TaxProbe::default());
+        }
+        d.deserialize_any(Top)
+    }
+}
+
 /// Where a mapped line came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LineSource {
@@ -609,6 +801,68 @@ mod tests {
         );
         assert!(lines.iter().all(|l| l.key != "5"), "zero fee left out");
         assert_eq!(check_total(&lines, o.total, dec!(0.05)), Ok(dec!(363.50)));
+    }
+
+    /// The tree-free reader answers as the `Value` one does, for orders and for any other JSON.
+    #[test]
+    fn taxes_computed_in_json_agrees_with_the_tree() {
+        let cases = [
+            r#"{"tax_lines": [{"id": 7}]}"#,
+            r#"{"tax_lines": []}"#,
+            r#"{"tax_lines": {"a": 1}}"#,
+            r#"{"tax_lines": [1], "tax_lines": []}"#,
+            r#"{"line_items": [{"taxes": []}, {"taxes": [{"id": 1, "total": "0"}]}]}"#,
+            r#"{"line_items": [{"taxes": [1]}], "line_items": []}"#,
+            r#"{"shipping_lines": [{"taxes": "x"}], "fee_lines": [7, null, {"taxes": [null]}]}"#,
+            r#"{"line_items": [{"name": "\"taxes\"", "taxes": 1.5e3}]}"#,
+            r#"{"fee_lines": {"taxes": [1]}}"#,
+            r#"[{"tax_lines": [1]}]"#,
+            r#""text""#,
+            r#"12"#,
+            r#"{"tax_lines": [1]"#,
+            r#"not json"#,
+        ];
+        for case in cases {
+            let tree = serde_json::from_str::<serde_json::Value>(case)
+                .ok()
+                .and_then(|v| taxes_computed_in(&v));
+            assert_eq!(taxes_computed_in_json(case.as_bytes()), tree, "{case}");
+        }
+        // The order body of a delivery captured from a real store.
+        let capture: serde_json::Value = serde_json::from_str(include_str!(
+            "../../../tests/fixtures/woocommerce-samples/25-webhook-order-created-delivery.json"
+        ))
+        .unwrap();
+        let body = capture["body_text"].as_str().unwrap();
+        let tree: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(
+            taxes_computed_in_json(body.as_bytes()),
+            taxes_computed_in(&tree)
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn taxes_computed_in_json_agrees_with_the_tree_on_any_lists(
+            lists in proptest::collection::vec((0usize..4, proptest::collection::vec(0usize..3, 0..3)), 0..5)
+        ) {
+            let names = ["tax_lines", "line_items", "shipping_lines", "fee_lines"];
+            let item = |k: usize| match k {
+                0 => r#"{"taxes": []}"#,
+                1 => r#"{"taxes": [{"id": 1}], "total": "1.00"}"#,
+                _ => "3",
+            };
+            let body: Vec<String> = lists
+                .iter()
+                .map(|(n, items)| {
+                    let items: Vec<&str> = items.iter().map(|k| item(*k)).collect();
+                    format!(r#""{}": [{}]"#, names[*n], items.join(","))
+                })
+                .collect();
+            let text = format!("{{{}}}", body.join(","));
+            let tree: serde_json::Value = serde_json::from_str(&text).unwrap();
+            proptest::prop_assert_eq!(taxes_computed_in_json(text.as_bytes()), taxes_computed_in(&tree), "{}", text);
+        }
     }
 
     #[test]
