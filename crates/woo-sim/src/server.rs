@@ -1932,6 +1932,11 @@ fn update_order(shared: &Arc<Shared>, req: &Req) -> Result<Resp, WpError> {
             .unwrap_or(J::Null);
         (j, order_events(id, &touched, false))
     };
+    // WordPress trims every REST answer to `_fields`, writes included.
+    let j = match fields_of(&req.query) {
+        Some(f) => j.trim_fields(&f, true, true),
+        None => j,
+    };
     // Every order PUT delivers order.updated, even `{}` or a repeated status.
     webhooks::enqueue(shared, &events);
     Ok(Resp::json(200, &j))

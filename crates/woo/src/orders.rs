@@ -121,6 +121,10 @@ impl WooClient {
     /// given, a new status: one write, so the order never carries one without the other.
     /// WooCommerce applies the status change after the rest of the write; a meta-only write
     /// does not move `date_modified` (post storage) but still delivers `order.updated`.
+    ///
+    /// The answer is trimmed to `id`, `status` and `meta_data` (`_fields`, which WordPress
+    /// applies to writes too): the whole order is several KB to parse, on the importer's hot
+    /// path, and nobody reads the rest.
     pub async fn update_order_meta(
         &self,
         id: u64,
@@ -131,7 +135,10 @@ impl WooClient {
         if let Some(s) = status {
             body["status"] = json!(s);
         }
-        self.update_order(id, &body).await
+        let mut req = WooRequest::new(Method::PUT, format!("orders/{id}"), Idempotency::Idempotent)
+            .json(body);
+        push_fields(&mut req.query, &["status".into(), "meta_data".into()]);
+        self.call(req).await
     }
 
     /// Orders with an id above `after_id`, newest first (`orderby=id&order=desc`), as raw JSON,

@@ -1470,6 +1470,16 @@ async fn order_meta_with_underscore_keys_round_trips_with_the_status_in_one_writ
         written.status, "completed",
         "the status is part of the write"
     );
+    // The write asked for `_fields=id,status,meta_data`: WordPress trims a write's answer too.
+    assert_eq!(written.id, order.id);
+    assert_eq!(
+        meta_value(&written, "_duell_order_id"),
+        Some(&serde_json::json!("987"))
+    );
+    assert!(
+        written.line_items.is_empty() && written.billing.email.is_none(),
+        "fields not asked for are left out of the write's answer"
+    );
     let read = c.get_order(order.id).await.unwrap();
     assert_eq!(read.status, "completed");
     assert_eq!(
