@@ -64,191 +64,102 @@ pub fn taxes_computed_in(raw: &serde_json::Value) -> Option<bool> {
 /// importer parses the typed order from the same bytes, and a whole order's tree per message was
 /// a visible share of its CPU. Same answer for any text (`None` when it is not JSON).
 pub fn taxes_computed_in_json(json: &[u8]) -> Option<bool> {
-    let probe: TaxProbe = serde_json::from_slice(json).ok()?;
-    (probe.tax_lines || probe.taxed.iter().any(|t| *t)).then_some(true)
+    use serde::de::DeserializeSeed;
+    let mut de = serde_json::Deserializer::from_slice(json);
+    let taxed = Look::Order.deserialize(&mut de).ok()?;
+    de.end().ok()?;
+    taxed.then_some(true)
 }
 
-/// What [`taxes_computed_in_json`] looks for, gathered while the parser walks the order once.
-/// One flag per list: a repeated key replaces the earlier one, as in a `Value`.
-#[derive(Default)]
-struct TaxProbe {
-    tax_lines: bool,
-    taxed: [bool; 3],
+/// What [`taxes_computed_in_json`] looks for in a value while the parser walks the order once,
+/// skipping everything else. Any other kind of value than the one looked for answers `false`.
+#[derive(Clone, Copy)]
+enum Look {
+    /// An object with non-empty `tax_lines`, or a taxed item in one of its line lists.
+    Order,
+    /// An array holding a taxed item.
+    TaxedItems,
+    /// An object whose `taxes` is a non-empty array.
+    TaxedItem,
+    /// An array with at least one element.
+    NonEmpty,
 }
 
-/// The answer of a visitor for every JSON value it does not look into.
-macro_rules! other_values {
-    ($value:expr) => {
-        fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<Self::Value, E> {
-            Ok($value)
-        }
-        fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<Self::Value, E> {
-            Ok($value)
-        }
-        fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<Self::Value, E> {
-            Ok($value)
-        }
-        fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<Self::Value, E> {
-            Ok($value)
-        }
-        fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<Self::Value, E> {
-            Ok($value)
-        }
-        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
-            Ok($value)
-        }
-    };
+impl<'de> serde::de::DeserializeSeed<'de> for Look {
+    type Value = bool;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+        d.deserialize_any(self)
+    }
 }
 
-/// Whether a value is an array with at least one element (anything else: no).
-struct NonEmptyArray(bool);
+impl<'de> serde::de::Visitor<'de> for Look {
+    type Value = bool;
 
-impl<'de> serde::Deserialize<'de> for NonEmptyArray {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> serde::de::Visitor<'de> for V {
-            type Value = NonEmptyArray;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("any JSON value")
-            }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(
-                self,
-                mut seq: A,
-            ) -> Result<NonEmptyArray, A::Error> {
-                let mut any = false;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<bool, A::Error> {
+        let mut found = false;
+        match self {
+            Look::NonEmpty => {
                 while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {
-                    any = true;
+                    found = true;
                 }
-                Ok(NonEmptyArray(any))
             }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut map: A,
-            ) -> Result<NonEmptyArray, A::Error> {
-                while map
-                    .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
-                    .is_some()
-                {}
-                Ok(NonEmptyArray(false))
-            }
-            other_values!(NonEmptyArray(false));
-        }
-        d.deserialize_any(V)
-    }
-}
-
-/// Whether a value is an array holding an object whose `taxes` is a non-empty array.
-struct AnyTaxedItem(bool);
-
-impl<'de> serde::Deserialize<'de> for AnyTaxedItem {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> serde::de::Visitor<'de> for V {
-            type Value = AnyTaxedItem;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("any JSON value")
-            }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(
-                self,
-                mut seq: A,
-            ) -> Result<AnyTaxedItem, A::Error> {
-                let mut any = false;
-                while let Some(item) = seq.next_element::<TaxedItem>()? {
-                    any |= item.0;
+            Look::TaxedItems => {
+                while let Some(taxed) = seq.next_element_seed(Look::TaxedItem)? {
+                    found |= taxed;
                 }
-                Ok(AnyTaxedItem(any))
             }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut map: A,
-            ) -> Result<AnyTaxedItem, A::Error> {
-                while map
-                    .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
-                    .is_some()
-                {}
-                Ok(AnyTaxedItem(false))
-            }
-            other_values!(AnyTaxedItem(false));
-        }
-        d.deserialize_any(V)
-    }
-}
-
-/// Whether a value is an object whose `taxes` is a non-empty array.
-struct TaxedItem(bool);
-
-impl<'de> serde::Deserialize<'de> for TaxedItem {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> serde::de::Visitor<'de> for V {
-            type Value = TaxedItem;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("any JSON value")
-            }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(
-                self,
-                mut seq: A,
-            ) -> Result<TaxedItem, A::Error> {
+            Look::Order | Look::TaxedItem => {
                 while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
-                Ok(TaxedItem(false))
             }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut map: A,
-            ) -> Result<TaxedItem, A::Error> {
-                let mut taxed = false;
-                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-                    if key == "taxes" {
-                        taxed = map.next_value::<NonEmptyArray>()?.0;
-                    } else {
-                        map.next_value::<serde::de::IgnoredAny>()?;
-                    }
-                }
-                Ok(TaxedItem(taxed))
-            }
-            other_values!(TaxedItem(false));
         }
-        d.deserialize_any(V)
+        Ok(found)
     }
-}
 
-impl<'de> serde::Deserialize<'de> for TaxProbe {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Top;
-        impl<'de> serde::de::Visitor<'de> for Top {
-            type Value = TaxProbe;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("any JSON value")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut map: A,
-            ) -> Result<TaxProbe, A::Error> {
-                let mut probe = TaxProbe::default();
-                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-                    match key.as_ref() {
-                        // A repeated key: the last one wins, as in a `Value`.
-                        "tax_lines" => probe.tax_lines = map.next_value::<NonEmptyArray>()?.0,
-                        "line_items" => probe.taxed[0] = map.next_value::<AnyTaxedItem>()?.0,
-                        "shipping_lines" => probe.taxed[1] = map.next_value::<AnyTaxedItem>()?.0,
-                        "fee_lines" => probe.taxed[2] = map.next_value::<AnyTaxedItem>()?.0,
-                        _ => {
-                            map.next_value::<serde::de::IgnoredAny>()?;
-                        }
-                    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
+        // One flag per key looked at: a repeated key replaces the earlier one, as in a `Value`.
+        let keys: &[(&str, Look)] = match self {
+            Look::Order => &[
+                ("tax_lines", Look::NonEmpty),
+                ("line_items", Look::TaxedItems),
+                ("shipping_lines", Look::TaxedItems),
+                ("fee_lines", Look::TaxedItems),
+            ],
+            Look::TaxedItem => &[("taxes", Look::NonEmpty)],
+            Look::TaxedItems | Look::NonEmpty => &[],
+        };
+        let mut found = [false; 4];
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            match keys.iter().position(|(k, _)| *k == key) {
+                Some(i) => found[i] = map.next_value_seed(keys[i].1)?,
+                None => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
                 }
-                Ok(probe)
             }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(
-                self,
-                mut seq: A,
-            ) -> Result<TaxProbe, A::Error> {
-                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
-                Ok(TaxProbe::default())
-            }
-            other_values!(TaxProbe::default());
         }
-        d.deserialize_any(Top)
+        Ok(found.iter().any(|f| *f))
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<bool, E> {
+        Ok(false)
+    }
+    fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<bool, E> {
+        Ok(false)
+    }
+    fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<bool, E> {
+        Ok(false)
+    }
+    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<bool, E> {
+        Ok(false)
+    }
+    fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<bool, E> {
+        Ok(false)
+    }
+    fn visit_unit<E: serde::de::Error>(self) -> Result<bool, E> {
+        Ok(false)
     }
 }
 

@@ -513,14 +513,12 @@ impl Journal {
         Ok(())
     }
 
-    /// Closing: the records on disk and sled holding all of them, so that opening the store
-    /// again has nothing to apply.
+    /// Closing (every group is written by then): sled holding all the records, so that opening
+    /// the store again has nothing to apply.
     fn close(&mut self) {
-        if self.failed {
-            return;
+        if !self.failed {
+            let _ = self.db.flush();
         }
-        let _ = self.write_group();
-        let _ = self.db.flush();
     }
 }
 
