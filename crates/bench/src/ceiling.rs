@@ -1,6 +1,7 @@
 //! The call ceiling of the order import (issue 14 §4): one process that makes exactly the DUELL
-//! and WooCommerce calls the importer makes per order in steady state — read the order, look up
-//! the product of each line, save the customer order, write the import marker, add the note —
+//! and WooCommerce calls the importer makes per order in steady state — read the order, save the
+//! customer order, write the import marker, add the note; the buyer and the products of the lines
+//! are looked up once, as the importer reuses what a look-up found (`importer.lookup_cache_ttl`) —
 //! through the same clients, against the same simulators, with no broker and no state. What the
 //! importer reaches of this rate is what its bookkeeping (ledger, flushes, events, acks) costs.
 //!
@@ -17,7 +18,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use duellsync_duell::{Address, CustomerId, DuellClient, NewOrder, OrderLine, ProductId};
 use duellsync_orders::{
-    map_lines, taxes_computed_in_json, CustomerIdentity, LineSource, MapOptions, Marker, Operation,
+    map_lines, taxes_computed_in_json, LineSource, MapOptions, Marker, Operation,
 };
 use duellsync_woo::{Idempotency, Method, WooClient, WooRequest};
 use futures::StreamExt;
@@ -50,6 +51,8 @@ struct Clients {
     fee: u64,
     /// Every order's body, read before the clock starts (the importer's comes in the message).
     bodies: std::collections::HashMap<u64, Vec<u8>>,
+    /// Products found by SKU (the importer reuses a found answer for the next orders).
+    products: std::sync::Mutex<std::collections::HashMap<String, u64>>,
 }
 
 /// One order, the importer's calls in the importer's order.
@@ -81,23 +84,36 @@ async fn import(c: &Clients, id: u64) -> anyhow::Result<()> {
         taxes_computed: taxes_computed_in_json(raw),
         ..MapOptions::default()
     };
-    // A returning buyer: the importer looks the customer up by phone (it remembers only the
-    // customers it created).
-    if let Some(phone) = CustomerIdentity::of(&order.billing).phone {
-        c.duell.find_customers_by_phone(&phone).await?;
-    }
+    // A returning buyer: the importer looked the customer up by phone for its first order and
+    // reuses what it found, as this process uses `c.customer`.
     let mapped = map_lines(&order, &opts).map_err(|e| anyhow::anyhow!("order {id}: {e}"))?;
     let mut lines = Vec::new();
     for m in &mapped {
         let product = match &m.source {
             LineSource::Product { sku, .. } => {
                 let sku = sku.clone().unwrap_or_default();
-                let found = c.duell.find_products_by_number(&sku).await?;
-                found
-                    .iter()
-                    .map(|p| p.product_id.0)
-                    .min()
-                    .with_context(|| format!("no DUELL product {sku}"))?
+                let known = c
+                    .products
+                    .lock()
+                    .map_err(|_| anyhow::anyhow!("poisoned"))?
+                    .get(&sku)
+                    .copied();
+                match known {
+                    Some(id) => id,
+                    None => {
+                        let found = c.duell.find_products_by_number(&sku).await?;
+                        let id = found
+                            .iter()
+                            .map(|p| p.product_id.0)
+                            .min()
+                            .with_context(|| format!("no DUELL product {sku}"))?;
+                        c.products
+                            .lock()
+                            .map_err(|_| anyhow::anyhow!("poisoned"))?
+                            .insert(sku, id);
+                        id
+                    }
+                }
             }
             LineSource::Shipping { .. } => c.shipping,
             LineSource::Fee { .. } => c.fee,
@@ -250,6 +266,7 @@ pub async fn serve(args: CeilingArgs) -> anyhow::Result<()> {
         shipping,
         fee,
         bodies,
+        products: Default::default(),
     });
     import_all(&clients, args.warm.clone(), args.concurrency).await?;
     println!("ready");

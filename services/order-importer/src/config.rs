@@ -90,6 +90,12 @@ impl Config {
                 "use at least 1 (the default is 10)".into(),
             );
         }
+        if i.lookup_cache_ttl > Duration::from_secs(24 * 3600) {
+            p(
+                "lookup_cache_ttl",
+                "use at most \"24h\" (the default is \"10m\"; \"0s\" turns it off)".into(),
+            );
+        }
         if problems.is_empty() {
             Ok(())
         } else {
@@ -121,6 +127,12 @@ pub struct ImporterSection {
     /// Longest redelivery backoff.
     #[serde(with = "duellsync_settings::duration")]
     pub backoff_cap: Duration,
+    /// How long a DUELL look-up that found a product (by SKU) or a customer (by phone or
+    /// e-mail) is reused for the next orders; `0s` asks DUELL every time. A product DUELL
+    /// changes is forgotten when the change-poller observes it, everything when DUELL refuses an
+    /// order.
+    #[serde(with = "duellsync_settings::duration")]
+    pub lookup_cache_ttl: Duration,
     /// Shop name in DUELL's `reference_comment` ("Ordre 1234 <site_name>"); empty = the host
     /// of the store's WooCommerce URL.
     pub site_name: String,
@@ -135,6 +147,7 @@ impl Default for ImporterSection {
             ack_wait: Duration::from_secs(30),
             max_deliveries: 30,
             backoff_cap: Duration::from_secs(300),
+            lookup_cache_ttl: Duration::from_secs(600),
             site_name: String::new(),
         }
     }

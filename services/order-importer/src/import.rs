@@ -1041,6 +1041,15 @@ async fn write(
         }
     };
     let answer = classify(plan, &reference, result);
+    let refused = match &answer {
+        Answer::NotApplied { rejected, .. } => *rejected,
+        Answer::Applied { refused, .. } => refused.is_some(),
+        Answer::Unknown { .. } => false,
+    };
+    if refused {
+        // A product or customer it named may be gone: the retry resolves them afresh.
+        ctx.lookups.forget_all();
+    }
     if let Answer::Unknown { detail } = &answer {
         tracing::warn!(store = %ctx.id(), woo_order_id, attempt = %attempt.id, operation = op.as_str(), detail = %detail, "outcome of the DUELL write is unknown");
     }

@@ -17,6 +17,7 @@
 pub mod config;
 mod events;
 mod import;
+mod lookups;
 mod rebuild;
 mod resolve;
 mod state;
@@ -143,6 +144,8 @@ pub(crate) struct StoreCtx {
     /// Find-or-create of one customer, product or category runs alone, so that two orders
     /// imported at once do not both create it (keyed by a hash of the `Tables::known` key).
     pub creation_locks: Arc<Locks>,
+    /// Recent DUELL look-ups that found a product or customer (`importer.lookup_cache_ttl`).
+    pub lookups: Arc<lookups::Lookups>,
     /// Shop name in DUELL's reference comment.
     pub site: String,
     /// `orders.total_tolerance`.
@@ -267,6 +270,7 @@ impl App {
                             t: state::Tables::new(&state),
                             state,
                             duell,
+                            lookups: Arc::new(lookups::Lookups::new(config.lookup_cache_ttl)),
                             config,
                             locks: Arc::new(Locks::default()),
                             creation_locks: Arc::new(Locks::default()),

@@ -188,6 +188,11 @@ impl StoreCtx {
                 return Ok(id);
             }
         }
+        for key in phone_key.iter().chain(email_key.iter()) {
+            if let Some(id) = self.lookups.customer(key) {
+                return Ok(id);
+            }
+        }
         if let Some(phone) = &ident.phone {
             let found = timed(
                 self.id(),
@@ -197,7 +202,11 @@ impl StoreCtx {
             .await
             .map_err(|e| duell_stop("looking up the customer by phone", &e, "customer"))?;
             if let Some(id) = found.iter().map(|c| c.customer_id.0).min() {
-                return Ok(id_i64(id));
+                let id = id_i64(id);
+                if let Some(k) = &phone_key {
+                    self.lookups.found_customer(k, id);
+                }
+                return Ok(id);
             }
         }
         if let Some(email) = &ident.email {
@@ -209,7 +218,11 @@ impl StoreCtx {
             .await
             .map_err(|e| duell_stop("looking up the customer by e-mail", &e, "customer"))?;
             if let Some(id) = found.iter().map(|c| c.customer_id.0).min() {
-                return Ok(id_i64(id));
+                let id = id_i64(id);
+                if let Some(k) = &email_key {
+                    self.lookups.found_customer(k, id);
+                }
+                return Ok(id);
             }
         }
         let id = self
@@ -394,6 +407,9 @@ impl StoreCtx {
                 remark: None,
             }));
         }
+        if let Some(r) = self.lookups.product(&sku) {
+            return Ok(Some(r));
+        }
         let found = self.products_by_number(&sku).await?;
         let Some(first) = found.first() else {
             return Ok(None);
@@ -409,11 +425,13 @@ impl StoreCtx {
                 first.product_id.0
             )
         });
-        Ok(Some(Resolved {
+        let resolved = Resolved {
             duell_product_id: id_i64(first.product_id.0),
             product_number: first.product_number.clone(),
             remark,
-        }))
+        };
+        self.lookups.found_product(&sku, &resolved);
+        Ok(Some(resolved))
     }
 
     /// Creates the DUELL product of an unknown line (`create_missing_products`), in the

@@ -111,6 +111,7 @@ pub(crate) async fn on_product_observed(
     let Some(p) = ev.product.as_ref() else {
         return Ok(());
     };
+    ctx.lookups.product_changed(&p.product_number, p.product_id);
     let why = format!(
         "product {} (SKU {}) appeared in DUELL",
         p.product_id, p.product_number

@@ -714,3 +714,74 @@ async fn orders_imported_at_once_share_one_new_customer_and_one_shipping_product
         1
     );
 }
+
+#[tokio::test]
+async fn a_found_product_and_buyer_are_reused_until_duell_changes_the_product() {
+    let mut app = spawn_app().await;
+    let (old, _) = app.product("A-1", "100.00");
+    let first = app.place(&[("A-1", 1)], |_| {});
+    app.observe(first).await;
+    one_customer_order(&app, first).await;
+    let lookups = app.duell.request_count("product/list");
+    assert!(lookups >= 1, "the first order looked the SKU up");
+    let second = app.place(&[("A-1", 2)], |_| {});
+    app.observe(second).await;
+    assert_eq!(
+        one_customer_order(&app, second).await.lines[0].product_id,
+        old
+    );
+    assert_eq!(
+        app.duell.request_count("product/list"),
+        lookups,
+        "the second order reused what the first found"
+    );
+
+    // In DUELL the SKU moves to a new product: the old one is renumbered, which the
+    // change-poller reports under its new number.
+    app.duell
+        .update_product(
+            old,
+            duellsync_duell_sim::ProductPatch {
+                product_number: Some("A-1-OLD".into()),
+                ..Default::default()
+            },
+        )
+        .expect("renumbered");
+    let new = app.duell_product("A-1", "100.00");
+    app.publish(&v1::ProductObserved {
+        meta: Some(meta(
+            STORE,
+            EventId::new("p", STORE).int(old as i64).finish(),
+            "test",
+            "c".into(),
+        )),
+        product: Some(v1::DuellProduct {
+            product_id: old as i64,
+            product_number: "A-1-OLD".into(),
+            name: "Vare A-1".into(),
+            ..Default::default()
+        }),
+        content_hash: "h2".into(),
+    })
+    .await;
+    app.drained().await;
+    let third = app.place(&[("A-1", 1)], |_| {});
+    app.observe(third).await;
+    assert_eq!(
+        one_customer_order(&app, third).await.lines[0].product_id,
+        new
+    );
+
+    // A returning buyer the importer did not create: looked up by phone once, then reused.
+    app.lose_the_volume().await;
+    let customers = app.duell.request_count("customer/list");
+    let fourth = app.place(&[("A-1", 1)], |_| {});
+    app.observe(fourth).await;
+    let o4 = one_customer_order(&app, fourth).await;
+    let fifth = app.place(&[("A-1", 1)], |_| {});
+    app.observe(fifth).await;
+    let o5 = one_customer_order(&app, fifth).await;
+    assert_eq!(o4.customer_id, o5.customer_id);
+    assert_eq!(app.duell.customers().len(), 1);
+    assert_eq!(app.duell.request_count("customer/list"), customers + 1);
+}
