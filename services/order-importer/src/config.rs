@@ -152,3 +152,20 @@ impl Default for ImporterSection {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_lookup_cache_ttl_is_bounded_and_zero_turns_it_off() {
+        let mut c = Config::default();
+        assert_eq!(c.importer.lookup_cache_ttl, Duration::from_secs(600));
+        c.importer.lookup_cache_ttl = Duration::ZERO;
+        assert!(c.validate().is_ok());
+        c.importer.lookup_cache_ttl = Duration::from_secs(2 * 86_400);
+        let e = c.validate().expect_err("too long");
+        assert_eq!(e.problems.len(), 1);
+        assert_eq!(e.problems[0].key, "importer.lookup_cache_ttl");
+    }
+}

@@ -785,3 +785,26 @@ async fn a_found_product_and_buyer_are_reused_until_duell_changes_the_product() 
     assert_eq!(app.duell.customers().len(), 1);
     assert_eq!(app.duell.request_count("customer/list"), customers + 1);
 }
+
+#[tokio::test]
+async fn a_refused_order_forgets_what_lookups_found_so_its_replay_resolves_afresh() {
+    let app = spawn_app().await;
+    let (old, _) = app.product("A-1", "100.00");
+    let first = app.place(&[("A-1", 1)], |_| {});
+    app.observe(first).await;
+    one_customer_order(&app, first).await;
+    // Replaced in DUELL before the change-poller reports it: the importer still has the old
+    // product for A-1, and DUELL refuses an order line with a deleted product.
+    app.duell.delete_product(old).expect("deleted");
+    let new = app.duell_product("A-1", "100.00");
+    let second = app.place(&[("A-1", 1)], |_| {});
+    app.observe(second).await;
+    let dead = eventually_async("a dead letter", WAIT, || async {
+        app.dead_letters().await.into_iter().next()
+    })
+    .await;
+    assert!(app.customer_orders_for(second).is_empty());
+    app.replay(&dead).await;
+    let o = one_customer_order(&app, second).await;
+    assert_eq!(o.lines[0].product_id, new);
+}
