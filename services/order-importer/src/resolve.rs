@@ -190,6 +190,7 @@ impl StoreCtx {
         }
         for key in phone_key.iter().chain(email_key.iter()) {
             if let Some(id) = self.lookups.customer(key) {
+                metrics::counter!("duellsync_importer_lookups_reused_total", "store" => self.id().to_owned(), "kind" => "customer").increment(1);
                 return Ok(id);
             }
         }
@@ -408,6 +409,7 @@ impl StoreCtx {
             }));
         }
         if let Some(r) = self.lookups.product(&sku) {
+            metrics::counter!("duellsync_importer_lookups_reused_total", "store" => self.id().to_owned(), "kind" => "product").increment(1);
             return Ok(Some(r));
         }
         let found = self.products_by_number(&sku).await?;
