@@ -127,8 +127,8 @@ pub struct ImporterSection {
     /// Longest redelivery backoff.
     #[serde(with = "duellsync_settings::duration")]
     pub backoff_cap: Duration,
-    /// How long a DUELL look-up that found a product (by SKU) or a customer (by phone or
-    /// e-mail) is reused for the next orders; `0s` asks DUELL every time. A product DUELL
+    /// How long a DUELL look-up that found a product (by SKU) or a customer (for the same phone
+    /// and e-mail) is reused for the next orders; `0s` asks DUELL every time. A product DUELL
     /// changes is forgotten when the change-poller observes it, everything when DUELL refuses an
     /// order.
     #[serde(with = "duellsync_settings::duration")]

@@ -13,6 +13,7 @@
 //! dropped so the retry resolves afresh.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -32,6 +33,9 @@ enum Found {
 pub(crate) struct Lookups {
     ttl: Duration,
     entries: Mutex<HashMap<String, (Instant, Found)>>,
+    /// Counts the forgettings: an answer whose look-up started before one is not kept (DUELL
+    /// may have changed between the answer and the observation that forgot the old one).
+    generation: AtomicU64,
 }
 
 fn product_key(number: &str) -> String {
@@ -47,7 +51,13 @@ impl Lookups {
         Lookups {
             ttl,
             entries: Mutex::new(HashMap::new()),
+            generation: AtomicU64::new(0),
         }
+    }
+
+    /// Take it before a look-up and hand it to `found_*` with the answer.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
     }
 
     fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Instant, Found)>> {
@@ -71,11 +81,15 @@ impl Lookups {
         }
     }
 
-    fn put(&self, key: String, found: Found, now: Instant) {
+    fn put(&self, key: String, found: Found, since: u64, now: Instant) {
         if self.ttl.is_zero() {
             return;
         }
         let mut entries = self.entries();
+        // Checked under the lock the forgetting takes, so none slips in between.
+        if self.generation() != since {
+            return;
+        }
         if entries.len() >= MAX_ENTRIES {
             let ttl = self.ttl;
             entries.retain(|_, (at, _)| now.saturating_duration_since(*at) < ttl);
@@ -94,15 +108,16 @@ impl Lookups {
         }
     }
 
-    pub fn found_product(&self, number: &str, resolved: &Resolved) {
+    pub fn found_product(&self, number: &str, resolved: &Resolved, since: u64) {
         self.put(
             product_key(number),
             Found::Product(resolved.clone()),
+            since,
             Instant::now(),
         );
     }
 
-    /// The customer found recently under `key` (`customer:phone:…`, `customer:email:…`).
+    /// The customer found recently for `key` (the buyer's phone and e-mail).
     pub fn customer(&self, key: &str) -> Option<i64> {
         match self.get(&customer_key(key), Instant::now()) {
             Some(Found::Customer(id)) => Some(id),
@@ -110,15 +125,22 @@ impl Lookups {
         }
     }
 
-    pub fn found_customer(&self, key: &str, id: i64) {
-        self.put(customer_key(key), Found::Customer(id), Instant::now());
+    pub fn found_customer(&self, key: &str, id: i64, since: u64) {
+        self.put(
+            customer_key(key),
+            Found::Customer(id),
+            since,
+            Instant::now(),
+        );
     }
 
     /// DUELL changed a product: every answer that names its number (in any case: WooCommerce
     /// SKUs are case-insensitive) or its id is forgotten.
     pub fn product_changed(&self, number: &str, product_id: i64) {
         let number = number.trim();
-        self.entries().retain(|key, (_, found)| match found {
+        let mut entries = self.entries();
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        entries.retain(|key, (_, found)| match found {
             Found::Product(r) => {
                 let looked_up = key.strip_prefix("p\0").unwrap_or_default();
                 !(r.duell_product_id == product_id
@@ -132,7 +154,9 @@ impl Lookups {
 
     /// DUELL refused a write: what the order referred to may be gone.
     pub fn forget_all(&self) {
-        self.entries().clear();
+        let mut entries = self.entries();
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        entries.clear();
     }
 }
 
@@ -152,10 +176,16 @@ mod tests {
     fn found_answers_are_reused_until_they_expire() {
         let l = Lookups::new(Duration::from_secs(60));
         let t0 = Instant::now();
-        l.put(product_key("A-1"), Found::Product(resolved(7, "A-1")), t0);
+        l.put(
+            product_key("A-1"),
+            Found::Product(resolved(7, "A-1")),
+            0,
+            t0,
+        );
         l.put(
             customer_key("customer:phone:12345678"),
             Found::Customer(3),
+            0,
             t0,
         );
         let later = t0 + Duration::from_secs(59);
@@ -178,8 +208,8 @@ mod tests {
     #[test]
     fn a_zero_ttl_keeps_nothing() {
         let l = Lookups::new(Duration::ZERO);
-        l.found_product("A-1", &resolved(7, "A-1"));
-        l.found_customer("customer:phone:12345678", 3);
+        l.found_product("A-1", &resolved(7, "A-1"), 0);
+        l.found_customer("customer:phone:12345678", 3, 0);
         assert!(l.product("A-1").is_none());
         assert!(l.customer("customer:phone:12345678").is_none());
         assert!(l.entries().is_empty());
@@ -188,10 +218,10 @@ mod tests {
     #[test]
     fn a_changed_product_is_forgotten_by_number_in_any_case_or_by_id() {
         let l = Lookups::new(Duration::from_secs(600));
-        l.found_product("abc-1", &resolved(7, "ABC-1"));
-        l.found_product("B-2", &resolved(8, "B-2"));
-        l.found_product("C-3", &resolved(9, "C-3"));
-        l.found_customer("customer:phone:12345678", 3);
+        l.found_product("abc-1", &resolved(7, "ABC-1"), 0);
+        l.found_product("B-2", &resolved(8, "B-2"), 0);
+        l.found_product("C-3", &resolved(9, "C-3"), 0);
+        l.found_customer("customer:phone:12345678", 3, 0);
         l.product_changed(" ABC-1 ", 0);
         assert!(l.product("abc-1").is_none());
         // Renumbered: observed under its new number, known here by its id.
@@ -205,13 +235,34 @@ mod tests {
     }
 
     #[test]
+    fn an_answer_from_before_a_forgetting_is_not_kept() {
+        let l = Lookups::new(Duration::from_secs(600));
+        let since = l.generation();
+        // The product changes while the look-up is on its way back.
+        l.product_changed("A-1", 7);
+        l.found_product("A-1", &resolved(7, "A-1"), since);
+        assert!(l.product("A-1").is_none());
+        let since = l.generation();
+        l.forget_all();
+        l.found_customer("k", 3, since);
+        assert!(l.customer("k").is_none());
+        l.found_customer("k", 3, l.generation());
+        assert_eq!(l.customer("k"), Some(3));
+    }
+
+    #[test]
     fn a_full_cache_makes_room() {
         let l = Lookups::new(Duration::from_secs(600));
         let t0 = Instant::now();
         for i in 0..MAX_ENTRIES {
-            l.put(customer_key(&i.to_string()), Found::Customer(i as i64), t0);
+            l.put(
+                customer_key(&i.to_string()),
+                Found::Customer(i as i64),
+                0,
+                t0,
+            );
         }
-        l.put(customer_key("new"), Found::Customer(-1), t0);
+        l.put(customer_key("new"), Found::Customer(-1), 0, t0);
         assert!(l.entries().len() <= MAX_ENTRIES);
         assert!(matches!(
             l.get(&customer_key("new"), t0),

@@ -188,12 +188,18 @@ impl StoreCtx {
                 return Ok(id);
             }
         }
-        for key in phone_key.iter().chain(email_key.iter()) {
-            if let Some(id) = self.lookups.customer(key) {
-                metrics::counter!("duellsync_importer_lookups_reused_total", "store" => self.id().to_owned(), "kind" => "customer").increment(1);
-                return Ok(id);
-            }
+        // Reused for the same phone *and* e-mail only: a buyer found by e-mail may be found by
+        // phone when DUELL gets a customer with that phone, which the phone look-up must see.
+        let reuse_key = format!(
+            "{}|{}",
+            phone_key.as_deref().unwrap_or_default(),
+            email_key.as_deref().unwrap_or_default()
+        );
+        if let Some(id) = self.lookups.customer(&reuse_key) {
+            metrics::counter!("duellsync_importer_lookups_reused_total", "store" => self.id().to_owned(), "kind" => "customer").increment(1);
+            return Ok(id);
         }
+        let since = self.lookups.generation();
         if let Some(phone) = &ident.phone {
             let found = timed(
                 self.id(),
@@ -204,9 +210,7 @@ impl StoreCtx {
             .map_err(|e| duell_stop("looking up the customer by phone", &e, "customer"))?;
             if let Some(id) = found.iter().map(|c| c.customer_id.0).min() {
                 let id = id_i64(id);
-                if let Some(k) = &phone_key {
-                    self.lookups.found_customer(k, id);
-                }
+                self.lookups.found_customer(&reuse_key, id, since);
                 return Ok(id);
             }
         }
@@ -220,9 +224,7 @@ impl StoreCtx {
             .map_err(|e| duell_stop("looking up the customer by e-mail", &e, "customer"))?;
             if let Some(id) = found.iter().map(|c| c.customer_id.0).min() {
                 let id = id_i64(id);
-                if let Some(k) = &email_key {
-                    self.lookups.found_customer(k, id);
-                }
+                self.lookups.found_customer(&reuse_key, id, since);
                 return Ok(id);
             }
         }
@@ -412,6 +414,7 @@ impl StoreCtx {
             metrics::counter!("duellsync_importer_lookups_reused_total", "store" => self.id().to_owned(), "kind" => "product").increment(1);
             return Ok(Some(r));
         }
+        let since = self.lookups.generation();
         let found = self.products_by_number(&sku).await?;
         let Some(first) = found.first() else {
             return Ok(None);
@@ -432,7 +435,7 @@ impl StoreCtx {
             product_number: first.product_number.clone(),
             remark,
         };
-        self.lookups.found_product(&sku, &resolved);
+        self.lookups.found_product(&sku, &resolved, since);
         Ok(Some(resolved))
     }
 
