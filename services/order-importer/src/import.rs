@@ -145,6 +145,11 @@ pub(crate) struct Work<'a> {
     subject: Option<Subject>,
     /// A lazy save is waiting for the end of the round (or the next durable commit).
     unsaved: bool,
+    /// The subject is the body of the message this round handles (not a stored body): until
+    /// the round acks it, a crash brings the same body back by redelivery.
+    subject_in_message: bool,
+    /// No body is stored for the order (checked under its lock when an intent skipped it).
+    body_absent: bool,
 }
 
 impl<'a> Work<'a> {
@@ -163,6 +168,8 @@ impl<'a> Work<'a> {
             cause: meta,
             subject: None,
             unsaved: false,
+            subject_in_message: false,
+            body_absent: false,
         }
     }
 
@@ -219,6 +226,12 @@ impl<'a> Work<'a> {
     /// not need, which [`recover_on_start`] clears. A park changes the parked index, which other
     /// triggers scan: that commit stays atomic.
     async fn persist(&mut self, old: &OrderRecord, d: &Decision) -> Result<(), HandleError> {
+        let body = match d.body {
+            KeepBody::Keep => None,
+            KeepBody::Store => self.body_to_store(&d.record.stage)?,
+            KeepBody::Drop if self.body_absent => None,
+            KeepBody::Drop => Some(None),
+        };
         let t = &self.ctx.t;
         let key = &self.key;
         let durable = d.save == Save::Durable;
@@ -240,11 +253,7 @@ impl<'a> Work<'a> {
             (Stage::Parked(_), new) if !matches!(new, Stage::Parked(_)) => Some(None),
             _ => None,
         };
-        let body = match d.body {
-            KeepBody::Keep => None,
-            KeepBody::Store => self.subject.as_ref().map(|s| Some(Body::of(&s.observed))),
-            KeepBody::Drop => Some(None),
-        };
+
         if !durable && open.is_none() && parked.is_none() && body.is_none() {
             return Ok(());
         }
@@ -281,6 +290,30 @@ impl<'a> Work<'a> {
             return self.ctx.state.commit(c).await.map_err(store_err);
         }
         self.ctx.state.commit_unflushed(c).await.map_err(store_err)
+    }
+
+    /// What a decision that keeps the body writes.
+    ///
+    /// An intent made from the body of the message being handled writes none when no body is
+    /// stored: the message is not acked before the round ends, so a crash brings the same body
+    /// back (a redelivery of the newest observation counts as fresh), and every way the round
+    /// can end without the import (retry, park, in doubt) keeps the body itself. On the happy
+    /// path that spares writing the whole order at the intent and removing it at the outcome.
+    /// A stored body (older, or the one this round works on) is overwritten as before, so a
+    /// stale trigger never finds an older body than the intent's.
+    fn body_to_store(&mut self, stage: &Stage) -> Result<Option<Option<Body>>, HandleError> {
+        let Some(s) = self.subject.as_ref() else {
+            return Ok(None);
+        };
+        if matches!(stage, Stage::Intent { .. })
+            && self.subject_in_message
+            && !self.ctx.t.bodies.contains(&self.key).map_err(store_err)?
+        {
+            self.body_absent = true;
+            return Ok(None);
+        }
+        self.body_absent = false;
+        Ok(Some(Some(Body::of(&s.observed))))
     }
 
     /// Metrics and logs of transitions.
@@ -665,6 +698,7 @@ async fn process(
         },
         cause,
     );
+    work.subject_in_message = fresh || imported;
     work.subject = Some(subject);
     if fresh {
         work.mark_unsaved();

@@ -600,3 +600,54 @@ async fn the_leftovers_of_a_crash_between_in_order_writes_are_cleared_at_start()
     assert_eq!(app.customer_orders_for(unseen).len(), 1);
     assert_eq!(app.customer_orders_for(imported).len(), 1);
 }
+
+/// The intent of a round that works on its own message's body keeps no copy of the body: the
+/// message is not acked before the round ends, so a crash brings it back. This is the crash:
+/// the intent and its `open` entry on disk, no body, DUELL never got the write, and the
+/// message comes again.
+#[tokio::test]
+async fn an_intent_keeps_no_copy_of_its_message_body_and_a_crash_there_imports_once() {
+    let mut app = spawn_app_with(|s| s.lookup_on()).await;
+    app.product("A-1", "100.00");
+    let id = app.place(&[("A-1", 1)], |_| {});
+    app.duell
+        .fail_next(Some("logistics/orders/save"), 1, Fault::Hang);
+    let body = app.order_json(id);
+    app.observe_json(&body).await;
+    let intent = eventually("the intent", WAIT, || {
+        app.ledger(id)
+            .filter(|r| matches!(r.stage, duellsync_orders::Stage::Intent { .. }))
+    })
+    .await;
+    assert!(!app.body_stored(id), "the intent wrote the body");
+    app.stop().await;
+
+    type Key = (String, i64);
+    {
+        let state = duellsync_store::Store::open(app.state_dir().join("sled")).expect("state");
+        let orders: duellsync_store::Table<Key, duellsync_orders::OrderRecord> =
+            state.table("importer_orders");
+        let open: duellsync_store::Table<Key, String> = state.table("importer_open");
+        let bodies: duellsync_store::Table<Key, Value> = state.table("importer_bodies");
+        let parked: duellsync_store::Table<Key, Value> = state.table("importer_parked");
+        let attempt = intent.stage.open_attempt().expect("an attempt").id.clone();
+        let mut c = duellsync_store::Commit::new();
+        orders.put(&mut c, &(STORE.into(), id), &intent);
+        open.put(&mut c, &(STORE.into(), id), &attempt);
+        bodies.remove(&mut c, &(STORE.into(), id));
+        parked.remove(&mut c, &(STORE.into(), id));
+        state.commit(c).await.expect("written");
+    }
+    assert!(app.customer_orders_for(id).is_empty());
+
+    app.start_again().await;
+    // The message again (a field the importer does not read tells it apart from the first
+    // publish, which JetStream would drop as a duplicate).
+    let mut again = body.clone();
+    again["redelivered"] = json!(true);
+    app.observe_json(&again).await;
+    app.customer_order_made(id).await;
+    assert_eq!(app.customer_orders_for(id).len(), 1);
+    assert_eq!(imported_events(&app, id).await.len(), 1);
+    assert!(!app.body_stored(id));
+}

@@ -183,6 +183,15 @@ impl TestApp {
             .expect("ledger readable")
     }
 
+    /// Whether the importer keeps a body for the order (read while it runs).
+    pub fn body_stored(&self, woo_id: i64) -> bool {
+        let bodies: duellsync_store::Table<(String, i64), Value> =
+            self.state().table("importer_bodies");
+        bodies
+            .contains(&(STORE.into(), woo_id))
+            .expect("bodies readable")
+    }
+
     /// Waits until DUELL has a customer order for `woo_id`, then until the importer is idle.
     pub async fn customer_order_made(&self, woo_id: i64) {
         eventually(&format!("a customer order for {woo_id}"), WAIT, || {
