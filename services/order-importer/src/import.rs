@@ -296,8 +296,9 @@ impl<'a> Work<'a> {
     ///
     /// An intent made from the body of the message being handled writes none when no body is
     /// stored: the message is not acked before the round ends, so a crash brings the same body
-    /// back (a redelivery of the newest observation counts as fresh), and every way the round
-    /// can end without the import (retry, park, in doubt) keeps the body itself. On the happy
+    /// back (a redelivery of the newest observation counts as fresh); a round that ends without
+    /// the import either keeps the body itself (park, in doubt) or leaves its message unacked
+    /// (retry), which brings the body back the same way. On the happy
     /// path that spares writing the whole order at the intent and removing it at the outcome.
     /// A stored body (older, or the one this round works on) is overwritten as before, so a
     /// stale trigger never finds an older body than the intent's.
