@@ -253,7 +253,6 @@ impl<'a> Work<'a> {
             (Stage::Parked(_), new) if !matches!(new, Stage::Parked(_)) => Some(None),
             _ => None,
         };
-
         if !durable && open.is_none() && parked.is_none() && body.is_none() {
             return Ok(());
         }
@@ -298,9 +297,8 @@ impl<'a> Work<'a> {
     /// stored: the message is not acked before the round ends, so a crash brings the same body
     /// back (a redelivery of the newest observation counts as fresh); a round that ends without
     /// the import either keeps the body itself (park, in doubt) or leaves its message unacked
-    /// (retry), which brings the body back the same way. On the happy
-    /// path that spares writing the whole order at the intent and removing it at the outcome.
-    /// A stored body (older, or the one this round works on) is overwritten as before, so a
+    /// (retry), which brings the body back the same way. On the happy path that spares writing
+    /// the whole order at the intent and removing it at the outcome. A stored body (older, or the one this round works on) is overwritten as before, so a
     /// stale trigger never finds an older body than the intent's.
     fn body_to_store(&mut self, stage: &Stage) -> Result<Option<Option<Body>>, HandleError> {
         let Some(s) = self.subject.as_ref() else {
