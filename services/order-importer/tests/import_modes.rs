@@ -19,6 +19,25 @@ async fn one_customer_order(app: &TestApp, id: i64) -> SimOrder {
     .await
 }
 
+/// DUELL shows product `id` under `number` (as the change-poller reports it).
+fn product_observed(id: u64, number: &str, hash: &str) -> v1::ProductObserved {
+    v1::ProductObserved {
+        meta: Some(meta(
+            STORE,
+            EventId::new("p", STORE).int(id as i64).finish(),
+            "test",
+            "c".into(),
+        )),
+        product: Some(v1::DuellProduct {
+            product_id: id as i64,
+            product_number: number.into(),
+            name: format!("Vare {number}"),
+            ..Default::default()
+        }),
+        content_hash: hash.into(),
+    }
+}
+
 async fn imported(app: &TestApp, id: i64) -> v1::OrderImported {
     eventually_async("OrderImported", WAIT, || async {
         app.events::<v1::OrderImported>()
@@ -444,22 +463,7 @@ async fn an_unknown_product_parks_the_order_until_the_product_appears() {
 
     // The product appears in DUELL (the change-poller reports it).
     let pid = app.duell_product("B-1", "40.00");
-    app.publish(&v1::ProductObserved {
-        meta: Some(meta(
-            STORE,
-            EventId::new("p", STORE).int(pid as i64).finish(),
-            "test",
-            "c".into(),
-        )),
-        product: Some(v1::DuellProduct {
-            product_id: pid as i64,
-            product_number: "B-1".into(),
-            name: "Vare B-1".into(),
-            ..Default::default()
-        }),
-        content_hash: "h".into(),
-    })
-    .await;
+    app.publish(&product_observed(pid, "B-1", "h")).await;
     let o = one_customer_order(&app, id).await;
     assert_eq!(o.lines[0].product_id, pid);
     assert_eq!(app.events::<v1::OrderRetryRequested>().await.len(), 1);
@@ -748,22 +752,7 @@ async fn a_found_product_and_buyer_are_reused_until_duell_changes_the_product() 
         )
         .expect("renumbered");
     let new = app.duell_product("A-1", "100.00");
-    app.publish(&v1::ProductObserved {
-        meta: Some(meta(
-            STORE,
-            EventId::new("p", STORE).int(old as i64).finish(),
-            "test",
-            "c".into(),
-        )),
-        product: Some(v1::DuellProduct {
-            product_id: old as i64,
-            product_number: "A-1-OLD".into(),
-            name: "Vare A-1".into(),
-            ..Default::default()
-        }),
-        content_hash: "h2".into(),
-    })
-    .await;
+    app.publish(&product_observed(old, "A-1-OLD", "h2")).await;
     app.drained().await;
     let third = app.place(&[("A-1", 1)], |_| {});
     app.observe(third).await;
