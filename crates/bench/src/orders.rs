@@ -354,9 +354,11 @@ async fn importer_with(report: &mut Report, n: usize, c: Option<usize>) -> anyho
     let before = requests(&w);
     let base = w.duell.customer_order_count();
     let cpu0 = world::cpu_time(pid);
+    let machine0 = world::machine_busy();
     let started = Instant::now();
     let cpu_end = Some(ceiling.run().await?);
     let ceiling_elapsed = started.elapsed();
+    let ceiling_machine = cpu_ms_per_order(machine0, world::machine_busy(), n);
     let ceiling_rate = n as f64 / ceiling_elapsed.as_secs_f64();
     let ceiling_calls = Calls::of(&before, &requests(&w), n);
     let ceiling_cpu = cpu_ms_per_order(cpu0, cpu_end, n);
@@ -391,6 +393,8 @@ async fn importer_with(report: &mut Report, n: usize, c: Option<usize>) -> anyho
     let pid = w.sandbox.pid("order-importer").context("importer pid")?;
     let before = requests(&w);
     let cpu0 = world::cpu_time(pid);
+    let threads0 = world::thread_cpu(pid);
+    let machine0 = world::machine_busy();
     let started = Instant::now();
     w.bus.publish_all(timed, crate::baseline::IN_FLIGHT).await?;
     let published = started.elapsed();
@@ -403,6 +407,9 @@ async fn importer_with(report: &mut Report, n: usize, c: Option<usize>) -> anyho
         "order-importer",
     )?;
     let elapsed = done - started;
+    // Read at the last DUELL order, like the rate: the notes after it are the importer's alone.
+    let import_machine = cpu_ms_per_order(machine0, world::machine_busy(), n);
+    let busiest = world::busiest_thread(&threads0, &world::thread_cpu(pid));
     // The importer finishes an order's WooCommerce steps after DUELL has it: wait for them too
     // before reading its CPU time and calls.
     let want_notes = before
@@ -469,6 +476,30 @@ async fn importer_with(report: &mut Report, n: usize, c: Option<usize>) -> anyho
         false,
         Some(("≥ 0.5", rate / ceiling_rate >= 0.5)),
         format!("{rate:.0}/s ÷ {ceiling_rate:.0}/s, measured one after the other against the same simulators"),
+    );
+    let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+    let bound = |ms: f64| cores as f64 * 1000.0 / ms;
+    let busiest_note = busiest
+        .map(|(name, t)| {
+            format!(
+                "; the importer's busiest thread (`{name}`) was busy {:.0} % of the window",
+                100.0 * t.as_secs_f64() / elapsed.as_secs_f64()
+            )
+        })
+        .unwrap_or_default();
+    report.add(
+        7,
+        &format!("importer.machine_cpu_ms_per_order{suffix}"),
+        "CPU per imported order, whole machine (importer, broker, simulators, bench)",
+        import_machine,
+        "ms",
+        false,
+        None,
+        format!(
+            "busy time of all {cores} cores (/proc/stat) until the last order was in DUELL, ÷ {n}: at most {:.0}/s if every core were busy; the call ceiling's run used {ceiling_machine:.2} ms (at most {:.0}/s){busiest_note}",
+            bound(import_machine),
+            bound(ceiling_machine),
+        ),
     );
     report.add(
         7,

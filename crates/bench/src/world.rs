@@ -208,6 +208,72 @@ pub fn cpu_time(pid: u32) -> Option<std::time::Duration> {
     Some(std::time::Duration::from_millis(ticks * 10))
 }
 
+/// CPU time the whole machine has been busy so far, summed over its cores (`/proc/stat`: user,
+/// nice, system, irq, softirq and steal; not idle or I/O wait): every process, the simulators
+/// and the broker included.
+pub fn machine_busy() -> Option<std::time::Duration> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let cpu = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let f: Vec<u64> = cpu
+        .split_whitespace()
+        .skip(1)
+        .map(|v| v.parse().unwrap_or(0))
+        .collect();
+    let busy = [0, 1, 2, 5, 6, 7]
+        .iter()
+        .map(|&i| f.get(i).copied().unwrap_or(0))
+        .sum::<u64>();
+    Some(std::time::Duration::from_millis(busy * 10))
+}
+
+/// CPU time (user + system) of each thread of a process so far, by thread id, with its name.
+pub fn thread_cpu(pid: u32) -> std::collections::BTreeMap<u32, (String, std::time::Duration)> {
+    let mut out = std::collections::BTreeMap::new();
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return out;
+    };
+    for entry in dir.flatten() {
+        let Some(tid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|t| t.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let name = stat
+            .split_once('(')
+            .and_then(|(_, r)| r.rsplit_once(')'))
+            .map(|(n, _)| n.to_owned())
+            .unwrap_or_default();
+        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+            continue;
+        };
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let ticks = f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+            + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        out.insert(tid, (name, std::time::Duration::from_millis(ticks * 10)));
+    }
+    out
+}
+
+/// The thread that used the most CPU between two [`thread_cpu`] readings: its name and its
+/// CPU time over the interval.
+pub fn busiest_thread(
+    before: &std::collections::BTreeMap<u32, (String, std::time::Duration)>,
+    after: &std::collections::BTreeMap<u32, (String, std::time::Duration)>,
+) -> Option<(String, std::time::Duration)> {
+    after
+        .iter()
+        .map(|(tid, (name, t))| {
+            let t0 = before.get(tid).map(|(_, t0)| *t0).unwrap_or_default();
+            (name.clone(), t.saturating_sub(t0))
+        })
+        .max_by_key(|(_, d)| *d)
+}
+
 /// Resident and peak resident memory of a process, in MB (`VmRSS`, `VmHWM`).
 pub fn memory_mb(pid: u32) -> Option<(f64, f64)> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -289,6 +355,37 @@ mod tests {
         assert!(cpu_time(me).is_some());
         let (rss, peak) = memory_mb(me).unwrap();
         assert!(rss > 0.0 && peak >= rss);
+    }
+
+    #[test]
+    fn finds_the_thread_that_worked_and_the_machine_busy_time() {
+        let me = std::process::id();
+        let before = thread_cpu(me);
+        let tid = current_tid();
+        assert!(before.contains_key(&tid), "this thread is listed");
+        let spin = std::time::Instant::now();
+        let mut x = 0u64;
+        while spin.elapsed() < std::time::Duration::from_millis(60) {
+            x = x.wrapping_mul(31).wrapping_add(7);
+        }
+        std::hint::black_box(x);
+        let after = thread_cpu(me);
+        let (_, used) = busiest_thread(&before, &after).unwrap();
+        assert!(used >= std::time::Duration::from_millis(20), "{used:?}");
+        let m0 = machine_busy().unwrap();
+        assert!(m0 > std::time::Duration::ZERO);
+        // A thread that is gone by the second reading, or new in it, does not break the sum.
+        let mut gone = before.clone();
+        gone.insert(u32::MAX, ("gone".into(), std::time::Duration::from_secs(9)));
+        assert!(busiest_thread(&gone, &after).is_some());
+    }
+
+    /// The current thread's id, from `/proc/thread-self`.
+    fn current_tid() -> u32 {
+        std::fs::read_link("/proc/thread-self")
+            .ok()
+            .and_then(|p| p.file_name()?.to_str()?.parse().ok())
+            .unwrap()
     }
 
     #[test]
