@@ -39,6 +39,21 @@ impl TelemetryOptions {
             otlp_endpoint: None,
         }
     }
+
+    /// A service's options from the `[telemetry]` section of its configuration (an empty
+    /// endpoint exports nothing).
+    pub fn from_section(
+        service_name: impl Into<String>,
+        section: &duellsync_settings::service::TelemetrySection,
+    ) -> Self {
+        use duellsync_settings::service::LogFormat;
+        TelemetryOptions {
+            service_name: service_name.into(),
+            log_filter: section.log_filter.clone(),
+            json_logs: section.log_format == LogFormat::Json,
+            otlp_endpoint: Some(section.otlp_endpoint.trim().to_owned()).filter(|e| !e.is_empty()),
+        }
+    }
 }
 
 /// Keeps the exporters alive; dropping it flushes pending spans.
@@ -182,5 +197,40 @@ pub fn current_trace_id() -> String {
         sc.trace_id().to_string()
     } else {
         String::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use duellsync_settings::service::{LogFormat, TelemetrySection};
+
+    #[test]
+    fn options_follow_the_telemetry_section() {
+        let default = TelemetryOptions::from_section("svc", &TelemetrySection::default());
+        assert_eq!(default.service_name, "svc");
+        assert_eq!(default.log_filter, "info");
+        assert!(default.json_logs);
+        assert_eq!(default.otlp_endpoint, None);
+
+        let section = TelemetrySection {
+            log_filter: "warn,duellsync=debug".into(),
+            log_format: LogFormat::Text,
+            otlp_endpoint: " http://jaeger:4318 ".into(),
+        };
+        let o = TelemetryOptions::from_section("svc", &section);
+        assert_eq!(o.log_filter, "warn,duellsync=debug");
+        assert!(!o.json_logs);
+        assert_eq!(o.otlp_endpoint.as_deref(), Some("http://jaeger:4318"));
+
+        let blank = TelemetrySection {
+            otlp_endpoint: "   ".into(),
+            ..TelemetrySection::default()
+        };
+        assert_eq!(
+            TelemetryOptions::from_section("svc", &blank).otlp_endpoint,
+            None,
+            "a blank endpoint exports nothing"
+        );
     }
 }

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use duellsync_settings::service::{
-    AdminSection, LogFormat, NatsSection, SealSection, ServiceConfig, TelemetrySection,
+    AdminSection, NatsSection, SealSection, ServiceConfig, TelemetrySection,
 };
 use serde::Deserialize;
 
@@ -49,11 +49,7 @@ impl ServiceConfig for Config {
 
 impl Config {
     pub fn telemetry_options(&self) -> duellsync_telemetry::TelemetryOptions {
-        let mut o = duellsync_telemetry::TelemetryOptions::new(crate::SERVICE);
-        o.log_filter = self.telemetry.log_filter.clone();
-        o.json_logs = self.telemetry.log_format == LogFormat::Json;
-        o.otlp_endpoint = Some(self.telemetry.otlp_endpoint.clone()).filter(|e| !e.is_empty());
-        o
+        duellsync_telemetry::TelemetryOptions::from_section(crate::SERVICE, &self.telemetry)
     }
 
     /// Checks what serde cannot; every problem at once.
