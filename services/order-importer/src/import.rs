@@ -298,8 +298,9 @@ impl<'a> Work<'a> {
     /// back (a redelivery of the newest observation counts as fresh); a round that ends without
     /// the import either keeps the body itself (park, in doubt) or leaves its message unacked
     /// (retry), which brings the body back the same way. On the happy path that spares writing
-    /// the whole order at the intent and removing it at the outcome. A stored body (older, or the one this round works on) is overwritten as before, so a
-    /// stale trigger never finds an older body than the intent's.
+    /// the whole order at the intent and removing it at the outcome. A stored body (older, or
+    /// the one this round works on) is overwritten as before, so a stale trigger never finds an
+    /// older body than the intent's.
     fn body_to_store(&mut self, stage: &Stage) -> Result<Option<Option<Body>>, HandleError> {
         let Some(s) = self.subject.as_ref() else {
             return Ok(None);
