@@ -236,6 +236,19 @@ impl Store {
             .await
     }
 
+    /// Queues `commit` as [`Store::commit`] does and returns at once: the answer says when it is
+    /// on disk. A commit queued afterwards (by anyone) is applied after this one, so a task can
+    /// go on with work that needs the commit's order but not yet its sync, and wait before the
+    /// point that does.
+    pub fn commit_queued(&self, commit: Commit) -> Result<Synced> {
+        if commit.is_empty() {
+            return Ok(Synced(None));
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.committer.send(Job::Commit(commit, Reply::Async(tx)))?;
+        Ok(Synced(Some(rx)))
+    }
+
     /// Applies `commit` atomically and returns once it is visible to reads, without waiting for
     /// a sync of its own: its journal record is written at once (a crash of the process alone
     /// loses nothing) and reaches the disk with the next sync for any commit, or the committer's
@@ -577,6 +590,19 @@ impl Reply {
             Reply::Blocking(tx) => {
                 let _ = tx.send(result);
             }
+        }
+    }
+}
+
+/// A commit queued by [`Store::commit_queued`]: resolves once it is on disk.
+#[must_use = "a queued commit is only known to be on disk once waited for"]
+pub struct Synced(Option<tokio::sync::oneshot::Receiver<Result<()>>>);
+
+impl Synced {
+    pub async fn wait(self) -> Result<()> {
+        match self.0 {
+            None => Ok(()),
+            Some(rx) => rx.await.map_err(|_| Error::CommitterStopped)?,
         }
     }
 }
@@ -1169,6 +1195,32 @@ mod tests {
         assert_eq!(marks.get(&1).unwrap(), Some(6));
         assert_eq!(marks.get(&2).unwrap(), None);
         assert_eq!(marks.get(&3).unwrap(), Some(1));
+    }
+
+    #[tokio::test]
+    async fn a_queued_commit_keeps_its_place_and_is_synced_when_its_answer_comes() {
+        let store = Store::temporary().unwrap();
+        let marks: Table<i64, u64> = store.table("marks");
+        let flushes = store.flushes();
+        let f0 = flushes.get();
+        let mut first = Commit::new();
+        marks.put(&mut first, &1, &1);
+        let synced = store.commit_queued(first).unwrap();
+        // Queued after it, so applied after it, without waiting for its sync.
+        let mut second = Commit::new();
+        marks.put(&mut second, &1, &2);
+        store.commit_unflushed(second).await.unwrap();
+        synced.wait().await.unwrap();
+        assert_eq!(marks.get(&1).unwrap(), Some(2), "the later commit wins");
+        assert_eq!(flushes.get(), f0 + 1, "the queued commit was synced");
+        // Nothing to commit: nothing queued, nothing to wait for.
+        store
+            .commit_queued(Commit::new())
+            .unwrap()
+            .wait()
+            .await
+            .unwrap();
+        assert_eq!(flushes.get(), f0 + 1);
     }
 
     #[tokio::test]
