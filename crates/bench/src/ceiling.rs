@@ -1,6 +1,6 @@
 //! The call ceiling of the order import (issue 14 §4): one process that makes exactly the DUELL
 //! and WooCommerce calls the importer makes per order in steady state — read the order, save the
-//! customer order, write the import marker, add the note; the buyer and the products of the lines
+//! customer order, add the note, write the import marker; the buyer and the products of the lines
 //! are looked up once, as the importer reuses what a look-up found (`importer.lookup_cache_ttl`) —
 //! through the same clients, against the same simulators, with no broker and no state. What the
 //! importer reaches of this rate is what its bookkeeping (ledger, flushes, events, acks) costs.
@@ -162,15 +162,17 @@ async fn import(c: &Clients, id: u64) -> anyhow::Result<()> {
         duell_order_id: i64::try_from(row.order_id.0)?,
         duell_order_number: row.order_number.clone(),
     };
-    c.woo
-        .update_order_meta(id, &marker.meta_data(), None)
-        .await?;
+    // The importer adds the note while it publishes its events, then writes the marker; with
+    // no events here, the two calls go one after the other in that order.
     c.woo
         .add_order_note(
             id,
             &format!("Imported into DUELL as customer order {}", row.order_number),
             false,
         )
+        .await?;
+    c.woo
+        .update_order_meta(id, &marker.meta_data(), None)
         .await?;
     Ok(())
 }

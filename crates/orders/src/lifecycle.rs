@@ -11,8 +11,10 @@
 //!   settled by the order lookup, or flagged in doubt for an operator;
 //! - before a new intent the order is read fresh from WooCommerce ([`Action::ReadWoo`]), and an
 //!   import marker there means it was imported already (by an importer whose state is gone);
-//! - the outcome is saved durably before anything follows; what follows (events, WooCommerce
-//!   status, marker, note) is idempotent and saved [`Save::Lazy`].
+//! - the outcome is saved durably before the round ends ([`Save::DurableAtEnd`]); what follows
+//!   it (events, WooCommerce status, marker, note) is idempotent, may run while the outcome
+//!   syncs, and is saved [`Save::Lazy`]. A crash before that sync leaves the attempt open,
+//!   which is settled as after a crash during the DUELL call (never written again).
 //!
 //! The property tests at the end drive `decide` through random deliveries, crashes between any
 //! two steps, lost volumes and every DUELL and lookup answer, against a model of DUELL and
@@ -65,8 +67,10 @@ pub struct Round {
     pub woo_order_id: i64,
     pub cause: Cause,
     pub now_ms: i64,
-    /// The outcome was recorded in this round, so no note of it can be on the order yet (a note
-    /// is only ever added after the outcome is on disk).
+    /// DUELL answered this round's own write, so no note of the import can be on the order yet:
+    /// a write is only sent for a new intent, never again after one whose round may have got
+    /// as far as the note. (An outcome found by the lookup may follow a round that crashed
+    /// after adding the note, before its outcome was on disk: that note is looked for first.)
     pub imported_here: bool,
 }
 
@@ -179,7 +183,6 @@ pub enum WooWrite {
 /// What a publish action published (echoed back so the record can note it).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Published {
-    Imported,
     InDoubt,
     Parked,
     Skipped {
@@ -201,6 +204,11 @@ pub enum Input {
     Answered(Answer),
     LookedUp(Lookup),
     Published(Published),
+    /// `OrderImported` and the stock hold are stored; the note's answer when it was added with
+    /// them.
+    Announced {
+        note: Option<WooWrite>,
+    },
     Woo(WooWrite),
     /// DUELL drew or cancelled the customer order `duell_order_id` (0 unknown).
     DuellReleased {
@@ -251,8 +259,13 @@ pub enum Action {
         parked: Parked,
         new_cause: bool,
     },
-    /// Publish `OrderImported` and the stock hold after the import.
-    Announce,
+    /// Publish `OrderImported` and the stock hold after the import; with `note:
+    /// Some(check_first)`, add the note (see [`Action::AddNote`]) at the same time: the two are
+    /// independent and idempotent, and neither changes the order's status (which the stock hold
+    /// has to reach the catalog before).
+    Announce {
+        note: Option<bool>,
+    },
     /// One WooCommerce write: the import marker and/or `status_after_import`.
     WriteWoo {
         status: Option<String>,
@@ -277,6 +290,11 @@ pub enum Save {
     Keep,
     /// Written without a flush of its own: losing it in a crash only repeats idempotent steps.
     Lazy,
+    /// On disk before the round ends (its message is acked), not necessarily before the action
+    /// runs: for the outcome of a DUELL write, whose loss in a crash leaves the attempt open
+    /// (settled by the marker, the lookup or an operator, never by writing again), so the steps
+    /// after it need not wait for its sync.
+    DurableAtEnd,
     /// On disk before the action.
     Durable,
 }
@@ -344,6 +362,7 @@ pub fn decide(record: &OrderRecord, round: &Round, policy: &Policy, input: Input
         Input::Answered(a) => answered(rec, round, policy, a),
         Input::LookedUp(l) => looked_up(rec, round, policy, l),
         Input::Published(p) => published(rec, round, policy, p),
+        Input::Announced { note } => announced(rec, round, policy, note),
         Input::Woo(w) => woo_written(rec, round, policy, w),
         Input::DuellReleased {
             duell_order_id,
@@ -689,7 +708,7 @@ fn answered(mut rec: OrderRecord, round: &Round, policy: &Policy, a: Answer) -> 
                 refused,
                 at_ms,
             );
-            imported_now(rec, round, policy)
+            imported_now(rec, round, policy, true)
         }
         Answer::NotApplied {
             reason,
@@ -740,12 +759,12 @@ fn answered(mut rec: OrderRecord, round: &Round, policy: &Policy, a: Answer) -> 
 }
 
 /// The outcome is recorded (durably) and the post-import steps begin.
-fn imported_now(rec: OrderRecord, round: &Round, policy: &Policy) -> Decision {
+fn imported_now(rec: OrderRecord, round: &Round, policy: &Policy, answered: bool) -> Decision {
     let here = Round {
-        imported_here: true,
+        imported_here: answered,
         ..round.clone()
     };
-    post_import(rec, &here, policy, Save::Durable).body(Body::Drop)
+    post_import(rec, &here, policy, Save::DurableAtEnd).body(Body::Drop)
 }
 
 fn looked_up(mut rec: OrderRecord, round: &Round, policy: &Policy, l: Lookup) -> Decision {
@@ -780,7 +799,7 @@ fn looked_up(mut rec: OrderRecord, round: &Round, policy: &Policy, l: Lookup) ->
                 None,
                 round.now_ms,
             );
-            imported_now(rec, round, policy)
+            imported_now(rec, round, policy, false)
         }
         Lookup::NotFound => {
             let elapsed = round.now_ms.saturating_sub(since_ms).max(0);
@@ -856,7 +875,8 @@ fn post_import(mut rec: OrderRecord, round: &Round, policy: &Policy, save: Save)
     };
     let p = &imp.progress;
     if !p.announced {
-        return Decision::new(rec, save, Action::Announce);
+        let note = (!p.noted).then_some(!round.imported_here);
+        return Decision::new(rec, save, Action::Announce { note });
     }
     if !p.marked || !p.status_done {
         let status = if p.status_done {
@@ -929,14 +949,32 @@ fn woo_written(mut rec: OrderRecord, round: &Round, policy: &Policy, w: WooWrite
     }
 }
 
-fn published(mut rec: OrderRecord, round: &Round, policy: &Policy, p: Published) -> Decision {
-    match p {
-        Published::Imported => {
-            if let Stage::Imported(imp) = &mut rec.stage {
-                imp.progress.announced = true;
-            }
+fn announced(
+    mut rec: OrderRecord,
+    round: &Round,
+    policy: &Policy,
+    note: Option<WooWrite>,
+) -> Decision {
+    let Stage::Imported(imp) = &mut rec.stage else {
+        return finish(rec, Save::Keep, Finish::Ack);
+    };
+    imp.progress.announced = true;
+    match note {
+        // Not added again in this round: the note may be on the order after all (a timeout),
+        // and only the next round checks before adding.
+        Some(WooWrite::Retry { reason, after_ms }) => {
+            finish(rec, Save::Lazy, retry(reason, after_ms))
+        }
+        Some(WooWrite::Written { .. } | WooWrite::GaveUp { .. }) => {
+            imp.progress.noted = true;
             post_import(rec, round, policy, Save::Lazy)
         }
+        None => post_import(rec, round, policy, Save::Lazy),
+    }
+}
+
+fn published(mut rec: OrderRecord, round: &Round, policy: &Policy, p: Published) -> Decision {
+    match p {
         Published::InDoubt => {
             let Stage::InDoubt(d) = &mut rec.stage else {
                 return finish(rec, Save::Keep, Finish::Ack);

@@ -8,11 +8,13 @@
 //! publish, a WooCommerce write) and feeds the result back, until the decision finishes the
 //! round with an ack, a retry or a dead letter.
 //!
-//! Saving: a [`Save::Durable`] decision (the intent before the DUELL write, the outcome after
-//! it) is committed with a flush before its action runs; [`Save::Lazy`] ones (what follows an
-//! import, which is safe to repeat) are written once, without a flush of their own, when the
-//! round ends or with the next durable commit. Concurrent rounds share flushes (the store's
-//! group commit). On the happy path an order costs two flushes.
+//! Saving: a [`Save::Durable`] decision (the intent before the DUELL write) is committed with a
+//! flush before its action runs; a [`Save::DurableAtEnd`] one (the outcome after it) is queued
+//! and syncs while the steps after the import run (the events and the note at once, then the
+//! status and marker), and the round waits for it before it ends; [`Save::Lazy`] ones (what
+//! follows an import, which is safe to repeat) are written once, without a flush of their own,
+//! when the round ends or with the next durable commit. Concurrent rounds share flushes (the
+//! store's group commit). On the happy path an order costs two flushes and waits for one.
 //!
 //! See `docs/order-importer.md` for the state diagram and the recovery rules.
 
@@ -150,6 +152,9 @@ pub(crate) struct Work<'a> {
     subject_in_message: bool,
     /// No body is stored for the order (checked under its lock when an intent skipped it).
     body_absent: bool,
+    /// The outcome's commit, queued and syncing while the post-import steps run; waited for
+    /// before the round ends (see [`Work::persist`]).
+    syncing: Option<duellsync_store::Synced>,
 }
 
 impl<'a> Work<'a> {
@@ -170,6 +175,7 @@ impl<'a> Work<'a> {
             unsaved: false,
             subject_in_message: false,
             body_absent: false,
+            syncing: None,
         }
     }
 
@@ -181,7 +187,14 @@ impl<'a> Work<'a> {
         input: Input,
     ) -> Result<(), HandleError> {
         let mut rec = record;
-        let result = self.steps(&mut rec, input).await;
+        let mut result = self.steps(&mut rec, input).await;
+        if let Some(synced) = self.syncing.take() {
+            // The message is acked (and the round's lock let go) only once the outcome is on
+            // disk.
+            if let Err(e) = synced.wait().await {
+                result = Err(store_err(e));
+            }
+        }
         if self.unsaved {
             let mut c = Commit::new();
             self.ctx.t.orders.put(&mut c, &self.key, &rec);
@@ -234,7 +247,7 @@ impl<'a> Work<'a> {
         };
         let t = &self.ctx.t;
         let key = &self.key;
-        let durable = d.save == Save::Durable;
+        let durable = matches!(d.save, Save::Durable | Save::DurableAtEnd);
         if d.save == Save::Lazy {
             // Written once when the round ends, or with the next commit of the round.
             self.unsaved = true;
@@ -285,10 +298,18 @@ impl<'a> Work<'a> {
         if let Some(None) = open {
             t.open.remove(&mut c, key);
         }
-        if durable {
-            return self.ctx.state.commit(c).await.map_err(store_err);
+        match d.save {
+            // The sync runs while the steps after the outcome do; `run` waits for it.
+            Save::DurableAtEnd => {
+                let queued = self.ctx.state.commit_queued(c).map_err(store_err)?;
+                if let Some(earlier) = self.syncing.replace(queued) {
+                    earlier.wait().await.map_err(store_err)?;
+                }
+                Ok(())
+            }
+            Save::Durable => self.ctx.state.commit(c).await.map_err(store_err),
+            Save::Keep | Save::Lazy => self.ctx.state.commit_unflushed(c).await.map_err(store_err),
         }
-        self.ctx.state.commit_unflushed(c).await.map_err(store_err)
     }
 
     /// What a decision that keeps the body writes.
@@ -321,7 +342,7 @@ impl<'a> Work<'a> {
         let id = self.ctx.id().to_owned();
         let woo_order_id = self.woo_order_id;
         if let (None, Some(imp)) = (old.stage.imported(), d.record.stage.imported()) {
-            if matches!(imp.origin, Origin::Answer | Origin::Lookup) {
+            if imp.origin == Origin::Answer {
                 self.round.imported_here = true;
             }
             let recovered = match imp.origin {
@@ -487,16 +508,25 @@ impl<'a> Work<'a> {
                 tracing::warn!(store = %ctx.id(), woo_order_id, code = %parked.code, reason = %parked.reason, "order parked: needs attention");
                 Input::Published(Published::Parked)
             }
-            Action::Announce => {
+            Action::Announce { note } => {
                 let Some(imp) = rec.stage.imported() else {
                     return Err(HandleError::permanent("bug: announce without an import"));
                 };
                 let imported = events::imported(ctx, &self.cause, woo_order_id, imp);
                 let hold = events::hold_after_import(ctx, &self.cause, woo_order_id, imp);
-                let (a, b) = tokio::join!(ctx.bus.publish(&imported), ctx.bus.publish(&hold));
+                let add_note = async {
+                    match note {
+                        Some(check_first) => Some(
+                            crate::woo_side::add_note(ctx, woo_order_id, imp, check_first).await,
+                        ),
+                        None => None,
+                    }
+                };
+                let (a, b, note) =
+                    tokio::join!(ctx.bus.publish(&imported), ctx.bus.publish(&hold), add_note);
                 a.map_err(bus_err)?;
                 b.map_err(bus_err)?;
-                Input::Published(Published::Imported)
+                Input::Announced { note }
             }
             Action::WriteWoo { status, marker } => {
                 Input::Woo(crate::woo_side::write_marker(ctx, woo_order_id, status, marker).await)
