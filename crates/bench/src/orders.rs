@@ -328,6 +328,25 @@ async fn wait_for_marker_scan(sandbox: &Sandbox) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The share of the cores' time in a window that the hypervisor gave to someone else.
+fn steal_share(
+    before: Option<world::MachineTime>,
+    after: Option<world::MachineTime>,
+    window: Duration,
+) -> Option<f64> {
+    let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+    let (b, a) = (before?, after?);
+    let total = window.as_secs_f64() * cores as f64;
+    (total > 0.0).then(|| a.steal.saturating_sub(b.steal).as_secs_f64() / total)
+}
+
+fn steal_text(share: Option<f64>) -> String {
+    match share {
+        Some(s) => format!("steal {:.0} % of the cores' time in the window", 100.0 * s),
+        None => "steal unknown".into(),
+    }
+}
+
 fn cpu_ms_per_order(before: Option<Duration>, after: Option<Duration>, n: usize) -> f64 {
     match (before, after) {
         (Some(b), Some(a)) if n > 0 => (a - b).as_secs_f64() * 1000.0 / n as f64,
@@ -354,11 +373,13 @@ async fn importer_with(report: &mut Report, n: usize, c: Option<usize>) -> anyho
     let before = requests(&w);
     let base = w.duell.customer_order_count();
     let cpu0 = world::cpu_time(pid);
-    let machine0 = world::machine_busy();
+    let machine0 = world::machine_time();
     let started = Instant::now();
     let cpu_end = Some(ceiling.run().await?);
     let ceiling_elapsed = started.elapsed();
-    let ceiling_machine = cpu_ms_per_order(machine0, world::machine_busy(), n);
+    let machine1 = world::machine_time();
+    let ceiling_machine = cpu_ms_per_order(machine0.map(|m| m.busy), machine1.map(|m| m.busy), n);
+    let ceiling_steal = steal_share(machine0, machine1, ceiling_elapsed);
     let ceiling_rate = n as f64 / ceiling_elapsed.as_secs_f64();
     let ceiling_calls = Calls::of(&before, &requests(&w), n);
     let ceiling_cpu = cpu_ms_per_order(cpu0, cpu_end, n);
@@ -394,7 +415,7 @@ async fn importer_with(report: &mut Report, n: usize, c: Option<usize>) -> anyho
     let before = requests(&w);
     let cpu0 = world::cpu_time(pid);
     let threads0 = world::thread_cpu(pid);
-    let machine0 = world::machine_busy();
+    let machine0 = world::machine_time();
     let started = Instant::now();
     w.bus.publish_all(timed, crate::baseline::IN_FLIGHT).await?;
     let published = started.elapsed();
@@ -408,7 +429,9 @@ async fn importer_with(report: &mut Report, n: usize, c: Option<usize>) -> anyho
     )?;
     let elapsed = done - started;
     // Read at the last DUELL order, like the rate: the notes after it are the importer's alone.
-    let import_machine = cpu_ms_per_order(machine0, world::machine_busy(), n);
+    let machine1 = world::machine_time();
+    let import_machine = cpu_ms_per_order(machine0.map(|m| m.busy), machine1.map(|m| m.busy), n);
+    let import_steal = steal_share(machine0, machine1, elapsed);
     let busiest = world::busiest_thread(&threads0, &world::thread_cpu(pid));
     // The importer finishes an order's WooCommerce steps after DUELL has it: wait for them too
     // before reading its CPU time and calls.
@@ -447,8 +470,9 @@ async fn importer_with(report: &mut Report, n: usize, c: Option<usize>) -> anyho
         true,
         None,
         format!(
-            "{n} orders in {:.1} s; {ceiling_cpu:.2} ms CPU per order in the ceiling process; {calls_note}",
-            ceiling_elapsed.as_secs_f64()
+            "{n} orders in {:.1} s; {ceiling_cpu:.2} ms CPU per order in the ceiling process; {calls_note}; {}",
+            ceiling_elapsed.as_secs_f64(),
+            steal_text(ceiling_steal)
         ),
     );
     report.ceiling.get_or_insert(ceiling_rate);
@@ -461,10 +485,11 @@ async fn importer_with(report: &mut Report, n: usize, c: Option<usize>) -> anyho
         true,
         None,
         format!(
-            "{n} OrderObserved published in {:.2} s, all in DUELL after {:.1} s; {:.2} × the call ceiling",
+            "{n} OrderObserved published in {:.2} s, all in DUELL after {:.1} s; {:.2} × the call ceiling; {}",
             published.as_secs_f64(),
             elapsed.as_secs_f64(),
-            rate / ceiling_rate
+            rate / ceiling_rate,
+            steal_text(import_steal)
         ),
     );
     report.add(
@@ -496,7 +521,7 @@ async fn importer_with(report: &mut Report, n: usize, c: Option<usize>) -> anyho
         false,
         None,
         format!(
-            "busy time of all {cores} cores (/proc/stat) until the last order was in DUELL, ÷ {n}: at most {:.0}/s if every core were busy; the call ceiling's run used {ceiling_machine:.2} ms (at most {:.0}/s){busiest_note}",
+            "busy time of all {cores} cores (/proc/stat, without steal) until the last order was in DUELL, ÷ {n}: at most {:.0}/s if every core were busy; the call ceiling's run used {ceiling_machine:.2} ms (at most {:.0}/s){busiest_note}",
             bound(import_machine),
             bound(ceiling_machine),
         ),

@@ -208,10 +208,18 @@ pub fn cpu_time(pid: u32) -> Option<std::time::Duration> {
     Some(std::time::Duration::from_millis(ticks * 10))
 }
 
-/// CPU time the whole machine has been busy so far, summed over its cores (`/proc/stat`: user,
-/// nice, system, irq, softirq and steal; not idle or I/O wait): every process, the simulators
-/// and the broker included.
-pub fn machine_busy() -> Option<std::time::Duration> {
+/// CPU time of the whole machine so far, summed over its cores (`/proc/stat`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MachineTime {
+    /// User, nice, system, irq and softirq (not idle or I/O wait): every process, the
+    /// simulators and the broker included.
+    pub busy: std::time::Duration,
+    /// Time the hypervisor ran something else while a core wanted to run ours: not work of
+    /// this machine, but a run with much of it was slowed by a neighbour.
+    pub steal: std::time::Duration,
+}
+
+pub fn machine_time() -> Option<MachineTime> {
     let stat = std::fs::read_to_string("/proc/stat").ok()?;
     let cpu = stat.lines().find(|l| l.starts_with("cpu "))?;
     let f: Vec<u64> = cpu
@@ -219,11 +227,18 @@ pub fn machine_busy() -> Option<std::time::Duration> {
         .skip(1)
         .map(|v| v.parse().unwrap_or(0))
         .collect();
-    let busy = [0, 1, 2, 5, 6, 7]
-        .iter()
-        .map(|&i| f.get(i).copied().unwrap_or(0))
-        .sum::<u64>();
-    Some(std::time::Duration::from_millis(busy * 10))
+    let ticks = |fields: &[usize]| {
+        let sum = fields
+            .iter()
+            .map(|&i| f.get(i).copied().unwrap_or(0))
+            .sum::<u64>();
+        // USER_HZ is 100 on Linux.
+        std::time::Duration::from_millis(sum * 10)
+    };
+    Some(MachineTime {
+        busy: ticks(&[0, 1, 2, 5, 6]),
+        steal: ticks(&[7]),
+    })
 }
 
 /// CPU time (user + system) of each thread of a process so far, by thread id, with its name.
@@ -372,8 +387,10 @@ mod tests {
         let after = thread_cpu(me);
         let (_, used) = busiest_thread(&before, &after).unwrap();
         assert!(used >= std::time::Duration::from_millis(20), "{used:?}");
-        let m0 = machine_busy().unwrap();
-        assert!(m0 > std::time::Duration::ZERO);
+        let m0 = machine_time().unwrap();
+        assert!(m0.busy > std::time::Duration::ZERO);
+        let m1 = machine_time().unwrap();
+        assert!(m1.busy >= m0.busy && m1.steal >= m0.steal);
         // A thread that is gone by the second reading, or new in it, does not break the sum.
         let mut gone = before.clone();
         gone.insert(u32::MAX, ("gone".into(), std::time::Duration::from_secs(9)));
