@@ -1,6 +1,7 @@
 //! The HTTP core: one place that sends a request, classifies DUELL's answer, logs in, paces and
 //! retries. Endpoint methods live in `endpoints.rs`.
 
+use duellsync_http_body::{read_capped, Capped};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -601,27 +602,6 @@ impl DuellClient {
         let fallback = self.inner.pacer.config().default_retry_after;
         classify(call.endpoint, call.kind, status, &rate, &body, fallback)
     }
-}
-
-enum Capped {
-    TooLarge,
-    Read(reqwest::Error),
-}
-
-/// Reads a body of at most `limit` bytes. A larger one (declared or as it arrives) is refused
-/// without buffering more than the limit.
-async fn read_capped(mut resp: reqwest::Response, limit: usize) -> Result<bytes::Bytes, Capped> {
-    if resp.content_length().is_some_and(|n| n > limit as u64) {
-        return Err(Capped::TooLarge);
-    }
-    let mut buf = bytes::BytesMut::new();
-    while let Some(chunk) = resp.chunk().await.map_err(Capped::Read)? {
-        if buf.len() + chunk.len() > limit {
-            return Err(Capped::TooLarge);
-        }
-        buf.extend_from_slice(&chunk);
-    }
-    Ok(buf.freeze())
 }
 
 /// How one answer is taken: a success envelope, a refused token, a rate limit, a retryable

@@ -1,5 +1,6 @@
 //! Configuration, authentication, and the request loop (timeouts, retries, error parsing).
 
+use duellsync_http_body::{read_capped, Capped};
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -647,27 +648,6 @@ impl WooClient {
         let endpoint = format!("{} {}", req.method, endpoint_template(&req.path));
         self.send(req).await?.decode(&endpoint)
     }
-}
-
-enum Capped {
-    TooLarge,
-    Read(reqwest::Error),
-}
-
-/// Reads a body of at most `limit` bytes. A larger one (declared or as it arrives) is refused
-/// without buffering more than the limit.
-async fn read_capped(mut resp: reqwest::Response, limit: usize) -> Result<bytes::Bytes, Capped> {
-    if resp.content_length().is_some_and(|n| n > limit as u64) {
-        return Err(Capped::TooLarge);
-    }
-    let mut buf = bytes::BytesMut::new();
-    while let Some(chunk) = resp.chunk().await.map_err(Capped::Read)? {
-        if buf.len() + chunk.len() > limit {
-            return Err(Capped::TooLarge);
-        }
-        buf.extend_from_slice(&chunk);
-    }
-    Ok(buf.freeze())
 }
 
 /// The JSON of a response body: a UTF-8 BOM and leading whitespace are skipped, and only a
