@@ -328,68 +328,97 @@ async fn wait_for_marker_scan(sandbox: &Sandbox) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The share of the cores' time in a window that the hypervisor gave to someone else.
-fn steal_share(
-    before: Option<world::MachineTime>,
-    after: Option<world::MachineTime>,
-    window: Duration,
-) -> Option<f64> {
-    let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
-    let (b, a) = (before?, after?);
-    let total = window.as_secs_f64() * cores as f64;
-    (total > 0.0).then(|| a.steal.saturating_sub(b.steal).as_secs_f64() / total)
-}
-
 fn steal_text(share: Option<f64>) -> String {
     match share {
-        Some(s) => format!("steal {:.0} % of the cores' time in the window", 100.0 * s),
+        Some(s) => format!("steal {:.0} % of the cores' time in the windows", 100.0 * s),
         None => "steal unknown".into(),
     }
 }
 
-fn cpu_ms_per_order(before: Option<Duration>, after: Option<Duration>, n: usize) -> f64 {
-    match (before, after) {
-        (Some(b), Some(a)) if n > 0 => (a - b).as_secs_f64() * 1000.0 / n as f64,
-        _ => f64::NAN,
+/// The ceiling and the importer take turns this many times on their own share of the orders:
+/// the machine's speed drifts by tens of percent within seconds, and a ratio of two windows
+/// measured side by side, repeated, is steadier than one measured once each.
+const ROUNDS: usize = 3;
+
+/// One timed window.
+#[derive(Default)]
+struct Window {
+    orders: usize,
+    elapsed: Duration,
+    /// CPU time of the measured process.
+    cpu: Option<Duration>,
+    machine: Option<Duration>,
+    steal: Option<Duration>,
+}
+
+impl Window {
+    fn rate(&self) -> f64 {
+        self.orders as f64 / self.elapsed.as_secs_f64()
+    }
+
+    fn add(&mut self, w: &Window) {
+        self.orders += w.orders;
+        self.elapsed += w.elapsed;
+        self.cpu = self.cpu.zip(w.cpu).map(|(a, b)| a + b);
+        self.machine = self.machine.zip(w.machine).map(|(a, b)| a + b);
+        self.steal = self.steal.zip(w.steal).map(|(a, b)| a + b);
+    }
+
+    fn per_order_ms(d: Option<Duration>, n: usize) -> f64 {
+        match d {
+            Some(d) if n > 0 => d.as_secs_f64() * 1000.0 / n as f64,
+            _ => f64::NAN,
+        }
+    }
+
+    /// The share of the cores' time in the windows that the hypervisor gave to someone else.
+    fn steal_share(&self) -> Option<f64> {
+        let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+        let total = self.elapsed.as_secs_f64() * cores as f64;
+        self.steal
+            .filter(|_| total > 0.0)
+            .map(|s| s.as_secs_f64() / total)
     }
 }
 
+fn since(before: Option<Duration>, after: Option<Duration>) -> Option<Duration> {
+    before.zip(after).map(|(b, a)| a.saturating_sub(b))
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+/// `n` split into `ROUNDS` shares (the last takes the remainder).
+fn shares(n: usize) -> Vec<usize> {
+    let each = n / ROUNDS;
+    (0..ROUNDS)
+        .map(|r| {
+            if r + 1 == ROUNDS {
+                n - each * (ROUNDS - 1)
+            } else {
+                each
+            }
+        })
+        .filter(|s| *s > 0)
+        .collect()
+}
+
 async fn importer_with(report: &mut Report, n: usize, c: Option<usize>) -> anyhow::Result<()> {
-    let mut w = order_world(2 * (WARM + n)).await?;
-    let (ceiling_ids, importer_ids) = w.woo_orders.split_at(WARM + n);
-    let (ceiling_ids, importer_ids) = (ceiling_ids.to_vec(), importer_ids.to_vec());
+    let shares = shares(n);
+    let rounds = shares.len();
+    // Each start of the ceiling process imports its own warm-up orders.
+    let mut w = order_world(WARM * rounds + WARM + 2 * n).await?;
+    let (ceiling_ids, importer_ids) = w.woo_orders.split_at(WARM * rounds + n);
+    let (mut ceiling_ids, importer_ids) = (ceiling_ids.to_vec(), importer_ids.to_vec());
     let concurrency = c.unwrap_or(4);
 
-    // The call ceiling, first, on its own half of the orders.
-    let ceiling = crate::ceiling::Ceiling::start(
-        w.sandbox.stores_path(),
-        &ceiling_ids[..WARM],
-        &ceiling_ids[WARM..],
-        concurrency,
-        w.sandbox.dir(),
-    )
-    .await?;
-    let pid = ceiling.pid();
-    let before = requests(&w);
-    let base = w.duell.customer_order_count();
-    let cpu0 = world::cpu_time(pid);
-    let machine0 = world::machine_time();
-    let started = Instant::now();
-    let cpu_end = Some(ceiling.run().await?);
-    let ceiling_elapsed = started.elapsed();
-    let machine1 = world::machine_time();
-    let ceiling_machine = cpu_ms_per_order(machine0.map(|m| m.busy), machine1.map(|m| m.busy), n);
-    let ceiling_steal = steal_share(machine0, machine1, ceiling_elapsed);
-    let ceiling_rate = n as f64 / ceiling_elapsed.as_secs_f64();
-    let ceiling_calls = Calls::of(&before, &requests(&w), n);
-    let ceiling_cpu = cpu_ms_per_order(cpu0, cpu_end, n);
-    anyhow::ensure!(
-        w.duell.customer_order_count() == base + n,
-        "the call ceiling saved {} customer orders, want {n}",
-        w.duell.customer_order_count() - base
-    );
-
-    // The importer, on the other half.
+    // The importer, started and warmed up once.
     let env = importer_env(c);
     world::start(&mut w.sandbox, "order-importer", &env_refs(&env)).await?;
     let template = world::sample_body();
@@ -397,10 +426,10 @@ async fn importer_with(report: &mut Report, n: usize, c: Option<usize>) -> anyho
         .iter()
         .map(|id| crate::events::order_observed(&order_body(&template, *id)))
         .collect();
-    let (warm, timed) = events.split_at(WARM);
-    w.bus.publish_all(warm, 16).await?;
+    let (warm, mut timed) = events.split_at(WARM);
     let duell = w.duell.clone();
-    let want_warm = base + n + WARM;
+    let want_warm = duell.customer_order_count() + WARM;
+    w.bus.publish_all(warm, 16).await?;
     world::with_log(
         world::wait_count("warm-up orders in DUELL", want_warm, STALL, || {
             duell.customer_order_count()
@@ -411,44 +440,125 @@ async fn importer_with(report: &mut Report, n: usize, c: Option<usize>) -> anyho
     )?;
     // Its first start reads every order's marker (a new ledger): not part of the timed window.
     wait_for_marker_scan(&w.sandbox).await?;
-    let pid = w.sandbox.pid("order-importer").context("importer pid")?;
-    let before = requests(&w);
-    let cpu0 = world::cpu_time(pid);
-    let threads0 = world::thread_cpu(pid);
-    let machine0 = world::machine_time();
-    let started = Instant::now();
-    w.bus.publish_all(timed, crate::baseline::IN_FLIGHT).await?;
-    let published = started.elapsed();
-    let done = world::with_log(
-        world::wait_count("orders in DUELL", want_warm + n, STALL, || {
-            duell.customer_order_count()
+    let importer_pid = w.sandbox.pid("order-importer").context("importer pid")?;
+
+    let (mut ceiling, mut import) = (Window::default(), Window::default());
+    ceiling.cpu = Some(Duration::ZERO);
+    ceiling.machine = Some(Duration::ZERO);
+    ceiling.steal = Some(Duration::ZERO);
+    import.cpu = Some(Duration::ZERO);
+    import.machine = Some(Duration::ZERO);
+    import.steal = Some(Duration::ZERO);
+    let mut ratios = Vec::new();
+    let mut ceiling_calls = None;
+    let mut importer_calls = None;
+    let mut busiest: Option<(String, Duration)> = None;
+    let mut published = Duration::ZERO;
+    for &m in &shares {
+        // The call ceiling on its share: a process of its own per round, with its warm-up.
+        let rest = ceiling_ids.split_off(WARM + m);
+        let mine = std::mem::replace(&mut ceiling_ids, rest);
+        let run = crate::ceiling::Ceiling::start(
+            w.sandbox.stores_path(),
+            &mine[..WARM],
+            &mine[WARM..],
+            concurrency,
+            w.sandbox.dir(),
+        )
+        .await?;
+        let pid = run.pid();
+        let before = requests(&w);
+        let base = w.duell.customer_order_count();
+        let cpu0 = world::cpu_time(pid);
+        let machine0 = world::machine_time();
+        let started = Instant::now();
+        let cpu_end = Some(run.run().await?);
+        let elapsed = started.elapsed();
+        let machine1 = world::machine_time();
+        let round_ceiling = Window {
+            orders: m,
+            elapsed,
+            cpu: since(cpu0, cpu_end),
+            machine: since(machine0.map(|t| t.busy), machine1.map(|t| t.busy)),
+            steal: since(machine0.map(|t| t.steal), machine1.map(|t| t.steal)),
+        };
+        ceiling_calls.get_or_insert(Calls::of(&before, &requests(&w), m));
+        anyhow::ensure!(
+            w.duell.customer_order_count() == base + m,
+            "the call ceiling saved {} customer orders, want {m}",
+            w.duell.customer_order_count() - base
+        );
+
+        // The importer on its share, right after.
+        let (mine, rest) = timed.split_at(m);
+        timed = rest;
+        let before = requests(&w);
+        let base = duell.customer_order_count();
+        let cpu0 = world::cpu_time(importer_pid);
+        let threads0 = world::thread_cpu(importer_pid);
+        let machine0 = world::machine_time();
+        let started = Instant::now();
+        w.bus.publish_all(mine, crate::baseline::IN_FLIGHT).await?;
+        published += started.elapsed();
+        let done = world::with_log(
+            world::wait_count("orders in DUELL", base + m, STALL, || {
+                duell.customer_order_count()
+            })
+            .await,
+            &w.sandbox,
+            "order-importer",
+        )?;
+        let elapsed = done - started;
+        // Read at the last DUELL order, like the rate: the notes after it are the importer's
+        // alone.
+        let machine1 = world::machine_time();
+        if let Some((name, t)) = world::busiest_thread(&threads0, &world::thread_cpu(importer_pid))
+        {
+            let t = busiest.as_ref().map_or(t, |(_, b)| *b + t);
+            busiest = Some((name, t));
+        }
+        // The importer finishes an order's WooCommerce steps after DUELL has it: wait for them
+        // too before reading its CPU time and calls, and before the next round's ceiling.
+        let want_notes = before
+            .get("woo POST orders/{id}/notes")
+            .copied()
+            .unwrap_or(0)
+            + m as u64;
+        let woo = &w.woo;
+        world::wait_count("the importer's notes", want_notes as usize, STALL, || {
+            woo.request_count("POST orders/{id}/notes") as usize
         })
-        .await,
-        &w.sandbox,
-        "order-importer",
-    )?;
-    let elapsed = done - started;
-    // Read at the last DUELL order, like the rate: the notes after it are the importer's alone.
-    let machine1 = world::machine_time();
-    let import_machine = cpu_ms_per_order(machine0.map(|m| m.busy), machine1.map(|m| m.busy), n);
-    let import_steal = steal_share(machine0, machine1, elapsed);
-    let busiest = world::busiest_thread(&threads0, &world::thread_cpu(pid));
-    // The importer finishes an order's WooCommerce steps after DUELL has it: wait for them too
-    // before reading its CPU time and calls.
-    let want_notes = before
-        .get("woo POST orders/{id}/notes")
-        .copied()
-        .unwrap_or(0)
-        + n as u64;
-    let woo = &w.woo;
-    world::wait_count("the importer's notes", want_notes as usize, STALL, || {
-        woo.request_count("POST orders/{id}/notes") as usize
-    })
-    .await?;
-    let importer_cpu = cpu_ms_per_order(cpu0, world::cpu_time(pid), n);
-    let importer_calls = Calls::of(&before, &requests(&w), n);
-    let rate = n as f64 / elapsed.as_secs_f64();
+        .await?;
+        let round_import = Window {
+            orders: m,
+            elapsed,
+            cpu: since(cpu0, world::cpu_time(importer_pid)),
+            machine: since(machine0.map(|t| t.busy), machine1.map(|t| t.busy)),
+            steal: since(machine0.map(|t| t.steal), machine1.map(|t| t.steal)),
+        };
+        importer_calls.get_or_insert(Calls::of(&before, &requests(&w), m));
+        ratios.push(round_import.rate() / round_ceiling.rate());
+        ceiling.add(&round_ceiling);
+        import.add(&round_import);
+    }
+
+    let ceiling_rate = ceiling.rate();
+    let rate = import.rate();
+    let ratio = median(ratios.clone());
+    let ratios_text = ratios
+        .iter()
+        .map(|r| format!("{r:.2}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let ceiling_cpu = Window::per_order_ms(ceiling.cpu, ceiling.orders);
+    let importer_cpu = Window::per_order_ms(import.cpu, import.orders);
+    let ceiling_machine = Window::per_order_ms(ceiling.machine, ceiling.orders);
+    let import_machine = Window::per_order_ms(import.machine, import.orders);
     let suffix = c.map(|c| format!(".c{c}")).unwrap_or_default();
+    let (ceiling_calls, importer_calls) = (
+        ceiling_calls.unwrap_or_default(),
+        importer_calls.unwrap_or_default(),
+    );
     let calls_note = if importer_calls == ceiling_calls {
         format!("same calls per order: {}", ceiling_calls.text())
     } else {
@@ -470,9 +580,10 @@ async fn importer_with(report: &mut Report, n: usize, c: Option<usize>) -> anyho
         true,
         None,
         format!(
-            "{n} orders in {:.1} s; {ceiling_cpu:.2} ms CPU per order in the ceiling process; {calls_note}; {}",
-            ceiling_elapsed.as_secs_f64(),
-            steal_text(ceiling_steal)
+            "{} orders in {:.1} s over {rounds} turns; {ceiling_cpu:.2} ms CPU per order in the ceiling process; {calls_note}; {}",
+            ceiling.orders,
+            ceiling.elapsed.as_secs_f64(),
+            steal_text(ceiling.steal_share())
         ),
     );
     report.ceiling.get_or_insert(ceiling_rate);
@@ -485,30 +596,30 @@ async fn importer_with(report: &mut Report, n: usize, c: Option<usize>) -> anyho
         true,
         None,
         format!(
-            "{n} OrderObserved published in {:.2} s, all in DUELL after {:.1} s; {:.2} × the call ceiling; {}",
+            "{} orders over {rounds} turns, each right after the ceiling's: OrderObserved published in {:.2} s, all in DUELL after {:.1} s in all; {}",
+            import.orders,
             published.as_secs_f64(),
-            elapsed.as_secs_f64(),
-            rate / ceiling_rate,
-            steal_text(import_steal)
+            import.elapsed.as_secs_f64(),
+            steal_text(import.steal_share())
         ),
     );
     report.add(
         7,
         &format!("importer.ratio_to_ceiling{suffix}"),
-        "order import alone ÷ call ceiling",
-        rate / ceiling_rate,
+        "order import alone ÷ call ceiling (median of the turns)",
+        ratio,
         "×",
         false,
-        Some(("≥ 0.5", rate / ceiling_rate >= 0.5)),
-        format!("{rate:.0}/s ÷ {ceiling_rate:.0}/s, measured one after the other against the same simulators"),
+        Some(("≥ 0.5", ratio >= 0.5)),
+        format!("turns: {ratios_text}; over all turns {rate:.0}/s ÷ {ceiling_rate:.0}/s, against the same simulators"),
     );
     let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
     let bound = |ms: f64| cores as f64 * 1000.0 / ms;
     let busiest_note = busiest
         .map(|(name, t)| {
             format!(
-                "; the importer's busiest thread (`{name}`) was busy {:.0} % of the window",
-                100.0 * t.as_secs_f64() / elapsed.as_secs_f64()
+                "; the importer's busiest thread (`{name}`) was busy {:.0} % of the windows",
+                100.0 * t.as_secs_f64() / import.elapsed.as_secs_f64()
             )
         })
         .unwrap_or_default();
@@ -521,7 +632,8 @@ async fn importer_with(report: &mut Report, n: usize, c: Option<usize>) -> anyho
         false,
         None,
         format!(
-            "busy time of all {cores} cores (/proc/stat, without steal) until the last order was in DUELL, ÷ {n}: at most {:.0}/s if every core were busy; the call ceiling's run used {ceiling_machine:.2} ms (at most {:.0}/s){busiest_note}",
+            "busy time of all {cores} cores (/proc/stat, without steal) until the last order of each turn was in DUELL, ÷ {}: at most {:.0}/s if every core were busy; the call ceiling's windows used {ceiling_machine:.2} ms (at most {:.0}/s){busiest_note}",
+            import.orders,
             bound(import_machine),
             bound(ceiling_machine),
         ),
@@ -535,8 +647,52 @@ async fn importer_with(report: &mut Report, n: usize, c: Option<usize>) -> anyho
         false,
         Some(("≤ 1.0 ms (half of ~2 ms)", importer_cpu <= 1.0)),
         format!(
-            "user + system time of the process over the {n} timed orders (/proc/<pid>/stat); the ceiling process used {ceiling_cpu:.2} ms"
+            "user + system time of the process over the {} timed orders (/proc/<pid>/stat); the ceiling process used {ceiling_cpu:.2} ms",
+            import.orders
         ),
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_orders_are_shared_out_over_the_turns_and_the_median_is_the_middle_turn() {
+        assert_eq!(shares(10_000), vec![3_333, 3_333, 3_334]);
+        assert_eq!(shares(2), vec![2], "too few to share: one turn");
+        assert_eq!(shares(0), Vec::<usize>::new());
+        assert_eq!(median(vec![0.41, 0.33, 0.38]), 0.38);
+        assert!((median(vec![0.4, 0.2]) - 0.3).abs() < 1e-12);
+        assert!(median(Vec::new()).is_nan());
+    }
+
+    #[test]
+    fn turns_add_up_to_one_window() {
+        let mut all = Window {
+            cpu: Some(Duration::ZERO),
+            machine: Some(Duration::ZERO),
+            steal: Some(Duration::ZERO),
+            ..Window::default()
+        };
+        let turn = Window {
+            orders: 500,
+            elapsed: Duration::from_millis(500),
+            cpu: Some(Duration::from_millis(400)),
+            machine: Some(Duration::from_millis(800)),
+            steal: Some(Duration::from_millis(10)),
+        };
+        all.add(&turn);
+        all.add(&turn);
+        assert_eq!(all.orders, 1_000);
+        assert_eq!(all.rate(), 1_000.0);
+        assert_eq!(Window::per_order_ms(all.cpu, all.orders), 0.8);
+        // A turn whose CPU time could not be read makes the total unknown, not smaller.
+        all.add(&Window {
+            cpu: None,
+            ..Window::default()
+        });
+        assert!(Window::per_order_ms(all.cpu, all.orders).is_nan());
+    }
 }
