@@ -48,6 +48,19 @@ struct OrderWorld {
     woo_orders: Vec<u64>,
 }
 
+impl OrderWorld {
+    /// Waits until duell-sim holds `want` customer orders and returns when it did; a stall's
+    /// error carries the end of the importer's log.
+    async fn until_in_duell(&self, what: &str, want: usize) -> anyhow::Result<Instant> {
+        let duell = &self.duell;
+        world::with_log(
+            world::wait_count(what, want, STALL, || duell.customer_order_count()).await,
+            &self.sandbox,
+            "order-importer",
+        )
+    }
+}
+
 /// duell-sim with the captured order's products and the shipping product, woo-sim with `n`
 /// placed orders of the same shape, a sandbox with store `s1` pointing at both.
 async fn order_world(n: usize) -> anyhow::Result<OrderWorld> {
@@ -198,32 +211,17 @@ pub async fn pipeline(report: &mut Report, sizes: &Sizes) -> anyhow::Result<()> 
     let warm = prepare(&w.woo_orders[..WARM]);
     let timed = prepare(&w.woo_orders[WARM..]);
     load::run(addr, &path, warm, 16).await?;
-    let duell = w.duell.clone();
-    world::with_log(
-        world::wait_count("warm-up orders in DUELL", WARM, STALL, || {
-            duell.customer_order_count()
-        })
-        .await,
-        &w.sandbox,
-        "order-importer",
-    )?;
+    w.until_in_duell("warm-up orders in DUELL", WARM).await?;
 
     wait_for_marker_scan(&w.sandbox).await?;
     let started = Instant::now();
     let http = load::run(addr, &path, timed, sizes.concurrency).await?;
     let accepted = http.ok();
-    let done = world::with_log(
-        world::wait_count("orders in DUELL", WARM + accepted, STALL, || {
-            duell.customer_order_count()
-        })
-        .await,
-        &w.sandbox,
-        "order-importer",
-    )?;
+    let done = w.until_in_duell("orders in DUELL", WARM + accepted).await?;
     let elapsed = done - started;
     let rate = accepted as f64 / elapsed.as_secs_f64();
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let total = duell.customer_order_count();
+    let total = w.duell.customer_order_count();
     let b = report.b.unwrap_or(f64::NAN);
     let ceiling = report.ceiling;
     report.add(
@@ -352,6 +350,16 @@ struct Window {
 }
 
 impl Window {
+    /// No turn yet: nothing counted, every time known (and zero).
+    fn total() -> Window {
+        Window {
+            cpu: Some(Duration::ZERO),
+            machine: Some(Duration::ZERO),
+            steal: Some(Duration::ZERO),
+            ..Window::default()
+        }
+    }
+
     fn rate(&self) -> f64 {
         self.orders as f64 / self.elapsed.as_secs_f64()
     }
@@ -427,28 +435,15 @@ async fn importer_with(report: &mut Report, n: usize, c: Option<usize>) -> anyho
         .map(|id| crate::events::order_observed(&order_body(&template, *id)))
         .collect();
     let (warm, mut timed) = events.split_at(WARM);
-    let duell = w.duell.clone();
-    let want_warm = duell.customer_order_count() + WARM;
+    let want_warm = w.duell.customer_order_count() + WARM;
     w.bus.publish_all(warm, 16).await?;
-    world::with_log(
-        world::wait_count("warm-up orders in DUELL", want_warm, STALL, || {
-            duell.customer_order_count()
-        })
-        .await,
-        &w.sandbox,
-        "order-importer",
-    )?;
+    w.until_in_duell("warm-up orders in DUELL", want_warm)
+        .await?;
     // Its first start reads every order's marker (a new ledger): not part of the timed window.
     wait_for_marker_scan(&w.sandbox).await?;
     let importer_pid = w.sandbox.pid("order-importer").context("importer pid")?;
 
-    let (mut ceiling, mut import) = (Window::default(), Window::default());
-    ceiling.cpu = Some(Duration::ZERO);
-    ceiling.machine = Some(Duration::ZERO);
-    ceiling.steal = Some(Duration::ZERO);
-    import.cpu = Some(Duration::ZERO);
-    import.machine = Some(Duration::ZERO);
-    import.steal = Some(Duration::ZERO);
+    let (mut ceiling, mut import) = (Window::total(), Window::total());
     let mut ratios = Vec::new();
     let mut ceiling_calls = None;
     let mut importer_calls = None;
@@ -493,21 +488,14 @@ async fn importer_with(report: &mut Report, n: usize, c: Option<usize>) -> anyho
         let (mine, rest) = timed.split_at(m);
         timed = rest;
         let before = requests(&w);
-        let base = duell.customer_order_count();
+        let base = w.duell.customer_order_count();
         let cpu0 = world::cpu_time(importer_pid);
         let threads0 = world::thread_cpu(importer_pid);
         let machine0 = world::machine_time();
         let started = Instant::now();
         w.bus.publish_all(mine, crate::baseline::IN_FLIGHT).await?;
         published += started.elapsed();
-        let done = world::with_log(
-            world::wait_count("orders in DUELL", base + m, STALL, || {
-                duell.customer_order_count()
-            })
-            .await,
-            &w.sandbox,
-            "order-importer",
-        )?;
+        let done = w.until_in_duell("orders in DUELL", base + m).await?;
         let elapsed = done - started;
         // Read at the last DUELL order, like the rate: the notes after it are the importer's
         // alone.
@@ -670,12 +658,7 @@ mod tests {
 
     #[test]
     fn turns_add_up_to_one_window() {
-        let mut all = Window {
-            cpu: Some(Duration::ZERO),
-            machine: Some(Duration::ZERO),
-            steal: Some(Duration::ZERO),
-            ..Window::default()
-        };
+        let mut all = Window::total();
         let turn = Window {
             orders: 500,
             elapsed: Duration::from_millis(500),

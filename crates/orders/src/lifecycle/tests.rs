@@ -70,6 +70,15 @@ fn pending() -> OrderRecord {
     r
 }
 
+/// The events are stored and the note added with them.
+fn announced_with_the_note() -> Input {
+    Input::Announced {
+        note: Some(WooWrite::Written {
+            status_written: false,
+        }),
+    }
+}
+
 #[test]
 fn a_new_order_is_read_fresh_planned_written_after_a_durable_intent_and_finished() {
     let p = policy(false);
@@ -121,16 +130,7 @@ fn a_new_order_is_read_fresh_planned_written_after_a_durable_intent_and_finished
         imported_here: true,
         ..r
     };
-    let d = decide(
-        &d.record,
-        &r,
-        &p,
-        Input::Announced {
-            note: Some(WooWrite::Written {
-                status_written: false,
-            }),
-        },
-    );
+    let d = decide(&d.record, &r, &p, announced_with_the_note());
     assert_eq!(d.save, Save::Lazy);
     // The status (after the stock hold is stored) and the marker in one write.
     let Action::WriteWoo { status, marker } = &d.action else {
@@ -415,16 +415,7 @@ fn a_final_status_is_never_overwritten_and_a_partial_deduction_is_reported_once(
             at_ms: 10,
         }),
     );
-    let d = decide(
-        &d.record,
-        &r,
-        &p,
-        Input::Announced {
-            note: Some(WooWrite::Written {
-                status_written: false,
-            }),
-        },
-    );
+    let d = decide(&d.record, &r, &p, announced_with_the_note());
     assert!(matches!(
         d.action,
         Action::WriteWoo {
