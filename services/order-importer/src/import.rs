@@ -514,14 +514,9 @@ impl<'a> Work<'a> {
                 };
                 let imported = events::imported(ctx, &self.cause, woo_order_id, imp);
                 let hold = events::hold_after_import(ctx, &self.cause, woo_order_id, imp);
-                let add_note = async {
-                    match note {
-                        Some(check_first) => Some(
-                            crate::woo_side::add_note(ctx, woo_order_id, imp, check_first).await,
-                        ),
-                        None => None,
-                    }
-                };
+                let add_note = futures::future::OptionFuture::from(note.map(|check_first| {
+                    crate::woo_side::add_note(ctx, woo_order_id, imp, check_first)
+                }));
                 let (a, b, note) =
                     tokio::join!(ctx.bus.publish(&imported), ctx.bus.publish(&hold), add_note);
                 a.map_err(bus_err)?;
