@@ -630,6 +630,8 @@ impl Model {
             imported_here: false,
         };
         let mut input = first;
+        // A fresh read in this round found the order unmarked and wanted.
+        let mut read_unmarked = false;
         for step in 0u8.. {
             assert!(step < 100, "a round that never finishes");
             if crash_after == Some(step) {
@@ -671,8 +673,20 @@ impl Model {
                         reason: "502".into(),
                         after_ms: None,
                     }),
+                    // Cancelled since the message was published.
+                    (None, 1) => Input::Read(WooRead::Unmarked(Judged {
+                        status: "cancelled".into(),
+                        eligible: Err(SkipReason::Status {
+                            status: "cancelled".into(),
+                            wanted: vec!["processing".into()],
+                        }),
+                        observation_id: "obs-2".into(),
+                    })),
                     (Some(m), _) => Input::Read(WooRead::Marked(m)),
-                    (None, _) => Input::Read(WooRead::Unmarked(eligible("processing"))),
+                    (None, _) => {
+                        read_unmarked = true;
+                        Input::Read(WooRead::Unmarked(eligible("processing")))
+                    }
                 },
                 Action::Plan => match self.choose(10) {
                     0 => Input::Planned(Planning::Park {
@@ -688,6 +702,10 @@ impl Model {
                     _ => Input::Planned(Planning::Ready(plan(self.operation))),
                 },
                 Action::Write(attempt) => {
+                    assert!(
+                        read_unmarked,
+                        "a write without a fresh read in its round that found the order unmarked"
+                    );
                     assert_eq!(
                         self.disk.durable.stage,
                         Stage::Intent {
