@@ -3,6 +3,9 @@
 //! the process has file descriptors. Whatever the flood, a signed delivery is answered 2xx
 //! within a second (the deadline the issue names; nothing else here is timed), the process's
 //! peak memory stays under the pod's limit, and connections that send nothing are closed.
+//!
+//! Because of that deadline these tests run alone (`.config/nextest.toml`): on a two-core CI
+//! machine a parallel test once held the CPU long enough to push an answer past the second.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
