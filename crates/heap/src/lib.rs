@@ -58,8 +58,8 @@ pub fn process_cpu_time() -> Option<Duration> {
 pub struct Policy {
     /// How often the process's CPU use is looked at.
     pub tick: Duration,
-    /// CPU the process must have used since the last trim: an idle service has nothing to give
-    /// back, and its timers alone never add up to this.
+    /// CPU the process must have used in busy (not quiet) ticks since the last trim: an idle
+    /// service has nothing to give back, and the ticks of its timers never count.
     pub min_work: Duration,
     /// A tick is quiet when the process used at most this share of one core in it (percent).
     pub quiet_percent: u32,
