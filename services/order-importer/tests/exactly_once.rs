@@ -9,22 +9,6 @@ use duellsync_events::headers;
 use duellsync_events::v1;
 use serde_json::{json, Value};
 
-async fn in_doubt_events(app: &TestApp, id: i64) -> Vec<v1::OrderInDoubt> {
-    app.events::<v1::OrderInDoubt>()
-        .await
-        .into_iter()
-        .filter(|e| e.woo_order_id == id)
-        .collect()
-}
-
-async fn imported_events(app: &TestApp, id: i64) -> Vec<v1::OrderImported> {
-    app.events::<v1::OrderImported>()
-        .await
-        .into_iter()
-        .filter(|e| e.woo_order_id == id)
-        .collect()
-}
-
 #[tokio::test]
 async fn the_same_order_observed_many_times_with_different_bodies_creates_one_duell_order() {
     let app = spawn_app().await;
@@ -46,7 +30,7 @@ async fn the_same_order_observed_many_times_with_different_bodies_creates_one_du
     futures::future::join_all(publishes).await;
     app.customer_order_made(id).await;
     assert_eq!(app.customer_orders_for(id).len(), 1);
-    assert_eq!(imported_events(&app, id).await.len(), 1);
+    assert_eq!(app.order_events::<v1::OrderImported>(id).await.len(), 1);
     assert!(app.dead_letters().await.is_empty());
 
     // A restart keeps the ledger: a later observation imports nothing more.
@@ -68,7 +52,7 @@ async fn without_the_lookup_a_lost_answer_leaves_one_order_and_an_in_doubt_flag(
     app.observe(id).await;
 
     let doubt = eventually_async("OrderInDoubt", WAIT, || async {
-        in_doubt_events(&app, id).await.into_iter().next()
+        app.order_event::<v1::OrderInDoubt>(id).await
     })
     .await;
     assert_eq!(doubt.operation, "customer_order");
@@ -101,9 +85,9 @@ async fn without_the_lookup_a_lost_answer_leaves_one_order_and_an_in_doubt_flag(
     app.observe(id).await;
     app.drained().await;
     assert_eq!(app.customer_orders_for(id).len(), 1);
-    assert!(imported_events(&app, id).await.is_empty());
+    assert!(app.order_events::<v1::OrderImported>(id).await.is_empty());
     assert_eq!(app.dead_letters().await.len(), 1, "dead-lettered once");
-    assert_eq!(in_doubt_events(&app, id).await.len(), 1);
+    assert_eq!(app.order_events::<v1::OrderInDoubt>(id).await.len(), 1);
 }
 
 #[tokio::test]
@@ -118,7 +102,7 @@ async fn without_the_lookup_a_server_error_after_the_save_is_in_doubt_too() {
     );
     app.observe(id).await;
     let doubt = eventually_async("OrderInDoubt", WAIT, || async {
-        in_doubt_events(&app, id).await.into_iter().next()
+        app.order_event::<v1::OrderInDoubt>(id).await
     })
     .await;
     assert_eq!(doubt.operation, "sales_order");
@@ -135,7 +119,7 @@ async fn with_the_lookup_a_lost_answer_is_recovered_as_the_one_order() {
         .fail_next(Some("logistics/orders/save"), 1, Fault::HangAfterProcessing);
     app.observe(id).await;
     let ev = eventually_async("OrderImported", WAIT, || async {
-        imported_events(&app, id).await.into_iter().next()
+        app.order_event::<v1::OrderImported>(id).await
     })
     .await;
     assert!(ev.recovered_by_lookup);
@@ -145,7 +129,7 @@ async fn with_the_lookup_a_lost_answer_is_recovered_as_the_one_order() {
     app.drained().await;
     assert_eq!(app.customer_orders_for(id).len(), 1);
     assert!(app.dead_letters().await.is_empty());
-    assert!(in_doubt_events(&app, id).await.is_empty());
+    assert!(app.order_events::<v1::OrderInDoubt>(id).await.is_empty());
     assert!(app.notes(id).await.iter().any(|n| n.contains("lookup")));
 }
 
@@ -165,7 +149,7 @@ async fn with_the_lookup_a_server_error_after_the_save_is_recovered_for_sales_or
     );
     app.observe(id).await;
     let ev = eventually_async("OrderImported", WAIT, || async {
-        imported_events(&app, id).await.into_iter().next()
+        app.order_event::<v1::OrderImported>(id).await
     })
     .await;
     assert!(ev.recovered_by_lookup);
@@ -186,7 +170,7 @@ async fn with_the_lookup_an_order_duell_provably_lacks_is_sent_again_after_the_s
     );
     app.observe(id).await;
     let ev = eventually_async("OrderImported", WAIT, || async {
-        imported_events(&app, id).await.into_iter().next()
+        app.order_event::<v1::OrderImported>(id).await
     })
     .await;
     assert!(!ev.recovered_by_lookup, "created by the second attempt");
@@ -240,7 +224,7 @@ async fn a_stock_deduction_with_a_lost_answer_is_in_doubt_even_with_the_lookup_o
     );
     app.observe(id).await;
     let doubt = eventually_async("OrderInDoubt", WAIT, || async {
-        in_doubt_events(&app, id).await.into_iter().next()
+        app.order_event::<v1::OrderInDoubt>(id).await
     })
     .await;
     assert_eq!(doubt.operation, "adjust_stock");
@@ -276,7 +260,7 @@ async fn duell_down_for_a_while_is_retried_without_doubling() {
     .await;
     app.drained().await;
     assert_eq!(app.customer_orders_for(id).len(), 1);
-    assert!(in_doubt_events(&app, id).await.is_empty());
+    assert!(app.order_events::<v1::OrderInDoubt>(id).await.is_empty());
 }
 
 #[tokio::test]
@@ -376,7 +360,7 @@ async fn a_lost_volume_and_sync_log_do_not_import_an_old_order_a_second_time() {
         app.customer_orders_for(id)[0].order_id
     );
     assert!(
-        imported_events(&app, id).await.is_empty(),
+        app.order_events::<v1::OrderImported>(id).await.is_empty(),
         "nothing is announced again"
     );
     assert!(app.dead_letters().await.is_empty());
@@ -449,10 +433,7 @@ async fn an_order_deleted_before_its_import_is_skipped_and_its_hold_released() {
     woo.delete_order(id as u64, true).await.expect("deleted");
     app.observe_json(&body).await;
     let skipped = eventually_async("OrderSkipped", WAIT, || async {
-        app.events::<v1::OrderSkipped>()
-            .await
-            .into_iter()
-            .find(|e| e.woo_order_id == id)
+        app.order_event::<v1::OrderSkipped>(id).await
     })
     .await;
     assert!(
@@ -648,6 +629,6 @@ async fn an_intent_keeps_no_copy_of_its_message_body_and_a_crash_there_imports_o
     app.observe_json(&again).await;
     app.customer_order_made(id).await;
     assert_eq!(app.customer_orders_for(id).len(), 1);
-    assert_eq!(imported_events(&app, id).await.len(), 1);
+    assert_eq!(app.order_events::<v1::OrderImported>(id).await.len(), 1);
     assert!(!app.body_stored(id));
 }

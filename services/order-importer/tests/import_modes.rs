@@ -40,20 +40,9 @@ fn product_observed(id: u64, number: &str, hash: &str) -> v1::ProductObserved {
 
 async fn imported(app: &TestApp, id: i64) -> v1::OrderImported {
     eventually_async("OrderImported", WAIT, || async {
-        app.events::<v1::OrderImported>()
-            .await
-            .into_iter()
-            .find(|e| e.woo_order_id == id)
+        app.order_event::<v1::OrderImported>(id).await
     })
     .await
-}
-
-async fn holds(app: &TestApp, id: i64) -> Vec<v1::StockHoldChanged> {
-    app.events::<v1::StockHoldChanged>()
-        .await
-        .into_iter()
-        .filter(|e| e.woo_order_id == id)
-        .collect()
 }
 
 #[tokio::test]
@@ -99,7 +88,7 @@ async fn imports_a_processing_order_as_one_locked_customer_order() {
     assert_eq!(ev.lines[0].quantity, "2");
 
     let h = eventually_async("an IMPORTED_UNDRAWN hold", WAIT, || async {
-        let h = holds(&app, id).await;
+        let h = app.order_events::<v1::StockHoldChanged>(id).await;
         (!h.is_empty()).then_some(h)
     })
     .await;
@@ -140,7 +129,7 @@ async fn books_a_sales_order_when_customer_orders_are_off_and_releases_the_hold(
     let ev = imported(&app, id).await;
     assert_eq!(ev.kind, Kind::SalesOrder as i32);
     let h = eventually_async("a released hold", WAIT, || async {
-        let h = holds(&app, id).await;
+        let h = app.order_events::<v1::StockHoldChanged>(id).await;
         (!h.is_empty()).then_some(h)
     })
     .await;
@@ -187,21 +176,13 @@ async fn stock_only_mode_deducts_each_line_once_from_the_stock_department() {
         app.duell.customers().is_empty(),
         "a stock deduction needs no customer"
     );
-    let h = holds(&app, id).await;
+    let h = app.order_events::<v1::StockHoldChanged>(id).await;
     assert_eq!(h[0].phase, Phase::Released as i32);
     assert!(app
         .notes(id)
         .await
         .iter()
         .any(|n| n.starts_with("Stock deducted in DUELL")));
-}
-
-async fn skipped(app: &TestApp, id: i64) -> Vec<v1::OrderSkipped> {
-    app.events::<v1::OrderSkipped>()
-        .await
-        .into_iter()
-        .filter(|e| e.woo_order_id == id)
-        .collect()
 }
 
 #[tokio::test]
@@ -211,7 +192,7 @@ async fn sync_orders_off_skips_every_order() {
     let id = app.place(&[("A-1", 1)], |_| {});
     app.observe(id).await;
     let s = eventually_async("OrderSkipped", WAIT, || async {
-        let s = skipped(&app, id).await;
+        let s = app.order_events::<v1::OrderSkipped>(id).await;
         (!s.is_empty()).then_some(s)
     })
     .await;
@@ -230,7 +211,7 @@ async fn orders_outside_fetch_statuses_are_skipped_once_per_status() {
     body["customer_note"] = "second delivery, other body".into();
     app.observe_json(&body).await;
     app.drained().await;
-    let s = skipped(&app, id).await;
+    let s = app.order_events::<v1::OrderSkipped>(id).await;
     assert_eq!(s.len(), 1, "one OrderSkipped per (order, status)");
     assert_eq!(s[0].status, "on-hold");
     assert!(s[0].reason.contains("fetch_statuses"));
@@ -263,7 +244,7 @@ async fn orders_before_orders_from_date_or_below_orders_from_number_are_skipped(
     let id = app.place(&[("A-1", 1)], |_| {});
     app.observe(id).await;
     let s = eventually_async("OrderSkipped", WAIT, || async {
-        let s = skipped(&app, id).await;
+        let s = app.order_events::<v1::OrderSkipped>(id).await;
         (!s.is_empty()).then_some(s)
     })
     .await;
@@ -274,7 +255,7 @@ async fn orders_before_orders_from_date_or_below_orders_from_number_are_skipped(
     let id = app.place(&[("A-1", 1)], |_| {});
     app.observe(id).await;
     let s = eventually_async("OrderSkipped", WAIT, || async {
-        let s = skipped(&app, id).await;
+        let s = app.order_events::<v1::OrderSkipped>(id).await;
         (!s.is_empty()).then_some(s)
     })
     .await;
@@ -435,10 +416,7 @@ async fn an_unknown_product_parks_the_order_until_the_product_appears() {
     app.observe(id).await;
 
     let parked = eventually_async("OrderParked", WAIT, || async {
-        app.events::<v1::OrderParked>()
-            .await
-            .into_iter()
-            .find(|e| e.woo_order_id == id)
+        app.order_event::<v1::OrderParked>(id).await
     })
     .await;
     assert_eq!(parked.code, "unknown_product");
@@ -513,10 +491,7 @@ async fn a_total_that_does_not_add_up_parks_the_order() {
     body["total"] = "60.00".into(); // e.g. a gift card plugin took 40 off without a line
     app.observe_json(&body).await;
     let parked = eventually_async("OrderParked", WAIT, || async {
-        app.events::<v1::OrderParked>()
-            .await
-            .into_iter()
-            .find(|e| e.woo_order_id == id)
+        app.order_event::<v1::OrderParked>(id).await
     })
     .await;
     assert_eq!(parked.code, "total_mismatch");
@@ -561,7 +536,7 @@ async fn an_order_cancelled_before_import_releases_its_hold_and_a_late_older_bod
     app.woo.set_order_status(id as u64, "cancelled").unwrap();
     app.observe(id).await;
     let h = eventually_async("a released hold", WAIT, || async {
-        let h = holds(&app, id).await;
+        let h = app.order_events::<v1::StockHoldChanged>(id).await;
         (!h.is_empty()).then_some(h)
     })
     .await;
@@ -595,17 +570,21 @@ async fn a_customer_order_releases_its_hold_when_duell_draws_its_stock() {
     };
     app.publish(&status(2)).await; // Venter: not drawn
     app.drained().await;
-    assert_eq!(holds(&app, id).await.len(), 1);
+    assert_eq!(app.order_events::<v1::StockHoldChanged>(id).await.len(), 1);
     app.publish(&status(3)).await; // Sendt: drawn
     let h = eventually_async("a released hold", WAIT, || async {
-        let h = holds(&app, id).await;
+        let h = app.order_events::<v1::StockHoldChanged>(id).await;
         (h.len() == 2).then_some(h)
     })
     .await;
     assert_eq!(h[1].phase, Phase::Released as i32);
     app.publish(&status(5)).await;
     app.drained().await;
-    assert_eq!(holds(&app, id).await.len(), 2, "released once");
+    assert_eq!(
+        app.order_events::<v1::StockHoldChanged>(id).await.len(),
+        2,
+        "released once"
+    );
 }
 
 #[tokio::test]
@@ -643,10 +622,7 @@ async fn a_line_without_sku_is_parked_until_the_catalogue_publisher_links_its_pr
     });
     app.observe(id).await;
     let parked = eventually_async("OrderParked", WAIT, || async {
-        app.events::<v1::OrderParked>()
-            .await
-            .into_iter()
-            .find(|e| e.woo_order_id == id)
+        app.order_event::<v1::OrderParked>(id).await
     })
     .await;
     assert_eq!(parked.code, "unknown_product");

@@ -138,10 +138,7 @@ async fn a_checkout_with_reduced_rates_shipping_a_fee_and_a_coupon_books_the_woo
     );
 
     let ev = eventually_async("OrderImported", WAIT, || async {
-        app.events::<v1::OrderImported>()
-            .await
-            .into_iter()
-            .find(|e| e.woo_order_id == id)
+        app.order_event::<v1::OrderImported>(id).await
     })
     .await;
     assert_eq!(ev.total, json["total"].as_str().unwrap());

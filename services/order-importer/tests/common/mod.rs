@@ -354,6 +354,18 @@ impl TestApp {
             .collect()
     }
 
+    /// The events of type `E` the importer appended about WooCommerce order `id`.
+    pub async fn order_events<E: Event + OfOrder>(&self, id: i64) -> Vec<E> {
+        let mut all = self.events::<E>().await;
+        all.retain(|e| e.woo_order_id() == id);
+        all
+    }
+
+    /// The first event of type `E` about WooCommerce order `id`, if any yet.
+    pub async fn order_event<E: Event + OfOrder>(&self, id: i64) -> Option<E> {
+        self.order_events(id).await.into_iter().next()
+    }
+
     /// Dead letters of the importer.
     pub async fn dead_letters(&self) -> Vec<StoredMessage> {
         self.bus
@@ -561,3 +573,26 @@ pub const WAIT: Duration = Duration::from_secs(20);
 pub fn decode<E: Event>(m: &StoredMessage) -> E {
     E::decode(m.payload.as_ref()).expect("decodes")
 }
+
+/// The order events carry the WooCommerce order id they are about.
+pub trait OfOrder {
+    fn woo_order_id(&self) -> i64;
+}
+
+macro_rules! of_order {
+    ($($t:ty),*) => {$(
+        impl OfOrder for $t {
+            fn woo_order_id(&self) -> i64 {
+                self.woo_order_id
+            }
+        }
+    )*};
+}
+
+of_order!(
+    v1::OrderImported,
+    v1::OrderInDoubt,
+    v1::OrderParked,
+    v1::OrderSkipped,
+    v1::StockHoldChanged
+);
