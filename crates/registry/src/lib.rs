@@ -20,6 +20,6 @@ mod supervisor;
 pub use record::{FieldChange, Stamp, StoreRecord};
 pub use registry::{AuditEntry, Error, Plan, Registry, Stored};
 pub use seal::{generate_key, KeyClass, Keyring};
-pub use service::{check_service, load_service};
+pub use service::{check_service, load_service, ServiceArgs};
 pub use source::{RegistrySource, StoreSource, StoreUpdate};
 pub use supervisor::{StoreRun, Supervisor, LEASE_TTL};

@@ -2,12 +2,50 @@
 //! `DUELLSYNC_*` variables, then the registry watched for the service's shard with its own
 //! sealing keys and environment.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use duellsync_settings::service::{check_config, load_service_config, CheckReport, ServiceConfig};
 use duellsync_settings::ConfigError;
 
 use crate::{Keyring, RegistrySource, StoreSource};
+
+/// The arguments every store-serving service takes, flattened into its own `Args` (which names
+/// the binary and says what it does).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServiceArgs {
+    /// Service config file (TOML); `DUELLSYNC_*` environment variables override it.
+    #[arg(long, env = "DUELLSYNC_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Check the configuration and the stores it would serve, print the result as JSON and
+    /// exit (0 valid, 2 invalid) without starting anything (`syncctl config check --service`).
+    #[arg(long)]
+    pub check_config: bool,
+}
+
+impl ServiceArgs {
+    /// `--check-config`: the service's own rules (`validate`) and its sealing keys, printed as
+    /// JSON; returns the exit code.
+    pub fn check<T: ServiceConfig>(
+        &self,
+        service: &str,
+        env: &[(String, String)],
+        validate: impl Fn(&T) -> Result<(), ConfigError>,
+    ) -> i32 {
+        let report = check_service::<T>(service, self.config.as_deref(), env, validate);
+        duellsync_settings::service::print_check_report(&report)
+    }
+
+    /// The config, checked by `validate`, and the registry source of the stores of its shard.
+    pub fn load<T: ServiceConfig>(
+        &self,
+        env: &[(String, String)],
+        validate: impl Fn(&T) -> Result<(), ConfigError>,
+    ) -> Result<(T, StoreSource), ConfigError> {
+        let (config, stores) = load_service::<T>(self.config.as_deref(), env)?;
+        validate(&config)?;
+        Ok((config, stores))
+    }
+}
 
 /// Loads a service config and the registry source of its shard; a bad config or an unusable
 /// sealing key is an error here, before anything is bound.

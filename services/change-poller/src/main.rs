@@ -10,7 +10,7 @@ async fn main() -> anyhow::Result<()> {
     let shutdown = duellsync_telemetry::shutdown_signal();
     let args = Args::parse();
     let env = duellsync_settings::service::env_vars();
-    if args.check_config {
+    if args.service.check_config {
         std::process::exit(args.check(&env));
     }
     let (config, stores) = args.load(&env)?;

@@ -27,7 +27,6 @@ mod woo_side;
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -56,33 +55,19 @@ pub const SERVICE: &str = "order-importer";
     about = "Imports WooCommerce orders into DUELL exactly once"
 )]
 pub struct Args {
-    /// Service config file (TOML); `DUELLSYNC_*` environment variables override it.
-    #[arg(long, env = "DUELLSYNC_CONFIG")]
-    pub config: Option<PathBuf>,
-    /// Check the configuration and the stores it would serve, print the result as JSON and
-    /// exit (0 valid, 2 invalid) without starting anything (`syncctl config check --service`).
-    #[arg(long)]
-    pub check_config: bool,
+    #[command(flatten)]
+    pub service: duellsync_registry::ServiceArgs,
 }
 
 impl Args {
     /// `--check-config`: this service's own rules, printed as JSON; returns the exit code.
     pub fn check(&self, env: &[(String, String)]) -> i32 {
-        let report = duellsync_registry::check_service::<Config>(
-            SERVICE,
-            self.config.as_deref(),
-            env,
-            Config::validate,
-        );
-        duellsync_settings::service::print_check_report(&report)
+        self.service.check::<Config>(SERVICE, env, Config::validate)
     }
 
     /// The config, and the registry source of the stores of its shard.
     pub fn load(&self, env: &[(String, String)]) -> anyhow::Result<(Config, StoreSource)> {
-        let (config, stores) =
-            duellsync_registry::load_service::<Config>(self.config.as_deref(), env)?;
-        config.validate()?;
-        Ok((config, stores))
+        Ok(self.service.load::<Config>(env, Config::validate)?)
     }
 }
 

@@ -30,7 +30,7 @@ async fn main() -> anyhow::Result<()> {
     tokio::task::yield_now().await;
     let args = Args::parse();
     let env = duellsync_settings::service::env_vars();
-    if args.check_config {
+    if args.service.check_config {
         std::process::exit(args.check(&env));
     }
     let (config, stores) = args.load(&env)?;

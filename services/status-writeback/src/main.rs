@@ -8,7 +8,7 @@ use duellsync_status_writeback::{App, Args};
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let env = duellsync_settings::service::env_vars();
-    if args.check_config {
+    if args.service.check_config {
         std::process::exit(args.check(&env));
     }
     // Bad config exits here, before anything is bound.
