@@ -15,9 +15,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let (config, stores) = args.load(&env)?;
     let _telemetry = duellsync_telemetry::init(&config.telemetry_options())?;
-    // A full sync or scan walks every product and frees most of what it read; glibc keeps the
-    // freed pages below live blocks resident (~7.5 MB of the publisher's 64 MB budget after
-    // 100,000 products) unless asked to give them back.
+    // After a full scan walks every product, freed pages stay resident unless handed back (crates/heap).
     tokio::spawn(duellsync_heap::trim_after_bursts(
         duellsync_heap::Policy::default(),
     ));
